@@ -1,0 +1,3 @@
+import { vitConfig } from '../../vitest.shared';
+
+export default vitConfig();

@@ -1,0 +1,27 @@
+// Shared vitest settings: tests import sibling @vit packages from source, so a change in core is
+// seen by every package's tests without a rebuild. The GPU project runs only `*.gpu.test.ts`.
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const root = fileURLToPath(new URL('.', import.meta.url));
+const pkgs = ['core', 'hilo', 'conv2former', 'regionvit', 'mrla', 'cait', 'cli'];
+
+export const alias = [
+  { find: '@vit/core/testing', replacement: `${root}packages/core/src/testing/index.ts` },
+  ...pkgs.map((p) => ({ find: new RegExp(`^@vit/${p}$`), replacement: `${root}packages/${p}/src/index.ts` })),
+];
+
+export function vitConfig() {
+  return defineConfig({
+    resolve: { alias },
+    test: {
+      testTimeout: 120_000,
+      hookTimeout: 120_000,
+      pool: 'forks',
+      projects: [
+        { extends: true, test: { name: 'unit', include: ['src/**/*.test.ts'], exclude: ['src/**/*.gpu.test.ts'] } },
+        { extends: true, test: { name: 'gpu', include: ['src/**/*.gpu.test.ts'] } },
+      ],
+    },
+  });
+}
