@@ -103,7 +103,7 @@ export abstract class Module {
    * initialiser can be passed directly without leaking.
    */
   addParameter(name: string, init: tf.Tensor, options: ParameterOptions = {}): tf.Variable {
-    this.checkNewName(name);
+    this.checkNewName(name, init);
     const trainable = options.trainable ?? true;
     const variable = tf.variable(init, trainable, uniqueVariableName(name));
     init.dispose();
@@ -119,7 +119,7 @@ export abstract class Module {
 
   /** Adds a buffer (state that is not trained: BatchNorm running stats…). Takes ownership of `init`. */
   addBuffer(name: string, init: tf.Tensor, options: BufferOptions = {}): tf.Variable {
-    this.checkNewName(name);
+    this.checkNewName(name, init);
     const variable = tf.variable(init, false, uniqueVariableName(name));
     init.dispose();
     this._buffers.set(name, {
@@ -132,7 +132,17 @@ export abstract class Module {
     return variable;
   }
 
-  private checkNewName(name: string): void {
+  /** Ownership of `init` was passed in, so a refused name must still release it. */
+  private checkNewName(name: string, init: tf.Tensor): void {
+    try {
+      this.checkName(name);
+    } catch (e) {
+      init.dispose();
+      throw e;
+    }
+  }
+
+  private checkName(name: string): void {
     if (!name || name.includes('.')) throw new ConfigError(`Invalid parameter name '${name}': must be non-empty and contain no '.'`);
     if (this._params.has(name) || this._buffers.has(name) || this._modules.has(name)) {
       throw new ConfigError(`${this.typeName} already has a member named '${name}'`);

@@ -1,0 +1,42 @@
+import { getModelCard, listModels } from '@vit/core';
+import type { Command } from '../main.js';
+import { EXIT } from '../exit-codes.js';
+import '../setup.js';
+
+function table(rows: string[][]): string[] {
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ').trimEnd());
+}
+
+export const modelsCommand: Command = {
+  name: 'models',
+  summary: 'List registered models (name, params, input size, paper top-1)',
+  usage: 'vit models [glob…] [--json]',
+  options: { json: { type: 'boolean' } },
+  help: ['Examples:', '  vit models', "  vit models 'cait_*'", "  vit models 'conv2former_*' --json"].join('\n'),
+  async run({ values, positionals }, io) {
+    const names = listModels(positionals.length ? positionals : '*');
+    const cards = names.map(getModelCard);
+    if (values.json) {
+      io.out(JSON.stringify(cards, null, 2));
+      return EXIT.OK;
+    }
+    if (!cards.length) {
+      io.err(`No registered model matches ${positionals.join(' ') || '*'}.`);
+      return EXIT.FAILED;
+    }
+    const rows = [['model', 'params', 'input', 'top-1', 'official']];
+    for (const c of cards) {
+      rows.push([
+        c.name,
+        c.paramCount !== undefined ? `${(c.paramCount / 1e6).toFixed(2)}M` : '—',
+        `${c.inputSize[0]}x${c.inputSize[1]}`,
+        c.top1 !== undefined ? c.top1.toFixed(1) : '—',
+        c.official ? 'yes' : 'no',
+      ]);
+    }
+    for (const l of table(rows)) io.out(l);
+    io.out(`${cards.length} model${cards.length === 1 ? '' : 's'}`);
+    return EXIT.OK;
+  },
+};

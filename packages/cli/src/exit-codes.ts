@@ -1,0 +1,21 @@
+/** Exit codes scripts can rely on (also listed in `vit --help`). */
+export const EXIT = {
+  OK: 0,
+  /** The command ran and its check failed (parity FAIL). */
+  FAILED: 1,
+  /** Bad flags, unknown command or model name. */
+  USAGE: 2,
+  /** Missing or malformed input file (weights, golden, data). */
+  INPUT: 3,
+  /** The requested backend cannot be used here. */
+  BACKEND: 4,
+  /** A bug: an unexpected exception. */
+  INTERNAL: 70,
+} as const;
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}

@@ -1,0 +1,90 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { BackendError, FormatError, UnknownModelError, VitError, VERSION } from '@vit/core';
+import { EXIT, UsageError } from './exit-codes.js';
+import { processIo, type Io } from './io.js';
+import { modelsCommand } from './commands/models.js';
+import { summaryCommand } from './commands/summary.js';
+import { parityCommand } from './commands/parity.js';
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  help: string;
+  run(args: { values: Record<string, unknown>; positionals: string[] }, io: Io): Promise<number>;
+}
+
+export const commands: Command[] = [modelsCommand, summaryCommand, parityCommand];
+
+function globalHelp(): string {
+  return [
+    `vit ${VERSION} — vision backbones on TensorFlow.js`,
+    '',
+    'Usage: vit <command> [options]',
+    '',
+    'Commands:',
+    ...commands.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`),
+    '',
+    'Run `vit <command> --help` for a command\'s options and examples.',
+    '',
+    'Exit codes: 0 ok, 1 check failed, 2 usage error (bad flag, unknown model),',
+    '            3 missing or malformed input file, 4 backend unavailable, 70 internal error.',
+  ].join('\n');
+}
+
+function commandHelp(c: Command): string {
+  const opts = Object.entries(c.options).map(([k, o]) => `  --${k}${o.type === 'string' ? ' <value>' : ''}`);
+  return [`Usage: ${c.usage}`, '', c.summary, '', 'Options:', ...opts, '  --help', '', c.help].join('\n');
+}
+
+/** Runs the CLI; returns the exit code (never calls process.exit, so it is testable). */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    const sub = name === 'help' ? commands.find((c) => c.name === rest[0]) : undefined;
+    io.out(sub ? commandHelp(sub) : globalHelp());
+    return EXIT.OK;
+  }
+  if (name === '--version' || name === '-v') {
+    io.out(VERSION);
+    return EXIT.OK;
+  }
+  const cmd = commands.find((c) => c.name === name);
+  if (!cmd) {
+    io.err(`vit: unknown command '${name}'. Commands: ${commands.map((c) => c.name).join(', ')}. See \`vit --help\`.`);
+    return EXIT.USAGE;
+  }
+  let parsed: { values: Record<string, unknown>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: rest, options: { ...cmd.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true }) as typeof parsed;
+  } catch (e) {
+    io.err(`vit ${cmd.name}: ${(e as Error).message}\n\n${commandHelp(cmd)}`);
+    return EXIT.USAGE;
+  }
+  if (parsed.values.help) {
+    io.out(commandHelp(cmd));
+    return EXIT.OK;
+  }
+  try {
+    return await cmd.run(parsed, io);
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof UnknownModelError) {
+      io.err(`vit ${cmd.name}: ${e.message}`);
+      return EXIT.USAGE;
+    }
+    if (e instanceof FormatError || (e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'EISDIR') {
+      io.err(`vit ${cmd.name}: ${(e as Error).message}`);
+      return EXIT.INPUT;
+    }
+    if (e instanceof BackendError) {
+      io.err(`vit ${cmd.name}: ${e.message}`);
+      return EXIT.BACKEND;
+    }
+    if (e instanceof VitError) {
+      io.err(`vit ${cmd.name}: ${e.message}`);
+      return EXIT.FAILED;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,18 @@
+// The union package registers the cpu backend and every gradient (tfjs-core alone has none in Node).
+import '@tensorflow/tfjs';
+// Importing the architecture packages registers their models and official adapters.
+import '@vit/cait';
+import '@vit/conv2former';
+import '@vit/hilo';
+import '@vit/mrla';
+import '@vit/regionvit';
+import { selectBackend, type BackendName } from '@vit/core';
+import { UsageError } from './exit-codes.js';
+
+const BACKENDS = ['auto', 'tensorflow', 'wasm', 'webgpu', 'cpu'];
+
+export async function useBackend(name: unknown): Promise<string> {
+  const b = (name as string | undefined) ?? 'cpu';
+  if (!BACKENDS.includes(b)) throw new UsageError(`unknown backend '${b}': expected one of ${BACKENDS.join(', ')}`);
+  return selectBackend(b as BackendName, { quiet: true });
+}

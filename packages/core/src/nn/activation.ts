@@ -1,0 +1,87 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError } from '../errors.js';
+import { Module } from './module.js';
+
+export type GeluApproximate = 'none' | 'tanh';
+
+/**
+ * GELU. `'none'` is the exact 0.5·x·(1 + erf(x/√2)) that every official model here uses; the tanh
+ * form differs by ~1e-3 and would break golden parity, so it is opt-in.
+ */
+export function gelu(x: tf.Tensor, approximate: GeluApproximate = 'none'): tf.Tensor {
+  return tf.tidy(() => {
+    if (approximate === 'tanh') {
+      const inner = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
+      return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
+    }
+    if (approximate !== 'none') throw new ConfigError(`GELU approximate must be 'none' or 'tanh', got '${String(approximate)}'`);
+    return tf.mul(tf.mul(0.5, x), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+  });
+}
+
+export class GELU extends Module {
+  readonly approximate: GeluApproximate;
+  constructor(options: { approximate?: GeluApproximate } = {}) {
+    super();
+    this.approximate = options.approximate ?? 'none';
+    if (this.approximate !== 'none' && this.approximate !== 'tanh') {
+      throw new ConfigError(`GELU approximate must be 'none' or 'tanh', got '${String(this.approximate)}'`);
+    }
+  }
+  override forward(x: tf.Tensor): tf.Tensor {
+    return gelu(x, this.approximate);
+  }
+}
+
+export class ReLU extends Module {
+  override forward(x: tf.Tensor): tf.Tensor {
+    return tf.relu(x);
+  }
+}
+
+export class Sigmoid extends Module {
+  override forward(x: tf.Tensor): tf.Tensor {
+    return tf.sigmoid(x);
+  }
+}
+
+export class Tanh extends Module {
+  override forward(x: tf.Tensor): tf.Tensor {
+    return tf.tanh(x);
+  }
+}
+
+/** x·sigmoid(x) (a.k.a. Swish). */
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
+}
+
+export class SiLU extends Module {
+  override forward(x: tf.Tensor): tf.Tensor {
+    return silu(x);
+  }
+}
+
+/** Softmax along any axis (tfjs's own only supports the last one, so others go through a transpose). */
+export function softmax(x: tf.Tensor, axis = -1): tf.Tensor {
+  const rank = x.rank;
+  const ax = axis < 0 ? rank + axis : axis;
+  if (ax < 0 || ax >= rank) throw new ConfigError(`softmax axis ${axis} is out of range for a rank-${rank} tensor`);
+  if (ax === rank - 1) return tf.softmax(x);
+  return tf.tidy(() => {
+    const perm = [...Array(rank).keys()];
+    perm[ax] = rank - 1;
+    perm[rank - 1] = ax;
+    // A swap of two axes is its own inverse.
+    return tf.transpose(tf.softmax(tf.transpose(x, perm)), perm);
+  });
+}
+
+export class Softmax extends Module {
+  constructor(readonly axis = -1) {
+    super();
+  }
+  override forward(x: tf.Tensor): tf.Tensor {
+    return softmax(x, this.axis);
+  }
+}

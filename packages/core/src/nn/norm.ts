@@ -1,0 +1,223 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError, ShapeError } from '../errors.js';
+import { Module } from './module.js';
+
+function positiveInt(what: string, v: number): void {
+  if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`${what} must be a positive integer, got ${v}`);
+}
+
+/** (x − mean)/√(var + eps) over the last axis, biased variance as PyTorch. */
+function normalizeLastAxis(x: tf.Tensor, eps: number): tf.Tensor {
+  const { mean, variance } = tf.moments(x, -1, true);
+  return tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+}
+
+export interface LayerNormOptions {
+  eps?: number;
+  elementwiseAffine?: boolean;
+  bias?: boolean;
+}
+
+/** `nn.LayerNorm(normalizedShape)` over the last axis (weight 1, bias 0). */
+export class LayerNorm extends Module {
+  readonly eps: number;
+  readonly weight: tf.Variable | null;
+  readonly bias: tf.Variable | null;
+
+  constructor(
+    readonly normalizedShape: number,
+    options: LayerNormOptions = {},
+  ) {
+    super();
+    positiveInt('LayerNorm normalizedShape', normalizedShape);
+    const { eps = 1e-5, elementwiseAffine = true, bias = true } = options;
+    this.eps = eps;
+    this.weight = elementwiseAffine ? this.addParameter('weight', tf.ones([normalizedShape])) : null;
+    this.bias = elementwiseAffine && bias ? this.addParameter('bias', tf.zeros([normalizedShape])) : null;
+  }
+
+  override forward(x: tf.Tensor): tf.Tensor {
+    if (x.rank < 1 || x.shape[x.rank - 1] !== this.normalizedShape) {
+      throw new ShapeError(`${this.typeName} expected input [..., ${this.normalizedShape}], got shape [${x.shape.join(',')}]`);
+    }
+    return tf.tidy(() => {
+      let y = normalizeLastAxis(x, this.eps);
+      if (this.weight) y = tf.mul(y, this.weight);
+      if (this.bias) y = tf.add(y, this.bias);
+      return y;
+    });
+  }
+}
+
+export interface LayerNorm2dOptions {
+  eps?: number;
+  /**
+   * Stored shape of weight and bias (product must be C). Default `[C]` (ConvNeXt/Conv2Former);
+   * RegionViT's files hold `[1, C, 1, 1]`.
+   */
+  paramShape?: number[];
+}
+
+/**
+ * The channels-first LayerNorm of ConvNeXt/Conv2Former/RegionViT, applied to NHWC maps: per pixel,
+ * mean and biased variance over C. Default eps 1e-6 (ConvNeXt's; RegionViT uses 1e-5).
+ */
+export class LayerNorm2d extends Module {
+  readonly eps: number;
+  readonly weight: tf.Variable;
+  readonly bias: tf.Variable;
+  readonly paramShape: number[];
+
+  constructor(
+    readonly numChannels: number,
+    options: LayerNorm2dOptions = {},
+  ) {
+    super();
+    positiveInt('LayerNorm2d numChannels', numChannels);
+    this.eps = options.eps ?? 1e-6;
+    this.paramShape = options.paramShape ? [...options.paramShape] : [numChannels];
+    const nonUnit = this.paramShape.filter((d) => d !== 1);
+    if (!(nonUnit.length === 1 && nonUnit[0] === numChannels) && !(numChannels === 1 && nonUnit.length === 0)) {
+      throw new ConfigError(
+        `LayerNorm2d paramShape must hold ${numChannels} values along one axis (e.g. [${numChannels}] or [1, ${numChannels}, 1, 1]), got [${this.paramShape.join(', ')}]`,
+      );
+    }
+    this.weight = this.addParameter('weight', tf.ones(this.paramShape));
+    this.bias = this.addParameter('bias', tf.zeros(this.paramShape));
+  }
+
+  override forward(x: tf.Tensor): tf.Tensor {
+    if (x.rank !== 4 || x.shape[3] !== this.numChannels) {
+      throw new ShapeError(`${this.typeName} expected NHWC input with ${this.numChannels} channels, got shape [${x.shape.join(',')}]`);
+    }
+    return tf.tidy(() => {
+      const y = normalizeLastAxis(x, this.eps);
+      const w = this.paramShape.length === 1 ? this.weight : tf.reshape(this.weight, [this.numChannels]);
+      const b = this.paramShape.length === 1 ? this.bias : tf.reshape(this.bias, [this.numChannels]);
+      return tf.add(tf.mul(y, w), b);
+    });
+  }
+}
+
+export interface BatchNorm2dOptions {
+  eps?: number;
+  momentum?: number;
+  affine?: boolean;
+  trackRunningStats?: boolean;
+}
+
+/**
+ * `nn.BatchNorm2d` on NHWC. Training: batch mean and BIASED variance over N,H,W normalise; the
+ * running stats move by `running = (1 − m)·running + m·stat` with the UNBIASED variance (PyTorch's
+ * rule). Eval: running stats. No `num_batches_tracked` (the loader ignores that key; momentum is
+ * never None here).
+ */
+export class BatchNorm2d extends Module {
+  readonly eps: number;
+  readonly momentum: number;
+  readonly weight: tf.Variable | null;
+  readonly bias: tf.Variable | null;
+  readonly running_mean: tf.Variable | null;
+  readonly running_var: tf.Variable | null;
+
+  constructor(
+    readonly numFeatures: number,
+    options: BatchNorm2dOptions = {},
+  ) {
+    super();
+    positiveInt('BatchNorm2d numFeatures', numFeatures);
+    const { eps = 1e-5, momentum = 0.1, affine = true, trackRunningStats = true } = options;
+    if (!(momentum >= 0 && momentum <= 1)) throw new ConfigError(`BatchNorm2d momentum must be in [0, 1], got ${momentum}`);
+    this.eps = eps;
+    this.momentum = momentum;
+    this.weight = affine ? this.addParameter('weight', tf.ones([numFeatures])) : null;
+    this.bias = affine ? this.addParameter('bias', tf.zeros([numFeatures])) : null;
+    this.running_mean = trackRunningStats ? this.addBuffer('running_mean', tf.zeros([numFeatures])) : null;
+    this.running_var = trackRunningStats ? this.addBuffer('running_var', tf.ones([numFeatures])) : null;
+  }
+
+  override forward(x: tf.Tensor): tf.Tensor {
+    if (x.rank !== 4 || x.shape[3] !== this.numFeatures) {
+      throw new ShapeError(`${this.typeName} expected NHWC input with ${this.numFeatures} channels, got shape [${x.shape.join(',')}]`);
+    }
+    const useBatchStats = this.training || !this.running_mean;
+    const [nb, h, w] = x.shape as [number, number, number, number];
+    const n = nb * h * w;
+    if (useBatchStats && n <= 1) {
+      throw new ShapeError(`${this.typeName} in training needs more than 1 value per channel, got input shape [${x.shape.join(',')}]`);
+    }
+    return tf.tidy(() => {
+      let mean: tf.Tensor;
+      let variance: tf.Tensor;
+      if (useBatchStats) {
+        ({ mean, variance } = tf.moments(x, [0, 1, 2]));
+        if (this.training && this.running_mean && this.running_var) {
+          const m = this.momentum;
+          const bm = mean;
+          const bv = variance;
+          // `assign` is not taped, so the update adds nothing to any gradient; the variables keep
+          // their new data when this tidy disposes the temporaries.
+          tf.tidy(() => {
+            this.running_mean!.assign(tf.add(tf.mul(this.running_mean!, 1 - m), tf.mul(bm, m)));
+            this.running_var!.assign(tf.add(tf.mul(this.running_var!, 1 - m), tf.mul(bv, (m * n) / (n - 1))));
+          });
+        }
+      } else {
+        mean = this.running_mean!;
+        variance = this.running_var!;
+      }
+      let scale = tf.rsqrt(tf.add(variance, this.eps));
+      if (this.weight) scale = tf.mul(scale, this.weight);
+      const y = tf.mul(tf.sub(x, mean), scale);
+      return this.bias ? tf.add(y, this.bias) : y;
+    });
+  }
+}
+
+export interface GroupNormOptions {
+  eps?: number;
+  affine?: boolean;
+}
+
+/**
+ * `nn.GroupNorm` on NHWC: per sample and group, statistics over H, W and the group's channels
+ * (channels c·G/C… are contiguous, as in PyTorch). GroupNorm(1, C) normalises over C,H,W jointly.
+ */
+export class GroupNorm extends Module {
+  readonly eps: number;
+  readonly weight: tf.Variable | null;
+  readonly bias: tf.Variable | null;
+
+  constructor(
+    readonly numGroups: number,
+    readonly numChannels: number,
+    options: GroupNormOptions = {},
+  ) {
+    super();
+    positiveInt('GroupNorm numGroups', numGroups);
+    positiveInt('GroupNorm numChannels', numChannels);
+    if (numChannels % numGroups !== 0) {
+      throw new ConfigError(`GroupNorm numChannels (${numChannels}) must be divisible by numGroups (${numGroups})`);
+    }
+    const { eps = 1e-5, affine = true } = options;
+    this.eps = eps;
+    this.weight = affine ? this.addParameter('weight', tf.ones([numChannels])) : null;
+    this.bias = affine ? this.addParameter('bias', tf.zeros([numChannels])) : null;
+  }
+
+  override forward(x: tf.Tensor): tf.Tensor {
+    if (x.rank !== 4 || x.shape[3] !== this.numChannels) {
+      throw new ShapeError(`${this.typeName} expected NHWC input with ${this.numChannels} channels, got shape [${x.shape.join(',')}]`);
+    }
+    const [b, h, w, c] = x.shape as [number, number, number, number];
+    const g = this.numGroups;
+    return tf.tidy(() => {
+      const xg = tf.reshape(x, [b, h, w, g, c / g]);
+      const { mean, variance } = tf.moments(xg, [1, 2, 4], true);
+      let y = tf.reshape(tf.mul(tf.sub(xg, mean), tf.rsqrt(tf.add(variance, this.eps))), [b, h, w, c]);
+      if (this.weight) y = tf.mul(y, this.weight);
+      if (this.bias) y = tf.add(y, this.bias);
+      return y;
+    });
+  }
+}

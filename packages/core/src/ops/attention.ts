@@ -1,0 +1,64 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError, ShapeError } from '../errors.js';
+
+/** float32's lowest value: what PyTorch code fills masked logits with (`torch.finfo(float32).min`). */
+export const FLOAT32_MIN = -3.4028234663852886e38;
+
+/** `[B, N, H·d]` → `[B, H, N, d]` (head h owns channels h·d … h·d + d − 1, as the official reshapes). */
+export function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
+  if (x.rank !== 3) throw new ShapeError(`splitHeads expected [B, N, heads·d], got shape [${x.shape.join(',')}]`);
+  const [b, n, c] = x.shape as [number, number, number];
+  if (!Number.isInteger(heads) || heads <= 0 || c % heads !== 0) {
+    throw new ShapeError(`splitHeads: channels (${c}) must be divisible by heads (${heads})`);
+  }
+  return tf.tidy(() => tf.transpose(tf.reshape(x, [b, n, heads, c / heads]), [0, 2, 1, 3]));
+}
+
+/** `[B, H, N, d]` → `[B, N, H·d]`, the inverse of `splitHeads`. */
+export function mergeHeads(x: tf.Tensor): tf.Tensor3D {
+  if (x.rank !== 4) throw new ShapeError(`mergeHeads expected [B, heads, N, d], got shape [${x.shape.join(',')}]`);
+  const [b, h, n, d] = x.shape as [number, number, number, number];
+  return tf.tidy(() => tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, n, h * d]));
+}
+
+export interface AttentionOptions {
+  /** Multiplies q·kᵀ; default 1/√d. */
+  scale?: number;
+  /** Added to the logits (relative-position tables…); broadcast against `[…, Nq, Nk]`. */
+  bias?: tf.Tensor;
+  /**
+   * Boolean (or 0/1) tensor broadcast against the logits: true/1 = attend. Masked logits are
+   * REPLACED (after `bias`) by `maskValue`, so a fully masked row becomes uniform, never NaN.
+   */
+  mask?: tf.Tensor;
+  /** Default float32's lowest value, as RegionViT's official code. */
+  maskValue?: number;
+}
+
+/** softmax(scale·q·kᵀ + bias, masked) over the last axis: `[…, Nq, d]`, `[…, Nk, d]` → `[…, Nq, Nk]`. */
+export function attentionWeights(q: tf.Tensor, k: tf.Tensor, options: AttentionOptions = {}): tf.Tensor {
+  const d = q.shape[q.rank - 1]!;
+  if (q.rank < 2 || k.rank !== q.rank || k.shape[k.rank - 1] !== d) {
+    throw new ShapeError(`attention expected q [..., Nq, d] and k [..., Nk, d] of equal rank and d, got q [${q.shape.join(',')}], k [${k.shape.join(',')}]`);
+  }
+  const scale = options.scale ?? 1 / Math.sqrt(d);
+  return tf.tidy(() => {
+    let logits = tf.matMul(tf.mul(q, scale), k, false, true);
+    if (options.bias) logits = tf.add(logits, options.bias);
+    if (options.mask) {
+      const keep = options.mask.dtype === 'bool' ? options.mask : tf.notEqual(options.mask, 0);
+      const fill = tf.scalar(options.maskValue ?? FLOAT32_MIN);
+      logits = tf.where(tf.broadcastTo(keep, logits.shape), logits, tf.broadcastTo(fill, logits.shape));
+    }
+    return tf.softmax(logits);
+  });
+}
+
+/** softmax(scale·q·kᵀ + bias, masked)·v. q `[…, Nq, d]`, k `[…, Nk, d]`, v `[…, Nk, dv]` → `[…, Nq, dv]`. */
+export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: AttentionOptions = {}): tf.Tensor {
+  if (v.rank !== k.rank || v.shape[v.rank - 2] !== k.shape[k.rank - 2]) {
+    throw new ShapeError(`attention expected v [..., Nk, dv] matching k [..., Nk, d], got k [${k.shape.join(',')}], v [${v.shape.join(',')}]`);
+  }
+  if (options.scale !== undefined && !Number.isFinite(options.scale)) throw new ConfigError(`attention scale must be finite, got ${options.scale}`);
+  return tf.tidy(() => tf.matMul(attentionWeights(q, k, options), v));
+}

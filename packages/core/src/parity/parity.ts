@@ -1,0 +1,166 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { FormatError } from '../errors.js';
+import type { Module } from '../nn/module.js';
+import { getArchitecture } from '../registry/registry.js';
+import { compareTensors, GRAD_TOLERANCE, LOGITS_TOLERANCE, nchwToNhwc } from '../testing/compare.js';
+import { loadPytorchStateDict } from '../weights/convert.js';
+
+/** A golden reference case as read from its safetensors file (see shared/golden/README.md). */
+export interface GoldenCase {
+  tensors: Map<string, tf.Tensor>;
+  metadata: Record<string, string>;
+}
+
+export interface ParityRow {
+  /** Golden key compared (`golden.logits`, `golden.features.2`, `golden.grad.input`). */
+  key: string;
+  kind: 'logits' | 'logits_train' | 'feature' | 'grad';
+  maxAbs: number;
+  refMaxAbs: number;
+  normRel: number;
+  /** The number judged against `tolerance`: scaled max-abs for outputs, norm-relative for gradients. */
+  error: number;
+  tolerance: number;
+  pass: boolean;
+}
+
+export interface ParityResult {
+  arch: string;
+  case: string;
+  rows: ParityRow[];
+  pass: boolean;
+  /** Problems that are not tensor comparisons (a feature the model did not produce…). */
+  errors: string[];
+}
+
+export interface ParityOptions {
+  /** Tolerance on max|a − r| / max(1, max|r|) for logits and features (default 1e-4, CPU backends). */
+  tolerance?: number;
+  /** Tolerance on ‖g − r‖/‖r‖ for the input gradient (default 1e-3). */
+  gradTolerance?: number;
+}
+
+function parseJson(metadata: Record<string, string>, key: string): unknown {
+  const s = metadata[key];
+  if (s === undefined) return undefined;
+  try {
+    return JSON.parse(s);
+  } catch {
+    throw new FormatError(`Golden metadata '${key}' is not valid JSON`);
+  }
+}
+
+function required(g: GoldenCase, key: string): tf.Tensor {
+  const t = g.tensors.get(key);
+  if (!t) throw new FormatError(`Golden file has no '${key}' tensor`);
+  return t;
+}
+
+/**
+ * Builds the model a golden describes through its architecture's official adapter, loads the
+ * golden's official state dict through the public loader, and compares logits (eval and train
+ * where present), every stage feature and the input gradient.
+ */
+export function runParity(golden: GoldenCase, options: ParityOptions = {}): ParityResult {
+  const tol = options.tolerance ?? LOGITS_TOLERANCE;
+  const gtol = options.gradTolerance ?? GRAD_TOLERANCE;
+  const { metadata } = golden;
+  const arch = metadata.arch;
+  if (!arch) throw new FormatError("Golden file has no 'arch' metadata: not a golden reference case");
+  const config = parseJson(metadata, 'config');
+  if (!config || typeof config !== 'object') throw new FormatError("Golden file has no 'config' metadata (the official constructor kwargs)");
+  const overrides = parseJson(metadata, 'overrides') as Record<string, unknown> | undefined;
+  const adapter = getArchitecture(arch);
+  const result: ParityResult = { arch, case: metadata.case ?? '?', rows: [], pass: true, errors: [] };
+
+  const model: Module = adapter.fromOfficialConfig(config as Record<string, unknown>, { overrides });
+  try {
+    const state = new Map([...golden.tensors].filter(([k]) => !k.startsWith('golden.')));
+    loadPytorchStateDict(model, state, { strict: true });
+    model.eval();
+    const add = (key: string, kind: ParityRow['kind'], actual: tf.Tensor, ref: tf.Tensor) => {
+      const c = compareTensors(actual, ref);
+      const isGrad = kind === 'grad';
+      const error = isGrad ? c.normRel : c.scaledMaxAbs;
+      const tolerance = isGrad ? gtol : tol;
+      const row: ParityRow = { key, kind, maxAbs: c.maxAbs, refMaxAbs: c.refMaxAbs, normRel: c.normRel, error, tolerance, pass: error <= tolerance };
+      result.rows.push(row);
+      if (!row.pass) result.pass = false;
+    };
+    const inputNchw = required(golden, 'golden.input');
+    tf.tidy(() => {
+      const x = nchwToNhwc(inputNchw) as tf.Tensor4D;
+      add('golden.logits', 'logits', model.forward(x), required(golden, 'golden.logits'));
+
+      const featureKeys = [...golden.tensors.keys()].filter((k) => k.startsWith('golden.features')).sort(naturalCompare);
+      if (featureKeys.length) {
+        if (!adapter.officialFeatures) {
+          result.errors.push(`architecture '${arch}' does not expose officialFeatures`);
+        } else {
+          const feats = adapter.officialFeatures(model, x);
+          for (const k of featureKeys) {
+            const f = feats[k];
+            if (!f) {
+              result.errors.push(`model produced no ${k}`);
+              continue;
+            }
+            try {
+              add(k, 'feature', f, nchwToNhwc(golden.tensors.get(k)!));
+            } catch (e) {
+              result.errors.push(`${k}: ${(e as Error).message}`);
+            }
+          }
+        }
+      }
+
+      const probe = golden.tensors.get('golden.probe');
+      const gradRef = golden.tensors.get('golden.grad.input');
+      if (probe && gradRef) {
+        const g = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(model.forward(inp as tf.Tensor4D), probe)))(x);
+        add('golden.grad.input', 'grad', g, nchwToNhwc(gradRef));
+      }
+    });
+
+    // Train mode last: BatchNorm updates its running statistics here.
+    const trainRef = golden.tensors.get('golden.logits_train');
+    if (trainRef) {
+      model.train();
+      tf.tidy(() => add('golden.logits_train', 'logits_train', model.forward(nchwToNhwc(inputNchw) as tf.Tensor4D), trainRef));
+      model.eval();
+    }
+  } finally {
+    model.dispose();
+  }
+  if (result.errors.length) result.pass = false;
+  return result;
+}
+
+function naturalCompare(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true });
+}
+
+/** One line per compared tensor. */
+export function formatParityRow(r: ParityRow): string {
+  const what = r.kind === 'grad' ? `grad_rel=${r.normRel.toExponential(2)}` : `max_abs=${r.maxAbs.toExponential(2)} (scaled ${r.error.toExponential(2)})`;
+  return `${r.pass ? 'ok  ' : 'FAIL'} ${r.key.padEnd(28)} ${what}  tol=${r.tolerance.toExponential(0)}`;
+}
+
+/** The last line: `PASS|FAIL <arch>/<case> logits max_abs=… features … grad_rel=…`. */
+export function formatParitySummary(res: ParityResult): string {
+  const worst = (kind: ParityRow['kind']) => {
+    const rows = res.rows.filter((r) => r.kind === kind);
+    return rows.length ? Math.max(...rows.map((r) => (kind === 'grad' ? r.normRel : r.maxAbs))) : undefined;
+  };
+  const parts = [`${res.pass ? 'PASS' : 'FAIL'} ${res.arch}/${res.case}`];
+  const l = worst('logits');
+  if (l !== undefined) parts.push(`logits max_abs=${l.toExponential(2)}`);
+  const lt = worst('logits_train');
+  if (lt !== undefined) parts.push(`logits_train max_abs=${lt.toExponential(2)}`);
+  const f = worst('feature');
+  const nf = res.rows.filter((r) => r.kind === 'feature').length;
+  if (f !== undefined) parts.push(`features(${nf}) max_abs=${f.toExponential(2)}`);
+  const g = worst('grad');
+  if (g !== undefined) parts.push(`grad_rel=${g.toExponential(2)}`);
+  if (res.errors.length) parts.push(`errors: ${res.errors.join('; ')}`);
+  return parts.join(' ');
+}

@@ -1,0 +1,86 @@
+import '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UnknownModelError } from '../errors.js';
+import { Module } from '../nn/module.js';
+import {
+  createModel,
+  getArchitecture,
+  getModelCard,
+  globToRegExp,
+  listModels,
+  modelCard,
+  registerArchitecture,
+  registerModel,
+  unregisterModel,
+} from './registry.js';
+import { resolveIndices } from './contract.js';
+
+class Tiny extends Module {
+  constructor(readonly numClasses: number) {
+    super();
+    this.addParameter('w', tf.zeros([numClasses]));
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return x;
+  }
+}
+
+const names = ['toy_a_224', 'toy_a_384', 'toy_b_224'];
+
+describe('registry', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    for (const n of names) {
+      registerModel(n, (o = {}) => new Tiny(o.numClasses ?? 1000), modelCard({ name: n, arch: 'toy', firstConv: 'stem', classifier: 'head', paramCount: 1000 }));
+    }
+  });
+  afterAll(() => names.forEach(unregisterModel));
+
+  it('lists with globs, sorted', () => {
+    expect(listModels('toy_*_224')).toEqual(['toy_a_224', 'toy_b_224']);
+    expect(listModels(['toy_a_*', 'toy_b*'])).toEqual(names);
+    expect(listModels('toy_?_384')).toEqual(['toy_a_384']);
+    expect(globToRegExp('a.b*').test('a.bc')).toBe(true);
+    expect(globToRegExp('a.b*').test('axbc')).toBe(false);
+  });
+
+  it('creates models with options and returns cards with defaults filled', () => {
+    const m = createModel<Tiny>('toy_a_224', { numClasses: 7 });
+    expect(m.numClasses).toBe(7);
+    m.dispose();
+    const card = getModelCard('toy_b_224');
+    expect(card).toMatchObject({ name: 'toy_b_224', arch: 'toy', inputSize: [224, 224, 3], numClasses: 1000, cropPct: 0.875, official: true });
+  });
+
+  it('suggests the nearest names for an unknown model', () => {
+    let err: unknown;
+    try {
+      createModel('toy_a_244');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(UnknownModelError);
+    expect((err as UnknownModelError).suggestions[0]).toBe('toy_a_224');
+    expect((err as Error).message).toMatch(/Unknown model 'toy_a_244'\. Did you mean: toy_a_224/);
+    expect(() => getModelCard('nope_xyz_000000000')).toThrow(/Unknown model 'nope_xyz_000000000'\.$/);
+  });
+
+  it('refuses duplicate registrations', () => {
+    expect(() => registerModel('toy_a_224', () => new Tiny(1), modelCard({ name: 'x', arch: 'toy', firstConv: '', classifier: '' }))).toThrow(/already registered/);
+  });
+
+  it('resolves architecture adapters by golden arch name', () => {
+    registerArchitecture({ name: 'toyarch', fromOfficialConfig: (kw) => new Tiny(kw.num_classes as number) });
+    const m = getArchitecture('toyarch').fromOfficialConfig({ num_classes: 3 }) as Tiny;
+    expect(m.numClasses).toBe(3);
+    m.dispose();
+    expect(() => getArchitecture('toyarc')).toThrow(/Unknown architecture 'toyarc'\. Did you mean: toyarch/);
+  });
+
+  it('resolves timm-style feature indices', () => {
+    expect(resolveIndices(undefined, 3)).toEqual([0, 1, 2]);
+    expect(resolveIndices([-1, 0], 4)).toEqual([3, 0]);
+    expect(() => resolveIndices([4], 4)).toThrow(RangeError);
+  });
+});

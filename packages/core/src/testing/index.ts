@@ -1,0 +1,25 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { registeredSubjects, runConformance, type DescribeConformanceOptions } from './conformance.js';
+
+export * from './conformance.js';
+export * from './compare.js';
+
+/**
+ * Registers one vitest test per model running the whole conformance suite. Architecture
+ * packages call this over `listModels('<arch>_*')` with options that shrink each variant.
+ */
+export function describeConformance(options: DescribeConformanceOptions): void {
+  if (options.models.length === 0) throw new Error('describeConformance: no models given (is the package registering its variants?)');
+  describe('conformance', () => {
+    beforeAll(async () => {
+      await tf.setBackend(options.backend ?? 'cpu');
+      await tf.ready();
+    });
+    for (const subject of registeredSubjects(options)) {
+      it(subject.name, () => {
+        expect(() => runConformance(subject)).not.toThrow();
+      });
+    }
+  });
+}

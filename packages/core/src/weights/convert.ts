@@ -1,0 +1,213 @@
+/**
+ * The one place parameter layouts are converted between the official PyTorch checkpoints and ours
+ * (see `ParamKind` in nn/module.ts). Architecture packages never transpose weights themselves.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ShapeError, WeightLoadError, type WeightProblem } from '../errors.js';
+import type { Module, ParamKind } from '../nn/module.js';
+
+const RANK: Record<ParamKind, number | undefined> = { linear: 2, conv2d: 4, depthwise: 4, conv1d: 3, plain: undefined };
+
+function checkRank(kind: ParamKind, shape: readonly number[], layout: string): void {
+  const r = RANK[kind];
+  if (r !== undefined && shape.length !== r) {
+    throw new ShapeError(`A '${kind}' parameter needs rank ${r} in ${layout} layout, got shape [${shape.join(', ')}]`);
+  }
+}
+
+/** The shape a parameter of ours has in the official PyTorch layout. */
+export function pytorchShape(kind: ParamKind, ourShape: readonly number[]): number[] {
+  checkRank(kind, ourShape, 'our');
+  const s = ourShape;
+  switch (kind) {
+    case 'linear':
+      return [s[1]!, s[0]!];
+    case 'conv2d':
+      return [s[3]!, s[2]!, s[0]!, s[1]!];
+    case 'depthwise':
+      return [s[2]! * s[3]!, 1, s[0]!, s[1]!];
+    case 'conv1d':
+      return [s[2]!, s[1]!, s[0]!];
+    case 'plain':
+      return s.slice();
+  }
+}
+
+/**
+ * Official layout → ours. Returns a new tensor (the caller disposes it; the input is untouched).
+ * A PyTorch depthwise weight `[C·m, 1, kh, kw]` does not say how C·m splits: pass `ourShape`
+ * (`[kh, kw, C, m]`) or m = 1 is assumed.
+ */
+export function fromPytorchLayout(kind: ParamKind, t: tf.Tensor, ourShape?: readonly number[]): tf.Tensor {
+  checkRank(kind, t.shape, 'PyTorch');
+  return tf.tidy(() => {
+    switch (kind) {
+      case 'linear':
+        return tf.transpose(t, [1, 0]);
+      case 'conv2d':
+        return tf.transpose(t, [2, 3, 1, 0]);
+      case 'depthwise': {
+        const [cm, one, kh, kw] = t.shape as [number, number, number, number];
+        if (one !== 1) throw new ShapeError(`A depthwise weight needs shape [C·m, 1, kh, kw], got [${t.shape.join(', ')}]`);
+        const m = ourShape ? ourShape[3]! : 1;
+        if (ourShape && (ourShape.length !== 4 || ourShape[2]! * m !== cm)) {
+          throw new ShapeError(`Depthwise weight [${t.shape.join(', ')}] does not fit our shape [${ourShape.join(', ')}]`);
+        }
+        // Output channel o = c·m + j, so splitting the last axis row-major as [C, m] is exact.
+        return tf.reshape(tf.transpose(t, [2, 3, 1, 0]), [kh, kw, cm / m, m]);
+      }
+      case 'conv1d':
+        return tf.transpose(t, [2, 1, 0]);
+      case 'plain':
+        return tf.clone(t);
+    }
+  });
+}
+
+/** Ours → official layout. Returns a new tensor the caller disposes. */
+export function toPytorchLayout(kind: ParamKind, t: tf.Tensor): tf.Tensor {
+  checkRank(kind, t.shape, 'our');
+  return tf.tidy(() => {
+    switch (kind) {
+      case 'linear':
+        return tf.transpose(t, [1, 0]);
+      case 'conv2d':
+        return tf.transpose(t, [3, 2, 0, 1]);
+      case 'depthwise': {
+        const [kh, kw, c, m] = t.shape as [number, number, number, number];
+        return tf.transpose(tf.reshape(t, [kh, kw, 1, c * m]), [3, 2, 0, 1]);
+      }
+      case 'conv1d':
+        return tf.transpose(t, [2, 1, 0]);
+      case 'plain':
+        return tf.clone(t);
+    }
+  });
+}
+
+export interface PytorchLoadOptions {
+  /** Report missing and unexpected keys as errors (default true). Mis-shaped keys are always errors. */
+  strict?: boolean;
+  /** Keys (after prefix stripping) to skip silently; they are listed in `ignoredKeys`. */
+  ignore?: (key: string) => boolean;
+  /**
+   * A prefix to remove from every key that has it. When not given, `module.` (DataParallel /
+   * DistributedDataParallel checkpoints) is removed if every key starts with it and the model
+   * itself has no `module.` names.
+   */
+  stripPrefix?: string;
+}
+
+export interface PytorchLoadResult {
+  missingKeys: string[];
+  unexpectedKeys: string[];
+  ignoredKeys: string[];
+}
+
+const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
+
+function isBatchCounter(key: string): boolean {
+  return key === 'num_batches_tracked' || key.endsWith('.num_batches_tracked');
+}
+
+/**
+ * Loads an official PyTorch state dict (official keys and layouts) into `model`. Everything is
+ * checked first against the official shapes; any problem (missing, unexpected, mis-shaped) throws
+ * one `WeightLoadError` listing them all, and then no parameter has changed. `num_batches_tracked`
+ * counters are skipped (our BatchNorm keeps none). A variable registered under two names is
+ * satisfied by either key; if both are given, the model's first name wins. The input tensors stay
+ * owned by the caller.
+ */
+export function loadPytorchStateDict(
+  model: Module,
+  tensors: Record<string, tf.Tensor> | Map<string, tf.Tensor>,
+  options: PytorchLoadOptions = {},
+): PytorchLoadResult {
+  const strict = options.strict ?? true;
+  const entries = model.stateEntries();
+  const input = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+
+  let prefix = options.stripPrefix;
+  if (prefix === undefined) {
+    const modelUsesIt = [...entries.keys()].some((k) => k.startsWith('module.'));
+    if (!modelUsesIt && input.length > 0 && input.every(([k]) => k.startsWith('module.'))) prefix = 'module.';
+  }
+
+  const incoming = new Map<string, tf.Tensor>();
+  const ignoredKeys: string[] = [];
+  const unexpectedKeys: string[] = [];
+  const problems: WeightProblem[] = [];
+  for (const [rawKey, t] of input) {
+    const key = prefix && rawKey.startsWith(prefix) ? rawKey.slice(prefix.length) : rawKey;
+    const e = entries.get(key);
+    if ((!e && isBatchCounter(key)) || options.ignore?.(key)) {
+      ignoredKeys.push(key);
+      continue;
+    }
+    if (!e) {
+      unexpectedKeys.push(key);
+      if (strict) problems.push({ key, problem: 'unexpected', got: `shape ${fmt(t.shape)}` });
+      continue;
+    }
+    if (incoming.has(key)) {
+      // Only possible when stripping maps two keys onto one name.
+      problems.push({ key, problem: 'unexpected', got: `duplicate of '${key}' after removing prefix '${prefix}'` });
+      continue;
+    }
+    const expected = pytorchShape(e.kind, e.variable.shape);
+    if (expected.length !== t.rank || expected.some((d, i) => d !== t.shape[i])) {
+      problems.push({ key, problem: 'shape', expected: fmt(expected), got: fmt(t.shape) });
+    } else if (t.dtype === 'string' || e.variable.dtype === 'string') {
+      if (t.dtype !== e.variable.dtype) problems.push({ key, problem: 'dtype', expected: e.variable.dtype, got: t.dtype });
+    } else if (t.isDisposed) {
+      problems.push({ key, problem: 'dtype', expected: e.variable.dtype, got: 'a disposed tensor' });
+    }
+    incoming.set(key, t);
+  }
+
+  const provided = new Set<tf.Variable>();
+  for (const [key, e] of entries) if (incoming.has(key)) provided.add(e.variable);
+  const missingKeys: string[] = [];
+  for (const [key, e] of entries) {
+    if (provided.has(e.variable)) continue;
+    missingKeys.push(key);
+    if (strict) problems.push({ key, problem: 'missing', expected: fmt(pytorchShape(e.kind, e.variable.shape)) });
+  }
+  if (problems.length) throw new WeightLoadError(problems, 'PyTorch state dict');
+
+  const done = new Set<tf.Variable>();
+  for (const [key, e] of entries) {
+    const t = incoming.get(key);
+    if (!t || done.has(e.variable)) continue;
+    done.add(e.variable);
+    tf.tidy(() => {
+      const converted = fromPytorchLayout(e.kind, t, e.variable.shape);
+      e.variable.assign(converted.dtype === e.variable.dtype ? converted : tf.cast(converted, e.variable.dtype));
+    });
+  }
+  return { missingKeys, unexpectedKeys, ignoredKeys };
+}
+
+/**
+ * The model's state dict under the official keys (every alias name) and layouts: new tensors the
+ * caller disposes. A `num_batches_tracked` counter (int32 0) is added beside every
+ * `running_mean`/`running_var` pair so files load into the official code with strict=True.
+ */
+export function toPytorchStateDict(model: Module): Record<string, tf.Tensor> {
+  const entries = model.stateEntries();
+  const out: Record<string, tf.Tensor> = {};
+  try {
+    for (const [key, e] of entries) {
+      out[key] = toPytorchLayout(e.kind, e.variable);
+      if (!key.endsWith('running_var')) continue;
+      const prefix = key.slice(0, -'running_var'.length);
+      if ((prefix === '' || prefix.endsWith('.')) && entries.has(`${prefix}running_mean`) && !entries.has(`${prefix}num_batches_tracked`)) {
+        out[`${prefix}num_batches_tracked`] = tf.scalar(0, 'int32');
+      }
+    }
+  } catch (err) {
+    for (const t of Object.values(out)) t.dispose();
+    throw err;
+  }
+  return out;
+}

@@ -1,0 +1,221 @@
+/**
+ * Weight files on disk (Node). `node:fs` is imported lazily, inside the functions, so importing
+ * this module (and the weights index) stays harmless in a browser; there, fetch the bytes and use
+ * `parseSafetensors` / `serializeSafetensors` directly.
+ */
+import type * as tf from '@tensorflow/tfjs-core';
+import { FormatError, VitError, WeightLoadError } from '../errors.js';
+import type { Module } from '../nn/module.js';
+import { loadPytorchStateDict, toPytorchStateDict, type PytorchLoadResult } from './convert.js';
+import {
+  parseSafetensors,
+  rawToTensor,
+  serializeSafetensors,
+  tensorToRawAsync,
+  type ParsedSafetensors,
+  type RawTensorInput,
+  type SafetensorsDtype,
+} from './safetensors.js';
+
+/** Metadata `layout` value marking a file written in our layouts (`saveModelWeights(..., {format: 'ours'})`). */
+export const OUR_LAYOUT = 'nhwc-vit';
+
+type NodeFs = typeof import('node:fs');
+type NodePath = typeof import('node:path');
+
+async function node(): Promise<{ fs: NodeFs; path: NodePath }> {
+  try {
+    const [fs, path] = await Promise.all([import('node:fs'), import('node:path')]);
+    return { fs, path };
+  } catch {
+    throw new VitError('Weight file I/O needs Node.js (node:fs); elsewhere read the bytes yourself and use parseSafetensors', 'VIT_IO');
+  }
+}
+
+function ioError(action: string, file: string, err: unknown): VitError {
+  const e = new VitError(`Cannot ${action} '${file}': ${(err as Error)?.message ?? String(err)}`, 'VIT_IO');
+  (e as { cause?: unknown }).cause = err;
+  return e;
+}
+
+/** Reads and parses a safetensors file (see `parseSafetensors`); format errors name the file. */
+export async function readSafetensorsFile(file: string): Promise<ParsedSafetensors> {
+  const { fs } = await node();
+  let buf: Uint8Array;
+  try {
+    buf = await fs.promises.readFile(file);
+  } catch (err) {
+    throw ioError('read', file, err);
+  }
+  try {
+    return parseSafetensors(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+  } catch (err) {
+    if (err instanceof FormatError) throw new FormatError(`${file}: ${err.message}`);
+    throw err;
+  }
+}
+
+export interface LoadedSafetensors {
+  /** New tensors (float32, int32 or bool) the caller disposes, in file order. */
+  tensors: Map<string, tf.Tensor>;
+  metadata: Record<string, string>;
+  /** The dtype each entry had in the file. */
+  dtypes: Map<string, SafetensorsDtype>;
+}
+
+/** Reads a safetensors file into TF.js tensors. */
+export async function loadSafetensorsFile(file: string): Promise<LoadedSafetensors> {
+  const parsed = await readSafetensorsFile(file);
+  const tensors = new Map<string, tf.Tensor>();
+  const dtypes = new Map<string, SafetensorsDtype>();
+  try {
+    for (const [key, raw] of parsed.tensors) {
+      tensors.set(key, rawToTensor(raw));
+      dtypes.set(key, raw.dtype);
+    }
+  } catch (err) {
+    for (const t of tensors.values()) t.dispose();
+    throw err;
+  }
+  return { tensors, metadata: parsed.metadata, dtypes };
+}
+
+/**
+ * Writes `data` to `file` atomically: a temporary file beside it (`<file>.tmp-<pid>-<random>`) is
+ * written, fsynced and renamed over the target, so readers see the old file or the new one, never a
+ * partial one. On failure the temporary file is removed and an existing file is left as it was.
+ */
+export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
+  const { fs, path } = await node();
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+  let handle: Awaited<ReturnType<NodeFs['promises']['open']>> | undefined;
+  try {
+    handle = await fs.promises.open(tmp, 'wx', 0o644);
+    await handle.writeFile(data);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await fs.promises.rename(tmp, file);
+  } catch (err) {
+    if (handle) await handle.close().catch(() => undefined);
+    await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+    throw ioError('write', file, err);
+  }
+  // Make the rename itself durable. Directories cannot be fsynced everywhere (Windows): best effort.
+  try {
+    const dir = await fs.promises.open(path.dirname(path.resolve(file)), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  } catch {
+    // The file is complete and in place; only durability across a power loss is less certain.
+  }
+}
+
+export interface SaveSafetensorsOptions {
+  /** File dtype per key, overriding the defaults (float32 → F32, int32 → I64, bool → BOOL). */
+  dtypes?: Record<string, SafetensorsDtype>;
+  /** File dtype for every float32 tensor not named in `dtypes` (e.g. 'F16' or 'BF16' to halve the size). */
+  floatDtype?: 'F32' | 'F16' | 'BF16';
+}
+
+/**
+ * Writes tensors to a safetensors file atomically (see `writeFileAtomic`). The tensors are only
+ * read; nothing is written when a tensor or the metadata cannot be serialised.
+ */
+export async function saveSafetensorsFile(
+  file: string,
+  tensors: Record<string, tf.Tensor> | Map<string, tf.Tensor>,
+  metadata?: Record<string, string>,
+  options: SaveSafetensorsOptions = {},
+): Promise<void> {
+  const items = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  const raws = new Map<string, RawTensorInput>();
+  for (const [key, t] of items) {
+    const dtype = options.dtypes?.[key] ?? (t.dtype === 'float32' ? options.floatDtype : undefined);
+    try {
+      raws.set(key, await tensorToRawAsync(t, dtype));
+    } catch (err) {
+      if (err instanceof FormatError) throw new FormatError(`Cannot write '${key}': ${err.message}`);
+      throw err;
+    }
+  }
+  await writeFileAtomic(file, serializeSafetensors(raws, metadata));
+}
+
+export interface SaveModelWeightsOptions extends SaveSafetensorsOptions {
+  /**
+   * 'ours' (default): our layouts, marked with metadata `layout: 'nhwc-vit'`, fastest to load back.
+   * 'pytorch': official keys and layouts (with `num_batches_tracked`), loadable by the official code.
+   */
+  format?: 'ours' | 'pytorch';
+  /** Extra metadata strings (model name, config JSON, library version…). */
+  metadata?: Record<string, string>;
+}
+
+/** Saves a model's parameters and persistent buffers (every alias name) to a safetensors file. */
+export async function saveModelWeights(model: Module, file: string, options: SaveModelWeightsOptions = {}): Promise<void> {
+  const format = options.format ?? 'ours';
+  if (format !== 'ours' && format !== 'pytorch') throw new VitError(`Unknown weight format '${String(format)}'; use 'ours' or 'pytorch'`, 'VIT_CONFIG');
+  if (format === 'ours') {
+    await saveSafetensorsFile(file, model.stateDict(), { ...options.metadata, layout: OUR_LAYOUT }, options);
+    return;
+  }
+  const sd = toPytorchStateDict(model);
+  try {
+    // 'format: pt' is what Hugging Face tools expect of PyTorch-layout safetensors files.
+    await saveSafetensorsFile(file, sd, { ...options.metadata, format: 'pt', layout: 'pytorch' }, options);
+  } finally {
+    for (const t of Object.values(sd)) t.dispose();
+  }
+}
+
+export interface LoadModelWeightsOptions {
+  /** Missing and unexpected keys are errors (default true). Mis-shaped keys always are. */
+  strict?: boolean;
+  /** Skip the golden-case entries (`golden.input`, `golden.logits`…) of the reference files. Default false. */
+  ignoreGolden?: boolean;
+  /** Further keys to skip (listed in `ignoredKeys`). */
+  ignore?: (key: string) => boolean;
+  /** Passed to `loadPytorchStateDict` for official-layout files. */
+  stripPrefix?: string;
+}
+
+export interface LoadModelWeightsResult extends PytorchLoadResult {
+  /** Which layout the file was in: ours (metadata `layout: 'nhwc-vit'`) or the official PyTorch one. */
+  layout: 'ours' | 'pytorch';
+  metadata: Record<string, string>;
+}
+
+/**
+ * Loads a safetensors file into `model`, detecting the layout from the metadata. Checked as a whole
+ * first: on any problem one `WeightLoadError` names the file and lists them all, and no parameter
+ * has changed.
+ */
+export async function loadModelWeights(model: Module, file: string, options: LoadModelWeightsOptions = {}): Promise<LoadModelWeightsResult> {
+  const strict = options.strict ?? true;
+  const ignore = (key: string) => (options.ignoreGolden === true && key.startsWith('golden.')) || (options.ignore?.(key) ?? false);
+  const { tensors, metadata } = await loadSafetensorsFile(file);
+  const layout = metadata.layout === OUR_LAYOUT ? 'ours' : 'pytorch';
+  try {
+    if (layout === 'ours') {
+      const sd: Record<string, tf.Tensor> = {};
+      const ignoredKeys: string[] = [];
+      for (const [key, t] of tensors) {
+        if (ignore(key)) ignoredKeys.push(key);
+        else sd[key] = t;
+      }
+      const r = model.loadStateDict(sd, { strict });
+      return { ...r, ignoredKeys, layout, metadata };
+    }
+    const r = loadPytorchStateDict(model, tensors, { strict, ignore, stripPrefix: options.stripPrefix });
+    return { ...r, layout, metadata };
+  } catch (err) {
+    if (err instanceof WeightLoadError) throw new WeightLoadError(err.problems, `'${file}' (${layout} layout)`);
+    throw err;
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+}
