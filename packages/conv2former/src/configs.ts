@@ -1,0 +1,105 @@
+import type { Conv2FormerOptions } from './model.js';
+
+/** One registered Conv2Former variant: its options and what its model card states. */
+export interface Conv2FormerVariant {
+  options: Conv2FormerOptions;
+  /** Exact parameter count with the variant's default class count. */
+  paramCount: number;
+  inputSize: [number, number, number];
+  top1?: number;
+  official: boolean;
+  notes?: string;
+  /** Card overrides (CIFAR normalisation…). */
+  mean?: [number, number, number];
+  std?: [number, number, number];
+  cropPct?: number;
+  interpolation?: 'bilinear' | 'bicubic';
+}
+
+const IMAGENET_TOP1_NOTE = 'ImageNet-1k top-1 at 224 from the official README / paper (Hou et al., TPAMI 2024).';
+
+/**
+ * The official registrations of HVision-NKU/Conv2Former `models/conv2former.py` (kernel size,
+ * dims, depths, mlp ratios), plus the seed's CIFAR-10 port. Parameter counts were measured on the
+ * official PyTorch code (1000 classes) and are checked by the tests.
+ */
+export const CONV2FORMER_VARIANTS = {
+  conv2former_n: {
+    options: { kernelSize: 7, dims: [64, 128, 256, 512], depths: [2, 2, 8, 2], mlpRatios: [4, 4, 4, 4] },
+    paramCount: 14_992_840,
+    inputSize: [224, 224, 3],
+    top1: 81.5,
+    official: true,
+    notes: IMAGENET_TOP1_NOTE,
+  },
+  conv2former_t: {
+    options: { kernelSize: 11, dims: [72, 144, 288, 576], depths: [3, 3, 12, 3], mlpRatios: [4, 4, 4, 4] },
+    paramCount: 26_697_204,
+    inputSize: [224, 224, 3],
+    top1: 83.2,
+    official: true,
+    notes: IMAGENET_TOP1_NOTE,
+  },
+  conv2former_s: {
+    options: { kernelSize: 11, dims: [72, 144, 288, 576], depths: [4, 4, 32, 4], mlpRatios: [4, 4, 4, 4] },
+    paramCount: 50_032_692,
+    inputSize: [224, 224, 3],
+    top1: 84.1,
+    official: true,
+    notes: `${IMAGENET_TOP1_NOTE} With ImageNet-22k pre-training: 84.9.`,
+  },
+  conv2former_b: {
+    options: { kernelSize: 11, dims: [96, 192, 384, 768], depths: [4, 4, 34, 4], mlpRatios: [4, 4, 4, 4] },
+    paramCount: 90_029_112,
+    inputSize: [224, 224, 3],
+    top1: 84.4,
+    official: true,
+    notes: IMAGENET_TOP1_NOTE,
+  },
+  conv2former_b_22k: {
+    // As registered officially: kernel 7 (not the 11 of conv2former_b).
+    options: { kernelSize: 7, dims: [96, 192, 384, 768], depths: [4, 4, 34, 4], mlpRatios: [4, 4, 4, 4] },
+    paramCount: 88_784_952,
+    inputSize: [224, 224, 3],
+    top1: 86.2,
+    official: true,
+    notes: 'ImageNet-22k pre-trained, fine-tuned on ImageNet-1k at 224 (official README: 86.2; 87.0 at 384). Registered officially with kernel 7.',
+  },
+  conv2former_l: {
+    options: { kernelSize: 11, dims: [128, 256, 512, 1024], depths: [4, 4, 48, 4], mlpRatios: [4, 4, 4, 4] },
+    paramCount: 198_893_736,
+    inputSize: [224, 224, 3],
+    top1: 87.0,
+    official: true,
+    notes: 'ImageNet-22k pre-trained, fine-tuned on ImageNet-1k at 224 (official README: 87.0; 87.7 at 384). No ImageNet-1k-only result was published.',
+  },
+  conv2former_n_cifar: {
+    // The seed's port (PaddlePaddle, CIFAR-10 at 32×32): Conv2Former-N widths and depths with a
+    // 1×1 stem, GroupNorm(1, C) + bias-free conv downsampling, no layer scale, kernel 11,
+    // mlp ratio 2 and a LayerNorm → pool → Linear head.
+    options: {
+      kernelSize: 11,
+      dims: [64, 128, 256, 512],
+      depths: [2, 2, 8, 2],
+      mlpRatios: [2, 2, 2, 2],
+      numClasses: 10,
+      dropPathRate: 0.1,
+      stem: 'pointwise',
+      downsample: 'groupnorm',
+      layerScaleInitValue: null,
+      head: 'norm',
+    },
+    paramCount: 8_847_498,
+    inputSize: [32, 32, 3],
+    top1: 82.0,
+    official: false,
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+    cropPct: 1,
+    interpolation: 'bilinear',
+    notes:
+      "The seed's CIFAR-10 port (32×32, 10 classes); top-1 is the seed's CIFAR-10 validation accuracy after 50 epochs. The seed's table says 8,847,978 parameters; its printed code has 8,847,498.",
+  },
+} satisfies Record<string, Conv2FormerVariant>;
+
+export type Conv2FormerVariantName = keyof typeof CONV2FORMER_VARIANTS;

@@ -1,0 +1,49 @@
+import { ConfigError, isModelRegistered, modelCard, registerModel, type CreateModelOptions } from '@vit/core';
+import { CONV2FORMER_VARIANTS, type Conv2FormerVariant } from './configs.js';
+import { CONV2FORMER_DEFAULTS, Conv2Former, type Conv2FormerOptions } from './model.js';
+
+const OPTION_NAMES = new Set(Object.keys(CONV2FORMER_DEFAULTS));
+
+/** Builds a registered variant; `overrides` may change any {@link Conv2FormerOptions} field. */
+export function createConv2FormerVariant(variant: Conv2FormerVariant, overrides: CreateModelOptions = {}): Conv2Former {
+  const unknown = Object.keys(overrides).filter((k) => !OPTION_NAMES.has(k) && overrides[k] !== undefined);
+  if (unknown.length) {
+    throw new ConfigError(`Unknown Conv2Former option(s) ${unknown.join(', ')}; valid options: ${[...OPTION_NAMES].join(', ')}`);
+  }
+  return new Conv2Former({ ...variant.options, ...(overrides as Conv2FormerOptions) });
+}
+
+let registered = false;
+
+/** Registers every variant of {@link CONV2FORMER_VARIANTS} with its model card (idempotent). */
+export function registerConv2FormerModels(): void {
+  if (registered) return;
+  registered = true;
+  for (const [name, v] of Object.entries(CONV2FORMER_VARIANTS) as Array<[string, Conv2FormerVariant]>) {
+    if (isModelRegistered(name)) continue;
+    registerModel(
+      name,
+      (options) => createConv2FormerVariant(v, options),
+      modelCard({
+        name,
+        arch: 'conv2former',
+        inputSize: v.inputSize,
+        numClasses: v.options.numClasses ?? 1000,
+        firstConv: 'downsample_layers.0.0',
+        classifier: 'pred',
+        paramCount: v.paramCount,
+        top1: v.top1,
+        paper: 'Conv2Former: A Simple Transformer-Style ConvNet for Visual Recognition (Hou, Lu, Cheng, Feng; TPAMI 2024, arXiv:2211.11943)',
+        reference: 'HVision-NKU/Conv2Former:models/conv2former.py',
+        official: v.official,
+        // The official default_cfg is timm's vision_transformer _cfg (crop 0.9, bicubic); the
+        // README normalises with the ImageNet mean/std.
+        cropPct: v.cropPct ?? 0.9,
+        interpolation: v.interpolation ?? 'bicubic',
+        ...(v.mean ? { mean: v.mean } : {}),
+        ...(v.std ? { std: v.std } : {}),
+        notes: v.notes,
+      }),
+    );
+  }
+}
