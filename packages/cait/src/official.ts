@@ -1,0 +1,280 @@
+/**
+ * The official checkpoint mapping. Parameter names already equal the official state_dict keys
+ * (`blocks.3.attn.proj_l.weight`, `blocks_token_only.0.attn.q.weight`, `head.weight`…) and core's
+ * loader converts layouts by declared kind, so this file maps the official constructor's keyword
+ * arguments (`cait_models(img_size=224, patch_size=16, in_chans=3, num_classes=1000,
+ * embed_dim=768, depth=12, num_heads=12, mlp_ratio=4., qkv_bias=False, qk_scale=None,
+ * drop_rate=0., attn_drop_rate=0., drop_path_rate=0., norm_layer=nn.LayerNorm, global_pool=None,
+ * block_layers=LayerScale_Block, block_layers_token=LayerScale_Block_CA, Patch_layer=PatchEmbed,
+ * act_layer=nn.GELU, Attention_block=Attention_talking_head, Mlp_block=Mlp, init_scale=1e-4,
+ * Attention_block_token_only=Class_Attention, Mlp_block_token_only=Mlp, depth_token_only=2,
+ * mlp_ratio_clstk=4.0)`), exposes the official per-block features, and adapts official
+ * checkpoints (prefix, other resolutions, other class counts).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  ConfigError,
+  GELU,
+  ReLU,
+  SiLU,
+  Sigmoid,
+  Tanh,
+  loadPytorchStateDict,
+  registerArchitecture,
+  toPytorchLayout,
+  type ArchitectureAdapter,
+  type Module,
+  type OfficialKwargs,
+  type PytorchLoadResult,
+} from '@vit/core';
+import { layerNorm, type ActFactory, type NormFactory } from './blocks.js';
+import { CaiT, resamplePosEmbed, type CaiTOptions } from './model.js';
+
+const KNOWN_KWARGS = new Set([
+  'img_size',
+  'patch_size',
+  'in_chans',
+  'num_classes',
+  'embed_dim',
+  'depth',
+  'num_heads',
+  'mlp_ratio',
+  'qkv_bias',
+  'qk_scale',
+  'drop_rate',
+  'attn_drop_rate',
+  'drop_path_rate',
+  'norm_layer',
+  'global_pool',
+  'block_layers',
+  'block_layers_token',
+  'Patch_layer',
+  'act_layer',
+  'Attention_block',
+  'Mlp_block',
+  'init_scale',
+  'Attention_block_token_only',
+  'Mlp_block_token_only',
+  'depth_token_only',
+  'mlp_ratio_clstk',
+]);
+
+/** Class-valued kwargs: only the official defaults can be reproduced (matched by class name). */
+const DEFAULT_CLASSES: Record<string, RegExp> = {
+  block_layers: /LayerScale_Block(?!_CA)\b/,
+  block_layers_token: /LayerScale_Block_CA\b/,
+  Patch_layer: /PatchEmbed\b/,
+  Attention_block: /Attention_talking_head\b/,
+  Mlp_block: /\bMlp\b/,
+  Attention_block_token_only: /Class_Attention\b/,
+  Mlp_block_token_only: /\bMlp\b/,
+};
+
+function num(kwargs: OfficialKwargs, key: string, fallback: number): number {
+  const v = kwargs[key] ?? fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`cait_models kwarg ${key} must be a number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function int(kwargs: OfficialKwargs, key: string, fallback: number): number {
+  const v = num(kwargs, key, fallback);
+  if (!Number.isInteger(v)) throw new ConfigError(`cait_models kwarg ${key} must be an integer, got ${v}`);
+  return v;
+}
+
+/** An int or a 2-sequence (timm's to_2tuple). */
+function size(kwargs: OfficialKwargs, key: string, fallback: number): number | [number, number] {
+  const v = kwargs[key] ?? fallback;
+  if (typeof v === 'number' && Number.isInteger(v)) return v;
+  if (Array.isArray(v) && v.length === 2 && v.every((d) => typeof d === 'number' && Number.isInteger(d))) return [v[0], v[1]];
+  throw new ConfigError(`cait_models kwarg ${key} must be an int or a pair of ints, got ${JSON.stringify(v)}`);
+}
+
+/**
+ * Reads a norm_layer as the golden metadata spells it: `"functools.partial(torch.nn.LayerNorm,
+ * eps=1e-06)"`, `"<class 'torch.nn.modules.normalization.LayerNorm'>"`, null (the constructor
+ * default `nn.LayerNorm`, eps 1e-5).
+ */
+export function parseNormLayer(v: unknown): { eps: number; elementwiseAffine: boolean; factory: NormFactory } {
+  let eps = 1e-5;
+  let elementwiseAffine = true;
+  if (v !== undefined && v !== null) {
+    if (typeof v !== 'string' || !/LayerNorm/.test(v) || /LayerNorm2d|GroupNorm|BatchNorm/.test(v)) {
+      throw new ConfigError(`cait_models norm_layer ${JSON.stringify(v)} is not supported: only (partials of) torch.nn.LayerNorm`);
+    }
+    const m = /eps\s*=\s*([-+0-9.eE]+)/.exec(v);
+    if (m) {
+      eps = Number(m[1]);
+      if (!(eps > 0) || !Number.isFinite(eps)) throw new ConfigError(`cait_models norm_layer has an invalid eps in ${JSON.stringify(v)}`);
+    }
+    if (/elementwise_affine\s*=\s*False/.test(v)) elementwiseAffine = false;
+  }
+  return { eps, elementwiseAffine, factory: layerNorm(eps, { elementwiseAffine }) };
+}
+
+/** Reads an act_layer (`"<class 'torch.nn.modules.activation.GELU'>"`, `"torch.nn.GELU"`…). */
+export function parseActLayer(v: unknown): ActFactory {
+  if (v === undefined || v === null) return () => new GELU();
+  if (typeof v !== 'string') throw new ConfigError(`cait_models act_layer must be a class name string, got ${JSON.stringify(v)}`);
+  if (/GELU/.test(v)) {
+    const tanh = /approximate\s*=\s*['"]tanh['"]/.test(v);
+    return () => new GELU({ approximate: tanh ? 'tanh' : 'none' });
+  }
+  if (/\bReLU\b|\.ReLU'?>?$/.test(v)) return () => new ReLU();
+  if (/SiLU/.test(v)) return () => new SiLU();
+  if (/Sigmoid/.test(v)) return () => new Sigmoid();
+  if (/Tanh/.test(v)) return () => new Tanh();
+  throw new ConfigError(`cait_models act_layer ${JSON.stringify(v)} is not supported (GELU, ReLU, SiLU, Sigmoid, Tanh)`);
+}
+
+/**
+ * Maps the official `cait_models` kwargs to {@link CaiTOptions}: the exact model the official code
+ * builds, for any kwargs it accepts. Refuses (ConfigError) kwargs the official constructor does
+ * not take and class-valued kwargs other than the official defaults.
+ */
+export function caitOptionsFromOfficial(kwargs: OfficialKwargs): CaiTOptions {
+  const unknown = Object.keys(kwargs).filter((k) => !KNOWN_KWARGS.has(k));
+  if (unknown.length) {
+    throw new ConfigError(`cait_models() got unexpected keyword argument(s) ${unknown.join(', ')}; it takes ${[...KNOWN_KWARGS].join(', ')}`);
+  }
+  for (const [key, re] of Object.entries(DEFAULT_CLASSES)) {
+    const v = kwargs[key];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'string' || !re.test(v)) {
+      throw new ConfigError(`cait_models ${key}=${JSON.stringify(v)} is not supported: only the official default class; compose the blocks directly instead`);
+    }
+  }
+  const qk = kwargs.qk_scale;
+  if (qk !== undefined && qk !== null && (typeof qk !== 'number' || !Number.isFinite(qk))) {
+    throw new ConfigError(`cait_models qk_scale must be a number or None, got ${JSON.stringify(qk)}`);
+  }
+  const qkvBias = kwargs.qkv_bias ?? false;
+  if (typeof qkvBias !== 'boolean') throw new ConfigError(`cait_models qkv_bias must be a boolean, got ${JSON.stringify(qkvBias)}`);
+  const norm = parseNormLayer(kwargs.norm_layer);
+  return {
+    imgSize: size(kwargs, 'img_size', 224),
+    patchSize: size(kwargs, 'patch_size', 16),
+    inChans: int(kwargs, 'in_chans', 3),
+    numClasses: int(kwargs, 'num_classes', 1000),
+    embedDim: int(kwargs, 'embed_dim', 768),
+    depth: int(kwargs, 'depth', 12),
+    numHeads: int(kwargs, 'num_heads', 12),
+    mlpRatio: num(kwargs, 'mlp_ratio', 4),
+    qkvBias,
+    // Python's `qk_scale or head_dim ** -0.5` (0 and None both mean the default) happens in the blocks.
+    qkScale: (qk as number | null | undefined) ?? null,
+    dropRate: num(kwargs, 'drop_rate', 0),
+    attnDropRate: num(kwargs, 'attn_drop_rate', 0),
+    // Porting note: the official file uses DropPath without importing it, so drop_path_rate > 0 is a
+    // NameError there; we implement what it means (one constant rate for every self-attention block).
+    dropPathRate: num(kwargs, 'drop_path_rate', 0),
+    normLayer: norm.factory,
+    normEps: norm.eps,
+    actLayer: parseActLayer(kwargs.act_layer),
+    initScale: num(kwargs, 'init_scale', 1e-4),
+    depthTokenOnly: int(kwargs, 'depth_token_only', 2),
+    mlpRatioClstk: num(kwargs, 'mlp_ratio_clstk', 4),
+    // Porting note: the official constructor accepts global_pool and ignores it (always the class token).
+    globalPool: 'token',
+  };
+}
+
+/** Builds exactly the model the official `cait_models(**kwargs)` builds. */
+export function caitFromOfficialConfig(kwargs: OfficialKwargs): CaiT {
+  return new CaiT(caitOptionsFromOfficial(kwargs));
+}
+
+/**
+ * The goldens' per-block features: `golden.features.i` (i < depth) = output of `blocks[i]`,
+ * `[B, N, C]`; `golden.features.(depth + j)` = the class token after `blocks_token_only[j]`, `[B, 1, C]`.
+ */
+export function caitOfficialFeatures(model: Module, x: tf.Tensor4D): Record<string, tf.Tensor> {
+  if (!(model instanceof CaiT)) throw new ConfigError(`cait officialFeatures needs a CaiT model, got ${model.typeName}`);
+  return tf.tidy(() => {
+    const { blocks, classTokens } = model.trace(x);
+    const out: Record<string, tf.Tensor> = {};
+    blocks.forEach((t, i) => (out[`golden.features.${i}`] = t));
+    classTokens.forEach((t, j) => (out[`golden.features.${blocks.length + j}`] = t));
+    return out;
+  });
+}
+
+export const caitArchitecture: ArchitectureAdapter = {
+  name: 'cait',
+  description: 'CaiT (facebookresearch/deit:cait_models.py, class cait_models)',
+  fromOfficialConfig: (kwargs) => caitFromOfficialConfig(kwargs),
+  officialFeatures: caitOfficialFeatures,
+};
+
+let registered = false;
+/** Registers the `cait` architecture adapter (idempotent). */
+export function registerCaiTArchitecture(): void {
+  if (registered) return;
+  registerArchitecture(caitArchitecture);
+  registered = true;
+}
+
+type Tensors = Map<string, tf.Tensor> | Record<string, tf.Tensor>;
+
+export interface AdaptedCheckpoint {
+  /** The checkpoint to load: the caller's tensors, with `pos_embed` replaced when it was resampled. */
+  tensors: Map<string, tf.Tensor>;
+  /** Tensors this function created (the resampled `pos_embed`); dispose them after loading. */
+  created: tf.Tensor[];
+  /** Keys left out because they cannot fit the model (a classifier for another class count). */
+  dropped: string[];
+  notes: string[];
+}
+
+/**
+ * timm's `checkpoint_filter_fn` for CaiT, plus resolution and classifier adaptation: unwraps
+ * `module.` (DataParallel) prefixes, resamples `pos_embed` (bilinear) when the checkpoint was trained
+ * at another resolution than the model's `imgSize`, and drops `head.*` when the class count differs.
+ * Tensors stay in the official (PyTorch) layout.
+ */
+export function adaptCaiTCheckpoint(model: CaiT, tensors: Tensors): AdaptedCheckpoint {
+  const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  const stripModule = entries.length > 0 && entries.every(([k]) => k.startsWith('module.'));
+  const out = new Map<string, tf.Tensor>();
+  for (const [k, t] of entries) out.set(stripModule ? k.slice('module.'.length) : k, t);
+  const created: tf.Tensor[] = [];
+  const dropped: string[] = [];
+  const notes: string[] = [];
+  const pos = out.get('pos_embed');
+  const want = model.gridSize[0] * model.gridSize[1];
+  if (pos && pos.rank === 3 && pos.shape[1] !== want) {
+    const resampled = resamplePosEmbed(pos, model.gridSize);
+    created.push(resampled);
+    out.set('pos_embed', resampled);
+    const side = Math.round(Math.sqrt(pos.shape[1]!));
+    notes.push(`pos_embed resampled (bilinear) from a ${side}x${side} grid to ${model.gridSize[0]}x${model.gridSize[1]}`);
+  }
+  const hw = out.get('head.weight');
+  if (hw && (model.numClasses === 0 || hw.rank !== 2 || hw.shape[0] !== model.numClasses)) {
+    for (const k of ['head.weight', 'head.bias']) if (out.delete(k)) dropped.push(k);
+    // The model's own (fresh) classifier stands in, so a strict load still checks every other key.
+    for (const [k, e] of model.stateEntries()) {
+      if (!k.startsWith('head.')) continue;
+      const t = toPytorchLayout(e.kind, e.variable);
+      created.push(t);
+      out.set(k, t);
+    }
+    notes.push(`classifier dropped: the checkpoint has ${hw.shape[0]} classes, the model ${model.numClasses}; head keeps its fresh init`);
+  }
+  return { tensors: out, created, dropped, notes };
+}
+
+/**
+ * Loads an official CaiT checkpoint (official keys and layouts, e.g. from `loadSafetensorsFile`)
+ * into `model` through core's `loadPytorchStateDict`, after {@link adaptCaiTCheckpoint}. All or
+ * nothing: on any problem one error lists them all and no parameter changes.
+ */
+export function loadOfficialCaiTWeights(model: CaiT, tensors: Tensors, options: { strict?: boolean } = {}): PytorchLoadResult & { notes: string[] } {
+  const adapted = adaptCaiTCheckpoint(model, tensors);
+  try {
+    const res = loadPytorchStateDict(model, adapted.tensors, { strict: options.strict ?? true });
+    return { ...res, ignoredKeys: [...res.ignoredKeys, ...adapted.dropped], notes: adapted.notes };
+  } finally {
+    for (const t of adapted.created) t.dispose();
+  }
+}
