@@ -23,3 +23,4 @@ export function describeConformance(options: DescribeConformanceOptions): void {
     }
   });
 }
+export * from './gpu.js';
