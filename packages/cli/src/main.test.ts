@@ -1,5 +1,6 @@
 import '@tensorflow/tfjs';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -140,4 +141,14 @@ describe('vit', () => {
     expect((await vit('parity', join(dir, 'good.safetensors'), '--backend', 'gpu9000')).code).toBe(2);
     expect((await vit('parity')).code).toBe(2);
   });
+
+  it.each(['cait', 'conv2former', 'mrla'])('parity passes on the official goldens of %s', async (arch) => {
+    const dir = fileURLToPath(new URL(`../../${arch}/test/fixtures`, import.meta.url));
+    const r = await vit('parity', dir);
+    const summaries = r.out.split('\n').filter((l) => /^(PASS|FAIL) /.test(l));
+    expect(summaries.length).toBeGreaterThanOrEqual(2);
+    expect(summaries.every((l) => l.startsWith(`PASS ${arch}/`))).toBe(true);
+    expect(r.code).toBe(0);
+  });
 });
+
