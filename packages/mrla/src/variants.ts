@@ -1,0 +1,91 @@
+import { modelCard, registerModel, type CreateModelOptions, type ModelCard } from '@vit/core';
+import { ResNetMRLA, type ResNetMRLAOptions } from './resnet_mrla.js';
+
+const REFERENCE = 'joyfang1106/MRLA:resnet/models/resnet_mrla_light.py';
+const PAPER = 'Cross-Layer Retrospective Retrieving via Layer Attention (Fang et al., ICLR 2023)';
+
+/** Architecture settings of every registered variant (timm's `model_args`). */
+export const MRLA_CONFIGS = {
+  resnet18_mrlal: { block: 'basic', layers: [2, 2, 2, 2] },
+  resnet34_mrlal: { block: 'basic', layers: [3, 4, 6, 3] },
+  resnet50_mrlal: { block: 'bottleneck', layers: [3, 4, 6, 3] },
+  resnet101_mrlal: { block: 'bottleneck', layers: [3, 4, 23, 3] },
+  resnet152_mrlal: { block: 'bottleneck', layers: [3, 8, 36, 3] },
+  // The seed's CIFAR-10 ResNet-18: BasicBlock, 3×3 stride-1 stem without max-pool, 10 classes,
+  // Paddle's default init (no zero-initialised last BN).
+  resnet18_mrlal_cifar: { block: 'basic', layers: [2, 2, 2, 2], stem: 'cifar', numClasses: 10, zeroInitLastBn: false },
+} as const satisfies Record<string, ResNetMRLAOptions>;
+
+export type MRLAVariant = keyof typeof MRLA_CONFIGS;
+
+type CardInfo = Partial<ModelCard> & Pick<ModelCard, 'paramCount' | 'official'>;
+
+const CARDS: Record<MRLAVariant, CardInfo> = {
+  resnet18_mrlal: {
+    paramCount: 11_712_624,
+    official: false,
+    notes: 'By analogy: the official code has only MRLA_Bottleneck; this is the seed BasicBlock net on the ImageNet stem. No official weights.',
+  },
+  resnet34_mrlal: {
+    paramCount: 21_843_132,
+    official: false,
+    notes: 'By analogy: BasicBlock [3, 4, 6, 3] with MRLA-light. No official weights.',
+  },
+  resnet50_mrlal: {
+    paramCount: 25_738_452,
+    official: true,
+    top1: 77.7,
+    notes: 'top-1 = the paper\'s ResNet-50 + 1.6 points (abstract); 100 epochs, drop-path 0.2 recipe of the official README.',
+  },
+  resnet101_mrlal: {
+    paramCount: 44_939_646,
+    official: true,
+  },
+  resnet152_mrlal: {
+    paramCount: 60_767_784,
+    official: false,
+    notes: "By analogy: listed in the official __all__ but never defined there; [3, 8, 36, 3] like torchvision's ResNet-152. No official weights.",
+  },
+  resnet18_mrlal_cifar: {
+    paramCount: 11_197_074,
+    official: false,
+    inputSize: [32, 32, 3],
+    numClasses: 10,
+    mean: [0.5, 0.5, 0.5],
+    std: [0.5, 0.5, 0.5],
+    cropPct: 1,
+    top1: 89.35,
+    notes:
+      "The seed's CIFAR-10 ResNet-18 + MRLA (Paddle): 3×3 stride-1 stem, no max-pool. top1 = the seed's CIFAR-10 val accuracy (100 epochs). The seed's table counts 11,210,514 including BatchNorm running statistics (11,183,562 without MRLA: `mrla: false`).",
+  },
+};
+
+function register(name: MRLAVariant): void {
+  const config = MRLA_CONFIGS[name] as ResNetMRLAOptions;
+  const factory = (options: CreateModelOptions = {}) => new ResNetMRLA({ ...config, ...(options as ResNetMRLAOptions) });
+  const info = CARDS[name];
+  registerModel(
+    name,
+    factory,
+    modelCard({
+      name,
+      arch: 'mrla',
+      firstConv: 'conv1',
+      classifier: 'fc',
+      interpolation: 'bilinear',
+      paper: PAPER,
+      reference: info.official ? REFERENCE : undefined,
+      ...info,
+    }),
+  );
+}
+
+/** Registers every variant (called once by the package entry point). */
+export function registerMRLAVariants(): void {
+  for (const name of Object.keys(MRLA_CONFIGS) as MRLAVariant[]) register(name);
+}
+
+/** Builds a variant directly (without the registry). */
+export function createMRLAVariant(name: MRLAVariant, options: ResNetMRLAOptions = {}): ResNetMRLA {
+  return new ResNetMRLA({ ...(MRLA_CONFIGS[name] as ResNetMRLAOptions), ...options });
+}
