@@ -1,100 +1,17 @@
 import '@tensorflow/tfjs';
-import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createModel, loadPytorchStateDict, loadSafetensorsFile } from '@vit/core';
-import { compareTensors, nchwToNhwc, findGpuBackend } from '@vit/core/testing';
-import { caitFromOfficialConfig, caitOfficialFeatures } from './index.js';
+import { createModel } from '@vit/core';
+import { describeGpuParity } from '@vit/core/testing';
+import './index.js';
 
-/**
- * The golden parity checks on the best GPU backend present: `tensorflow` from
- * @tensorflow/tfjs-node-gpu, else `webgpu` (navigator.gpu, or Dawn's `webgpu` package in Node).
- * Skipped, with the reason printed, where there is none. GPU float32 kernels reassociate sums, so
- * outputs use PORTING.md's GPU bound (1e-3, scaled max-abs), the input gradient 1e-3
- * norm-relative; a registered variant is also compared with the cpu backend.
- */
-
-const found = await findGpuBackend();
-if (found.backend === null) console.log(`[cait gpu] skipped: ${found.reason}`);
-else console.log(`[cait gpu] running on '${found.backend}' (${found.detail})`);
-
-const GPU_TOL = 1e-3;
 const fixture = (name: string) => fileURLToPath(new URL(`../test/fixtures/${name}.safetensors`, import.meta.url));
+const tiny = (imgSize: number) => ({ embedDim: 64, depth: 2, depthTokenOnly: 2, imgSize, numClasses: 10, dynamicImgSize: true });
 
-async function onCpu<T>(fn: () => T): Promise<T> {
-  const gpu = tf.getBackend();
-  await tf.setBackend('cpu');
-  try {
-    return fn();
-  } finally {
-    await tf.setBackend(gpu);
-  }
-}
-
-describe.skipIf(found.backend === null)('golden parity on the GPU backend', () => {
-  afterAll(async () => {
-    await tf.setBackend('cpu');
-  });
-
-  for (const name of ['p8_d2', 'p16_h3']) {
-    it(`${name}: logits, every block feature and the input gradient`, async () => {
-      const file = await loadSafetensorsFile(fixture(name));
-      const model = caitFromOfficialConfig(JSON.parse(file.metadata.config!));
-      const g = (k: string) => file.tensors.get(k)!;
-      try {
-        loadPytorchStateDict(model, new Map([...file.tensors].filter(([k]) => !k.startsWith('golden.'))));
-        model.eval();
-        const res = tf.tidy(() => {
-          const x = nchwToNhwc(g('golden.input')) as tf.Tensor4D;
-          const logits = compareTensors(model.forward(x), g('golden.logits')).scaledMaxAbs;
-          const feats = caitOfficialFeatures(model, x);
-          const features = Math.max(...Object.entries(feats).map(([k, t]) => compareTensors(t, g(k)).scaledMaxAbs));
-          const grad = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(model.forward(inp as tf.Tensor4D), g('golden.probe'))))(x);
-          return { logits, features, grad: compareTensors(grad, nchwToNhwc(g('golden.grad.input'))).normRel };
-        });
-        console.log(`[cait gpu] ${name} on ${tf.getBackend()}: ${JSON.stringify(res)}`);
-        expect(res.logits).toBeLessThanOrEqual(GPU_TOL);
-        expect(res.features).toBeLessThanOrEqual(GPU_TOL);
-        expect(res.grad).toBeLessThanOrEqual(GPU_TOL);
-      } finally {
-        model.dispose();
-        for (const t of file.tensors.values()) t.dispose();
-      }
-    });
-  }
-
-  it("a registered variant's logits agree with the cpu backend (also at another resolution)", async () => {
-    const opts = { embedDim: 64, depth: 2, depthTokenOnly: 2, imgSize: 64, numClasses: 10, dynamicImgSize: true };
-    const gpuModel = createModel('cait_xxs24_224', opts);
-    const cpuModel = await onCpu(() => createModel('cait_xxs24_224', opts));
-    try {
-      await onCpu(() =>
-        tf.tidy(() => {
-          cpuModel.loadStateDict(Object.fromEntries(Object.entries(gpuModel.stateDict()).map(([k, v]) => [k, tf.tensor(v.dataSync(), v.shape)])));
-        }),
-      );
-      for (const size of [64, 96]) {
-        const data = tf.tidy(() => tf.randomNormal([2, size, size, 3], 0, 1, 'float32', 3).dataSync());
-        gpuModel.eval();
-        const yg = tf.tidy(() => (gpuModel.forward(tf.tensor4d(data, [2, size, size, 3])) as tf.Tensor).dataSync());
-        const yc = await onCpu(() => {
-          cpuModel.eval();
-          return tf.tidy(() => (cpuModel.forward(tf.tensor4d(data, [2, size, size, 3])) as tf.Tensor).dataSync());
-        });
-        const scale = Math.max(1, ...Array.from(yc, Math.abs));
-        const err = Math.max(...Array.from(yg, (v, i) => Math.abs(v - yc[i]!))) / scale;
-        console.log(`[cait gpu] cait_xxs24_224 (tiny) at ${size}px gpu vs cpu logits: ${err.toExponential(2)}`);
-        expect(err).toBeLessThanOrEqual(GPU_TOL);
-      }
-    } finally {
-      gpuModel.dispose();
-      await onCpu(() => cpuModel.dispose());
-    }
-  });
-});
-
-describe.skipIf(found.backend !== null)('no GPU backend', () => {
-  it('is skipped with a printed reason', () => {
-    expect(found.backend).toBeNull();
-  });
+describeGpuParity({
+  label: 'cait',
+  goldens: ['p8_d2', 'p16_h3'].map(fixture),
+  crossCheck: [
+    { name: 'cait_xxs24_224 (tiny) at 64px', build: () => createModel('cait_xxs24_224', tiny(64)), inputShape: [2, 64, 64, 3] },
+    { name: 'cait_xxs24_224 (tiny) resampled to 96px', build: () => createModel('cait_xxs24_224', tiny(64)), inputShape: [2, 96, 96, 3] },
+  ],
 });

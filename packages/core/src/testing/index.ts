@@ -24,3 +24,4 @@ export function describeConformance(options: DescribeConformanceOptions): void {
   });
 }
 export * from './gpu.js';
+export * from './gpu_suite.js';
