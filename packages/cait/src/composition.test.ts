@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Conv2d, LayerNorm, Linear, Module, ModuleList, PatchEmbed, ReLU, ShapeError } from '@vit/core';
 import { LayerScaleBlock, LayerScaleBlockClassAttention, layerNorm, talkingHeadAttention, timmMlp } from './index.js';
+import { setTestBackend } from '@vit/core/testing';
 
 /**
  * A block of another kind: a ConvNeXt/ConvMixer-style depthwise 3x3 token mixer with its own
@@ -85,7 +86,7 @@ class TinyHybrid extends Module {
 
 describe('composition', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
     await tf.ready();
   });
 

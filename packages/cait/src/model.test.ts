@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, ShapeError, createModel, getModelCard, loadSafetensorsFile, scaledDotProductAttention, splitHeads, mergeHeads } from '@vit/core';
-import { compareTensors } from '@vit/core/testing';
+import { compareTensors, setTestBackend } from '@vit/core/testing';
 import {
   CAIT_VARIANTS,
   CaiT,
@@ -23,7 +23,7 @@ import {
 const fixture = (name: string) => fileURLToPath(new URL(`../test/fixtures/${name}.safetensors`, import.meta.url));
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
   await tf.ready();
 });
 

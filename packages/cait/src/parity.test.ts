@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPytorchStateDict, loadSafetensorsFile, runParity, type LoadedSafetensors } from '@vit/core';
-import { compareTensors, nchwToNhwc } from '@vit/core/testing';
+import { compareTensors, nchwToNhwc, setTestBackend } from '@vit/core/testing';
 import { CaiT, caitFromOfficialConfig, caitOfficialFeatures } from './index.js';
 
 /**
@@ -86,7 +86,7 @@ function checkCase(name: string, model: CaiT, file: LoadedSafetensors): void {
 
 describe('golden parity (official code)', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
     await tf.ready();
   });
   afterAll(() => {

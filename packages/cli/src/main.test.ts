@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Linear, Module, ShapeError, modelCard, registerArchitecture, registerModel, saveSafetensorsFile } from '@vit/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from './main.js';
+import { setTestBackend } from '@vit/core/testing';
 
 /** A stand-in "official" model: logits = flatten_NCHW(x) · Wᵀ + b, feature 0 = relu(x). */
 class ToyNet extends Module {
@@ -73,7 +74,7 @@ async function vit(...argv: string[]): Promise<{ code: number; out: string; err:
 describe('vit', () => {
   let dir = '';
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
     dir = mkdtempSync(join(tmpdir(), 'vit-cli-'));
     await writeGolden(join(dir, 'good.safetensors'));
     await writeGolden(join(dir, 'bad.safetensors'), true);

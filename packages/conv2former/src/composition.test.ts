@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm2d, Conv2d, LayerNorm, LayerNorm2d, Linear, Mlp, Module, ModuleList, scaledDotProductAttention, splitHeads, mergeHeads } from '@vit/core';
 import { Conv2FormerBlock, ConvMlp, SpatialAttention, layerNormDownsample } from './index.js';
+import { setTestBackend } from '@vit/core/testing';
 
 /** A block of another kind: a pre-norm ViT block (global multi-head self-attention + timm Mlp) on tokens. */
 class TokenAttentionBlock extends Module {
@@ -75,7 +76,7 @@ class TinyHybrid extends Module {
 
 describe('composition', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
     await tf.ready();
   });
 

@@ -14,6 +14,7 @@ import {
   conv2formerOptionsFromOfficial,
   type Conv2FormerOptions,
 } from './index.js';
+import { setTestBackend } from '@vit/core/testing';
 
 /**
  * Parameter count of a Conv2Former built from `o`, computed from the layer shapes. Used for the
@@ -50,7 +51,7 @@ function countParams(o: Required<Pick<Conv2FormerOptions, 'kernelSize' | 'dims' 
 
 let before = 0;
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
   await tf.ready();
 });
 beforeEach(() => {

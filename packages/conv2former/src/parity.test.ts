@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPytorchStateDict, loadSafetensorsFile, runParity, type LoadedSafetensors } from '@vit/core';
-import { compareTensors, nchwToNhwc } from '@vit/core/testing';
+import { compareTensors, nchwToNhwc, setTestBackend } from '@vit/core/testing';
 import { Conv2Former, conv2formerFromOfficialConfig, conv2formerOfficialFeatures, type Conv2FormerOptions } from './index.js';
 
 /**
@@ -85,7 +85,7 @@ function checkCase(name: string, model: Conv2Former, file: LoadedSafetensors, fe
 
 describe('golden parity (official code)', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
     await tf.ready();
   });
   afterAll(() => {

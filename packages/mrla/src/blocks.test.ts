@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { assignInit, ConfigError, normal, type Module } from '@vit/core';
 import { ECALayer, MRLABasicBlock, MRLABottleneck, ResNetMRLA, SELayer } from './index.js';
+import { setTestBackend } from '@vit/core/testing';
 
 const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
 
@@ -16,7 +17,7 @@ function randomiseNorms(m: Module): void {
 
 describe('blocks', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
   });
 
   it('MRLABasicBlock = the seed forward: relu(bn2(conv2(relu(bn1(conv1 x)))) + id), then + bn_mrla(mrla(out, id))', () => {

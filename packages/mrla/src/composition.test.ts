@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Conv2FormerBlock } from '@vit/conv2former';
 import { BatchNorm2d, Conv2d, Linear, Module, ReLU, Sequential } from '@vit/core';
 import { MRLABasicBlock, MRLABottleneck, MRLAModule, WithMRLA } from './index.js';
+import { setTestBackend } from '@vit/core/testing';
 
 /**
  * A new small backbone composed from this package's blocks plus a block of another kind (a
@@ -41,7 +42,7 @@ class TinyHybrid extends Module {
 
 describe('composition', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
   });
 
   it('a hybrid backbone of MRLA blocks and a Conv2Former block trains (loss decreases)', () => {

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPytorchStateDict, loadSafetensorsFile, runParity, type LoadedSafetensors } from '@vit/core';
-import { compareTensors, GRAD_TOLERANCE, LOGITS_TOLERANCE, nchwToNhwc } from '@vit/core/testing';
+import { compareTensors, GRAD_TOLERANCE, LOGITS_TOLERANCE, nchwToNhwc, setTestBackend } from '@vit/core/testing';
 import { fromOfficialConfig, officialFeatures, ResNetMRLA } from './index.js';
 
 /**
@@ -26,7 +26,7 @@ describe.each(CASES)('golden parity %s', (name) => {
   let before: number;
 
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
     golden = await loadSafetensorsFile(fixture(name));
     before = tf.memory().numTensors;
     const config = JSON.parse(golden.metadata.config!) as Record<string, unknown>;

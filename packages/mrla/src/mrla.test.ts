@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadPytorchStateDict, ShapeError } from '@vit/core';
 import { MRLALightLayer, MRLAModule, mrlaKernelSize } from './index.js';
+import { setTestBackend } from '@vit/core/testing';
 
 /** Deterministic pseudo-random values in [-1, 1). */
 function values(n: number, seed: number): Float32Array {
@@ -77,7 +78,7 @@ function referenceLayer(
 
 describe('MRLA-light', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
   });
 
   it('kernel-size rule of the official code', () => {

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm2d, ConfigError, getArchitecture, ShapeError } from '@vit/core';
 import { fromOfficialConfig, MRLABottleneck, officialOptions, ResNetMRLA } from './index.js';
+import { setTestBackend } from '@vit/core/testing';
 
 /** A small official config (expansion 1 like the goldens) to exercise the constructor paths. */
 const SMALL = { block: 'MRLA_Bottleneck', layers: [1, 1, 1, 1], num_classes: 7, groups: 1, width_per_group: 16 };
@@ -17,7 +18,7 @@ function shapesOf(m: ResNetMRLA): Record<string, number[]> {
 
 describe('official config mapping', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
   });
 
   it('is registered as the mrla architecture', () => {

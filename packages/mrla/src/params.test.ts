@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createModel, getModelCard, listModels, type Module } from '@vit/core';
 import { createMRLAVariant, MRLA_CONFIGS, type MRLAVariant } from './index.js';
+import { setTestBackend } from '@vit/core/testing';
 
 /** paddle.summary's total (the seed's table): parameters plus BatchNorm running mean/var. */
 function paddleCount(m: Module): number {
@@ -21,7 +22,7 @@ describe('parameter counts', () => {
   // Each variant is built once (random init of 60M parameters is the slow part on cpu).
   const counts = new Map<string, { params: number; paddle: number }>();
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
     const before = tf.memory().numTensors;
     for (const name of Object.keys(MRLA_CONFIGS) as MRLAVariant[]) {
       withModel(createModel(name), (m) => counts.set(name, { params: m.numParams(), paddle: paddleCount(m) }));

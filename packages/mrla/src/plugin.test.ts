@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Conv2FormerBlock } from '@vit/conv2former';
 import { BatchNorm2d, Conv2d, Sequential } from '@vit/core';
 import { MRLAModule, WithMRLA } from './index.js';
+import { setTestBackend } from '@vit/core/testing';
 
 /**
  * MRLA is a plug-in: the official insertion point `out = y + bn_mrla(mrla(y, identity))` works on
@@ -12,7 +13,7 @@ import { MRLAModule, WithMRLA } from './index.js';
  */
 describe('MRLA as a plug-in for another architecture', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
   });
 
   it('wraps a Conv2Former block: formula, keys, gradients', () => {

@@ -5,9 +5,10 @@ import { ConfigError } from '../errors.js';
 import { REF } from './__fixtures__/reference.js';
 import { expectClose, noLeak, seq } from './__fixtures__/helpers.js';
 import { GELU, ReLU, SiLU, Sigmoid, Softmax, Tanh, gelu } from './activation.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 describe('activations', () => {

@@ -8,9 +8,10 @@ import { Identity, ModuleList, Sequential } from './containers.js';
 import { Conv2d } from './conv.js';
 import { Linear } from './linear.js';
 import { BatchNorm2d } from './norm.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 describe('containers', () => {

@@ -5,9 +5,10 @@ import { ConfigError, ShapeError } from '../errors.js';
 import { REF } from './__fixtures__/reference.js';
 import { expectClose, noLeak, seq } from './__fixtures__/helpers.js';
 import { Conv1d, Conv2d } from './conv.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 /** Loads seq weights (as gen_reference.py) into a conv and runs it on seq input. */

@@ -5,9 +5,10 @@ import { ConfigError } from '../errors.js';
 import { REF } from './__fixtures__/reference.js';
 import { noLeak, seq } from './__fixtures__/helpers.js';
 import { DropPath, Dropout, dropPathRates } from './dropout.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 describe('Dropout', () => {

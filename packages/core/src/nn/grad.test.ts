@@ -11,9 +11,10 @@ import type { Module } from './module.js';
 import { BatchNorm2d, GroupNorm, LayerNorm, LayerNorm2d } from './norm.js';
 import { PatchEmbed } from './patch_embed.js';
 import { GELU } from './activation.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 /** A loss that weights every output element differently, so no gradient cancels by symmetry. */

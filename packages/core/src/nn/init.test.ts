@@ -14,9 +14,10 @@ import {
   xavierUniform,
   zeros,
 } from './init.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 function stats(t: tf.Tensor): { mean: number; std: number; min: number; max: number } {

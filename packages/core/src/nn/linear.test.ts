@@ -5,9 +5,10 @@ import { ConfigError, ShapeError } from '../errors.js';
 import { REF } from './__fixtures__/reference.js';
 import { expectClose, noLeak, seq } from './__fixtures__/helpers.js';
 import { Linear } from './linear.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 describe('Linear', () => {

@@ -7,9 +7,10 @@ import { ReLU, gelu } from './activation.js';
 import { Mlp } from './mlp.js';
 import { LayerNorm } from './norm.js';
 import { PatchEmbed } from './patch_embed.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 describe('Mlp', () => {

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, WeightLoadError } from '../errors.js';
 import { Module } from './module.js';
+import { setTestBackend } from '../testing/backend.js';
 
 class Leaf extends Module {
   weight: tf.Variable;
@@ -66,7 +67,7 @@ class Shared extends Module {
 describe('Module', () => {
   let start = 0;
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
   });
   beforeEach(() => {
     start = tf.memory().numTensors;

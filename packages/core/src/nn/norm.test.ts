@@ -5,9 +5,10 @@ import { ConfigError, ShapeError } from '../errors.js';
 import { REF } from './__fixtures__/reference.js';
 import { expectClose, noLeak, seq } from './__fixtures__/helpers.js';
 import { BatchNorm2d, GroupNorm, LayerNorm, LayerNorm2d } from './norm.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 describe('LayerNorm', () => {

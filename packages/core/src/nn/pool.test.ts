@@ -5,9 +5,10 @@ import { ConfigError, ShapeError } from '../errors.js';
 import { REF } from './__fixtures__/reference.js';
 import { expectClose, noLeak, seq } from './__fixtures__/helpers.js';
 import { AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, adaptiveAvgPool2d, avgPool2d, maxPool2d } from './pool.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 type Ref = { shape: readonly number[]; y: readonly number[] };

@@ -5,9 +5,10 @@ import { ShapeError } from '../errors.js';
 import { REF } from '../nn/__fixtures__/reference.js';
 import { expectClose, noLeak, seq } from '../nn/__fixtures__/helpers.js';
 import { attentionWeights, mergeHeads, scaledDotProductAttention, splitHeads } from './attention.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 describe('attention helpers', () => {

@@ -4,9 +4,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ShapeError } from '../errors.js';
 import { noLeak, seq } from '../nn/__fixtures__/helpers.js';
 import { windowPartition, windowReverse } from './window.js';
+import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 
 describe('window partition', () => {

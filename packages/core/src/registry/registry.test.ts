@@ -15,6 +15,7 @@ import {
   unregisterModel,
 } from './registry.js';
 import { resolveIndices } from './contract.js';
+import { setTestBackend } from '../testing/backend.js';
 
 class Tiny extends Module {
   constructor(readonly numClasses: number) {
@@ -30,7 +31,7 @@ const names = ['toy_a_224', 'toy_a_384', 'toy_b_224'];
 
 describe('registry', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
     for (const n of names) {
       registerModel(n, (o = {}) => new Tiny(o.numClasses ?? 1000), modelCard({ name: n, arch: 'toy', firstConv: 'stem', classifier: 'head', paramCount: 1000 }));
     }

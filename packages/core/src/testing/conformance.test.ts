@@ -9,6 +9,7 @@ import { BatchNorm2d } from '../nn/norm.js';
 import type { FeatureInfo } from '../registry/contract.js';
 import { resolveIndices } from '../registry/contract.js';
 import { runConformance, type ConformanceSubject } from './conformance.js';
+import { setTestBackend } from './backend.js';
 
 interface Faults {
   leak?: boolean;
@@ -82,7 +83,7 @@ const subject = (faults: Faults = {}): ConformanceSubject => ({ name: 'tiny', bu
 
 describe('conformance suite', () => {
   beforeAll(async () => {
-    await tf.setBackend('cpu');
+    await setTestBackend();
   });
 
   it('passes a model that honours the contract, leaving no tensor behind', () => {

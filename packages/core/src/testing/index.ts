@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { setTestBackend } from './backend.js';
 import { registeredSubjects, runConformance, type DescribeConformanceOptions } from './conformance.js';
 
 export * from './conformance.js';
@@ -13,8 +14,12 @@ export function describeConformance(options: DescribeConformanceOptions): void {
   if (options.models.length === 0) throw new Error('describeConformance: no models given (is the package registering its variants?)');
   describe('conformance', () => {
     beforeAll(async () => {
-      await tf.setBackend(options.backend ?? 'cpu');
-      await tf.ready();
+      if (options.backend) {
+        await tf.setBackend(options.backend);
+        await tf.ready();
+      } else {
+        await setTestBackend();
+      }
     });
     for (const subject of registeredSubjects(options)) {
       it(subject.name, () => {
@@ -25,3 +30,4 @@ export function describeConformance(options: DescribeConformanceOptions): void {
 }
 export * from './gpu.js';
 export * from './gpu_suite.js';
+export * from './backend.js';

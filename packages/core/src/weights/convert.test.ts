@@ -4,10 +4,11 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ShapeError, WeightLoadError, type WeightProblem } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { fromPytorchLayout, loadPytorchStateDict, pytorchShape, toPytorchLayout, toPytorchStateDict } from './convert.js';
+import { setTestBackend } from '../testing/backend.js';
 
 let before = 0;
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 beforeEach(() => {
   before = tf.memory().numTensors;

@@ -18,13 +18,14 @@ import {
   writeFileAtomic,
 } from './io.js';
 import { parseSafetensors } from './safetensors.js';
+import { setTestBackend } from '../testing/backend.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../../test/fixtures/${name}`, import.meta.url));
 
 let dir = '';
 let before = 0;
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vit-weights-'));
 });
 afterAll(() => {

@@ -18,12 +18,13 @@ import {
   type RawTensorInput,
   type SafetensorsDtype,
 } from './safetensors.js';
+import { setTestBackend } from '../testing/backend.js';
 
 const fixture = (name: string) => new Uint8Array(readFileSync(fileURLToPath(new URL(`../../test/fixtures/${name}`, import.meta.url))));
 
 let before = 0;
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await setTestBackend();
 });
 beforeEach(() => {
   before = tf.memory().numTensors;

@@ -1,0 +1,2 @@
+// Barrel for src/backends (filled in by its owner).
+export {};

@@ -1,0 +1,2 @@
+// Barrel for src/data (filled in by its owner).
+export {};

@@ -1,0 +1,2 @@
+// Barrel for src/losses (filled in by its owner).
+export {};

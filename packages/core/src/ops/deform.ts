@@ -1,0 +1,2 @@
+// Deformable convolution (filled in by the LITv2 work).
+export {};

@@ -1,0 +1,2 @@
+// Bilinear sampling (filled in by the LITv2 work).
+export {};

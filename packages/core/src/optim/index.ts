@@ -1,0 +1,2 @@
+// Barrel for src/optim (filled in by its owner).
+export {};

@@ -1,0 +1,2 @@
+// Barrel for src/plot (filled in by its owner).
+export {};

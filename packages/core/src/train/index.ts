@@ -1,0 +1,2 @@
+// Barrel for src/train (filled in by its owner).
+export {};
