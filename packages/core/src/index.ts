@@ -11,4 +11,5 @@ export * from './optim/index.js';
 export * from './train/index.js';
 export * from './data/index.js';
 export * from './plot/index.js';
+export * from './bench/index.js';
 export { VERSION } from './version.js';

@@ -1,2 +1,2 @@
-// Barrel for src/data (filled in by its owner).
-export {};
+export * from './types.js';
+export * from './rng.js';

@@ -1,0 +1,2 @@
+// Barrel for src/bench (filled in by its owner).
+export {};
