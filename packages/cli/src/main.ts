@@ -5,6 +5,7 @@ import { processIo, type Io } from './io.js';
 import { modelsCommand } from './commands/models.js';
 import { summaryCommand } from './commands/summary.js';
 import { parityCommand } from './commands/parity.js';
+import { convertCommand } from './commands/convert.js';
 
 export interface Command {
   name: string;
@@ -15,7 +16,7 @@ export interface Command {
   run(args: { values: Record<string, unknown>; positionals: string[] }, io: Io): Promise<number>;
 }
 
-export const commands: Command[] = [modelsCommand, summaryCommand, parityCommand];
+export const commands: Command[] = [modelsCommand, summaryCommand, parityCommand, convertCommand];
 
 function globalHelp(): string {
   return [

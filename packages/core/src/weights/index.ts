@@ -41,3 +41,4 @@ export {
   type SaveModelWeightsOptions,
   type SaveSafetensorsOptions,
 } from './io.js';
+export * from './pth.js';

@@ -1,0 +1,375 @@
+import { openSync, readSync, closeSync, readFileSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  ConfigError,
+  FormatError,
+  OUR_LAYOUT,
+  VERSION,
+  VitError,
+  WeightLoadError,
+  createModel,
+  getArchitecture,
+  getModelCard,
+  listModels,
+  loadPthFile,
+  loadPytorchStateDict,
+  looksLikePth,
+  readSafetensorsFile,
+  loadSafetensorsFile,
+  saveModelWeights,
+  toPytorchLayout,
+  type Module,
+  type SafetensorsDtype,
+  type VisionModel,
+} from '@vit/core';
+import type { Command } from '../main.js';
+import type { Io } from '../io.js';
+import { EXIT, UsageError } from '../exit-codes.js';
+import { useBackend } from '../setup.js';
+
+/** What the input file held, in one shape whatever its format. */
+interface Checkpoint {
+  tensors: Map<string, tf.Tensor>;
+  dtypes: Map<string, SafetensorsDtype>;
+  /** 'pytorch': official keys and layouts; 'ours': written by this library (`layout: nhwc-vit`). */
+  layout: 'pytorch' | 'ours';
+  format: 'pth (zip)' | 'pth (legacy)' | 'safetensors';
+  metadata: Record<string, string>;
+  stateDictKey: string | null;
+  strippedPrefix: string | null;
+  extra: Record<string, unknown>;
+  placeholders: string[];
+}
+
+/** How the model is built: a registered name, or an architecture's official constructor kwargs. */
+type ModelSpec =
+  | { kind: 'registered'; name: string; options: Record<string, unknown> }
+  | { kind: 'official'; arch: string; kwargs: Record<string, unknown>; overrides?: Record<string, unknown> };
+
+function positiveInt(v: unknown, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${flag} expects a positive integer, got '${v}'`);
+  return n;
+}
+
+function sniffPth(file: string): boolean {
+  const fd = openSync(file, 'r');
+  try {
+    const head = new Uint8Array(4);
+    const n = readSync(fd, head, 0, 4, 0);
+    return looksLikePth(head.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function parseJsonObject(text: string, what: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${what} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new UsageError(`${what} must be a JSON object of the official constructor's keyword arguments`);
+  return v as Record<string, unknown>;
+}
+
+/** `--config`: inline JSON, a .json file, or a golden .safetensors file (its `arch`/`config`/`overrides` metadata). */
+async function readConfig(value: string): Promise<{ kwargs: Record<string, unknown>; arch?: string; overrides?: Record<string, unknown> }> {
+  if (value.trim().startsWith('{')) return { kwargs: parseJsonObject(value, '--config') };
+  if (value.endsWith('.safetensors')) {
+    const { metadata } = await readSafetensorsFile(value);
+    if (!metadata.config) throw new FormatError(`${value} has no 'config' metadata (the official constructor kwargs) to build a model from`);
+    return {
+      kwargs: parseJsonObject(metadata.config, `'config' metadata of ${value}`),
+      arch: metadata.arch,
+      overrides: metadata.overrides ? parseJsonObject(metadata.overrides, `'overrides' metadata of ${value}`) : undefined,
+    };
+  }
+  return { kwargs: parseJsonObject(readFileSync(value, 'utf8'), value) };
+}
+
+async function readCheckpoint(file: string, values: Record<string, unknown>): Promise<Checkpoint> {
+  if (sniffPth(file)) {
+    const r = await loadPthFile(file, {
+      key: values.key as string | undefined,
+      useEma: !values['no-ema'],
+      unknownGlobals: values.lenient ? 'placeholder' : 'error',
+    });
+    return { ...r, layout: 'pytorch', format: r.format === 'zip' ? 'pth (zip)' : 'pth (legacy)', metadata: {} };
+  }
+  for (const flag of ['key', 'no-ema', 'lenient']) if (values[flag]) throw new UsageError(`--${flag} applies to .pth checkpoints only; ${file} is not one`);
+  const r = await loadSafetensorsFile(file);
+  const layout = r.metadata.layout === OUR_LAYOUT ? 'ours' : 'pytorch';
+  return { ...r, layout, format: 'safetensors', stateDictKey: null, strippedPrefix: null, extra: {}, placeholders: [] };
+}
+
+/** The registered card whose architecture is `arch` (for the classifier's name), if any. */
+function cardForArch(arch: string) {
+  return listModels('*')
+    .map(getModelCard)
+    .find((c) => c.arch === arch);
+}
+
+/** Class count of a classifier weight: official `[out, …]`, ours `[…, out]`. */
+function classesOf(t: tf.Tensor | undefined, layout: Checkpoint['layout']): number | undefined {
+  if (!t || t.rank < 1) return undefined;
+  return layout === 'pytorch' ? t.shape[0] : t.shape[t.rank - 1];
+}
+
+const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
+
+function buildModel(spec: ModelSpec): Module {
+  try {
+    if (spec.kind === 'registered') return createModel(spec.name, spec.options);
+    return getArchitecture(spec.arch).fromOfficialConfig(spec.kwargs, { overrides: spec.overrides });
+  } catch (e) {
+    // A bad option or kwarg is the caller's mistake, not a failed check.
+    if (e instanceof ConfigError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+function defaultOut(input: string, toPytorch: boolean): string {
+  const stem = basename(input, extname(input));
+  const plain = join(dirname(input), `${stem}.safetensors`);
+  if (resolve(plain) !== resolve(input)) return plain;
+  return join(dirname(input), `${stem}.${toPytorch ? 'pytorch' : 'vit'}.safetensors`);
+}
+
+function brief(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s.length > 80 ? `${s.slice(0, 77)}…` : s;
+}
+
+async function convert(values: Record<string, unknown>, positionals: string[], io: Io): Promise<number> {
+  if (positionals.length !== 1) throw new UsageError('expects exactly one input checkpoint (.pth/.pt/.bin or .safetensors)');
+  const input = positionals[0]!;
+  if (values.strict && values['no-strict']) throw new UsageError('--strict and --no-strict contradict each other');
+  const strict = !values['no-strict'];
+  const toPytorch = values['to-pytorch'] === true;
+  const numClasses = positiveInt(values['num-classes'], 'num-classes');
+  const name = values.model as string | undefined;
+  if (name && (values.arch || values.config)) throw new UsageError('give either --model <name> or --arch/--config, not both');
+  // Fail on unknown names before reading a possibly large file.
+  if (name) getModelCard(name);
+  const config = values.config !== undefined ? await readConfig(values.config as string) : undefined;
+  const arch = (values.arch as string | undefined) ?? config?.arch;
+  if (config && !arch) throw new UsageError('--config needs --arch <architecture> (or a golden .safetensors whose metadata names it)');
+  if (arch) getArchitecture(arch);
+  if (values.arch && !config) throw new UsageError('--arch needs --config <official kwargs JSON | file.json | golden.safetensors>');
+  const out = (values.out as string | undefined) ?? defaultOut(input, toPytorch);
+  if (resolve(out) === resolve(input)) throw new UsageError('--out must differ from the input file');
+
+  await useBackend('cpu');
+  let ckpt: Checkpoint;
+  try {
+    ckpt = await readCheckpoint(input, values);
+  } catch (e) {
+    if (e instanceof VitError && e.code === 'VIT_IO') {
+      io.err(`vit convert: ${e.message}`);
+      return EXIT.INPUT;
+    }
+    throw e;
+  }
+  let model: Module | undefined;
+  const own: tf.Tensor[] = [];
+  try {
+    // Which model: flags first, else what one of our own checkpoints says about itself.
+    let spec: ModelSpec;
+    if (name) spec = { kind: 'registered', name, options: {} };
+    else if (arch && config) spec = { kind: 'official', arch, kwargs: { ...config.kwargs }, overrides: config.overrides };
+    else if (ckpt.metadata.model) spec = { kind: 'registered', name: ckpt.metadata.model, options: ckpt.metadata.options ? parseJsonObject(ckpt.metadata.options, "'options' metadata") : {} };
+    else if (ckpt.metadata.arch && ckpt.metadata.config) {
+      spec = { kind: 'official', arch: ckpt.metadata.arch, kwargs: parseJsonObject(ckpt.metadata.config, "'config' metadata") };
+    } else throw new UsageError('needs --model <name> (see `vit models`) or --arch <arch> --config <official kwargs>');
+
+    const card = spec.kind === 'registered' ? getModelCard(spec.name) : cardForArch(spec.arch);
+    const archName = spec.kind === 'registered' ? card!.arch : spec.arch;
+    const classifier = card?.classifier;
+    const golden = [...ckpt.tensors.keys()].filter((k) => k.startsWith('golden.'));
+    // Official keys without golden entries and without a DataParallel `module.` prefix (a .pth
+    // reader already removed it; safetensors files may still carry it).
+    const tensors = new Map([...ckpt.tensors].filter(([k]) => !k.startsWith('golden.')));
+    if (ckpt.layout === 'pytorch' && tensors.size && [...tensors.keys()].every((k) => k.startsWith('module.'))) {
+      for (const [k, t] of [...tensors]) {
+        tensors.delete(k);
+        tensors.set(k.slice('module.'.length), t);
+      }
+      ckpt.strippedPrefix = 'module.';
+    }
+    const ckptClasses = classifier ? classesOf(tensors.get(`${classifier}.weight`), ckpt.layout) : undefined;
+    const notes: string[] = [];
+
+    let targetClasses = numClasses;
+    if (targetClasses === undefined && spec.kind === 'registered' && spec.options.numClasses === undefined && ckptClasses !== undefined && ckptClasses !== card!.numClasses) {
+      targetClasses = ckptClasses;
+      notes.push(`${ckptClasses} classes, from the checkpoint's ${classifier}.weight (the card's default is ${card!.numClasses})`);
+    }
+    if (targetClasses !== undefined) {
+      if (spec.kind === 'registered') spec.options.numClasses = targetClasses;
+      else spec.kwargs.num_classes = targetClasses;
+    }
+    model = buildModel(spec);
+    const m = model;
+    const declared = (m as unknown as Partial<VisionModel>).numClasses;
+    const modelClasses = typeof declared === 'number' ? declared : targetClasses;
+
+    // A different class count: drop the checkpoint's classifier and keep the model's fresh one,
+    // supplied under the same keys so the load stays strict and all-or-nothing.
+    const droppedClassifier: string[] = [];
+    if (classifier && ckptClasses !== undefined && modelClasses !== undefined && ckptClasses !== modelClasses) {
+      for (const [k, t] of [...tensors]) {
+        if (!k.startsWith(`${classifier}.`)) continue;
+        droppedClassifier.push(`${k} ${fmt(t.shape)}`);
+        tensors.delete(k);
+      }
+      for (const [k, e] of m.stateEntries()) {
+        if (!k.startsWith(`${classifier}.`)) continue;
+        const t = ckpt.layout === 'pytorch' ? toPytorchLayout(e.kind, e.variable) : tf.clone(e.variable);
+        own.push(t);
+        tensors.set(k, t);
+      }
+    }
+
+    let missingKeys: string[] = [];
+    let unexpectedKeys: string[] = [];
+    let counters = 0;
+    try {
+      if (ckpt.layout === 'pytorch') {
+        const r = loadPytorchStateDict(m, tensors, { strict });
+        ({ missingKeys, unexpectedKeys } = r);
+        counters = r.ignoredKeys.filter((k) => k.endsWith('num_batches_tracked')).length;
+      } else {
+        const r = m.loadStateDict(Object.fromEntries(tensors), { strict });
+        ({ missingKeys, unexpectedKeys } = r);
+      }
+    } catch (e) {
+      if (!(e instanceof WeightLoadError)) throw e;
+      const hints = [];
+      if (e.problems.some((p) => p.problem === 'shape' && classifier && p.key.startsWith(`${classifier}.`))) hints.push('the classifier differs: pass --num-classes N to drop it');
+      if (e.problems.some((p) => p.problem === 'missing' || p.problem === 'unexpected')) hints.push('--no-strict loads what matches (shapes must still agree)');
+      if (e.problems.some((p) => p.problem === 'missing') && e.problems.some((p) => p.problem === 'unexpected') && ckpt.stateDictKey === null && ckpt.format !== 'safetensors') {
+        hints.push('a wrapped checkpoint may hold the weights under --key <entry>');
+      }
+      io.err(`vit convert: ${input} does not fit ${spec.kind === 'registered' ? spec.name : `${spec.arch} ${brief(spec.kwargs)}`}: ${e.message}`);
+      if (hints.length) io.err(`hint: ${hints.join('; ')}`);
+      return EXIT.INPUT;
+    }
+
+    // Same keys as the trainer's model.safetensors (library, version, model), plus how to rebuild it.
+    const metadata: Record<string, string> = { library: '@vit/core', version: VERSION, arch: archName, source: basename(input), converted_by: 'vit convert' };
+    if (spec.kind === 'registered') {
+      metadata.model = spec.name;
+      metadata.options = JSON.stringify(spec.options);
+    } else {
+      metadata.config = JSON.stringify(spec.kwargs);
+      if (spec.overrides) metadata.overrides = JSON.stringify(spec.overrides);
+    }
+    if (ckpt.stateDictKey !== null) metadata.source_key = ckpt.stateDictKey;
+    await saveModelWeights(m, out, { format: toPytorch ? 'pytorch' : 'ours', metadata });
+
+    const entries = m.stateEntries();
+    // toPytorchStateDict adds a num_batches_tracked counter beside each BatchNorm's running stats.
+    const bnCounters = [...entries.keys()].filter((k) => k.endsWith('running_var') && entries.has(`${k.slice(0, -'running_var'.length)}running_mean`)).length;
+    const written = entries.size + (toPytorch ? bnCounters : 0);
+    const summary = {
+      input,
+      output: out,
+      inputFormat: ckpt.format,
+      inputLayout: ckpt.layout,
+      outputLayout: toPytorch ? 'pytorch' : 'ours',
+      model: spec.kind === 'registered' ? spec.name : null,
+      arch: archName,
+      ...(spec.kind === 'official' ? { config: spec.kwargs } : { options: spec.options }),
+      numClasses: modelClasses ?? null,
+      params: m.numParams(),
+      tensorsRead: ckpt.tensors.size,
+      stateDictKey: ckpt.stateDictKey,
+      strippedPrefix: ckpt.strippedPrefix,
+      droppedClassifier,
+      droppedCounters: counters,
+      droppedGolden: golden.length,
+      missingKeys,
+      unexpectedKeys,
+      placeholders: ckpt.placeholders,
+      extra: ckpt.extra,
+      notes,
+    };
+    if (values.json) {
+      io.out(JSON.stringify(summary, null, 2));
+      return EXIT.OK;
+    }
+    const src = [ckpt.format, ckpt.stateDictKey !== null ? `state dict '${ckpt.stateDictKey}'` : '', ckpt.strippedPrefix ? `prefix '${ckpt.strippedPrefix}' removed` : '']
+      .filter(Boolean)
+      .join(', ');
+    io.out(`Converted ${input} (${src}) → ${out}`);
+    io.out(`  model:   ${summary.model ?? `${archName} ${brief(spec.kind === 'official' ? spec.kwargs : {})}`}${modelClasses !== undefined ? `, ${modelClasses} classes` : ''}`);
+    io.out(`  wrote:   ${written} tensors in ${toPytorch ? 'the official PyTorch' : 'our'} layout, ${m.numParams().toLocaleString('en-US')} parameters (read ${ckpt.tensors.size})`);
+    for (const n of notes) io.out(`  note:    ${n}`);
+    const dropped: string[] = [];
+    if (counters) dropped.push(`${counters} num_batches_tracked counter${counters === 1 ? '' : 's'} (our BatchNorm keeps none)`);
+    if (golden.length) dropped.push(`${golden.length} golden.* reference entr${golden.length === 1 ? 'y' : 'ies'}`);
+    if (droppedClassifier.length) {
+      dropped.push(`the classifier ${droppedClassifier.join(', ')}: the checkpoint has ${ckptClasses} classes, the model ${modelClasses}; it keeps its fresh initialisation`);
+    }
+    io.out(`  dropped: ${dropped.length ? dropped.join('; ') : 'nothing'}`);
+    if (missingKeys.length) io.out(`  not in the checkpoint (left initialised, --no-strict): ${missingKeys.join(', ')}`);
+    if (unexpectedKeys.length) io.out(`  ignored, not in the model (--no-strict): ${unexpectedKeys.join(', ')}`);
+    if (ckpt.placeholders.length) io.out(`  lenient: replaced ${ckpt.placeholders.join(', ')} by inert placeholders`);
+    const extra = Object.entries(ckpt.extra).filter(([, v]) => typeof v !== 'object' || v === null || !JSON.stringify(v).includes('<tensor'));
+    if (extra.length) io.out(`  checkpoint also holds: ${extra.map(([k, v]) => `${k}=${brief(v)}`).join(', ')}`);
+    return EXIT.OK;
+  } finally {
+    model?.dispose();
+    for (const t of own) t.dispose();
+    for (const t of ckpt.tensors.values()) t.dispose();
+  }
+}
+
+export const convertCommand: Command = {
+  name: 'convert',
+  summary: 'Convert an official PyTorch checkpoint (.pth or safetensors) into a @vit safetensors checkpoint',
+  usage:
+    'vit convert <in.pth|in.safetensors> (--model <name> | --arch <arch> --config <kwargs>) [--out FILE.safetensors] [--num-classes N] [--no-strict] [--key K] [--no-ema] [--lenient] [--to-pytorch] [--json]',
+  options: {
+    model: { type: 'string' },
+    arch: { type: 'string' },
+    config: { type: 'string' },
+    out: { type: 'string' },
+    'num-classes': { type: 'string' },
+    strict: { type: 'boolean' },
+    'no-strict': { type: 'boolean' },
+    key: { type: 'string' },
+    'no-ema': { type: 'boolean' },
+    lenient: { type: 'boolean' },
+    'to-pytorch': { type: 'boolean' },
+    json: { type: 'boolean' },
+  },
+  help: [
+    'Reads a torch.save checkpoint without Python and without running its pickle: only tensors,',
+    'OrderedDicts and plain data are accepted (like torch.load(weights_only=True)); anything else is',
+    'refused, naming it. The state dict is found as timm does (state_dict_ema/model_ema unless --no-ema,',
+    'state_dict, model, else the file itself; --key picks one); a `module.` prefix is removed.',
+    'The model is built by registered name, or from the official constructor kwargs (--arch + --config,',
+    'as JSON, a .json file, or a golden .safetensors file whose metadata has them), then loaded',
+    'all-or-nothing: any missing, unexpected or mis-shaped key fails with the full list (exit 3) and',
+    'nothing is written. --no-strict tolerates missing/unexpected keys. With --num-classes N different',
+    "from the checkpoint's, the classifier is dropped and keeps its fresh initialisation; without it the",
+    "class count is read from the checkpoint's classifier. The output (atomic write) is our",
+    'safetensors checkpoint with metadata (model, options or config, library version, source); --to-pytorch',
+    'writes official keys and layouts instead. A file this command wrote converts back without --model.',
+    '--lenient replaces unknown objects (e.g. argparse.Namespace training args) by inert placeholders:',
+    'still nothing is executed, but use it only for files you trust.',
+    '',
+    'Examples:',
+    '  vit convert cait_XXS24_224.pth --model cait_xxs24_224',
+    '  vit convert checkpoint.pth --model conv2former_n --num-classes 10 --out c2f_n_10.safetensors',
+    '  vit convert k11_d16.pth --config packages/conv2former/test/fixtures/k11_d16.safetensors',
+    '  vit convert litv2.pth --arch litv2 --config \'{"depths": [2, 2, 6, 2]}\' --lenient',
+    '  vit convert c2f_n_10.safetensors --to-pytorch --out c2f_n_10.pytorch.safetensors',
+  ].join('\n'),
+  run: ({ values, positionals }, io) => convert(values, positionals, io),
+};
