@@ -1,2 +1,12 @@
-// Barrel for src/losses (filled in by its owner).
-export {};
+export {
+  CrossEntropyLoss,
+  LabelSmoothingCrossEntropy,
+  SoftTargetCrossEntropy,
+  createLoss,
+  crossEntropy,
+  type CrossEntropyOptions,
+  type Loss,
+  type LossConfig,
+  type Reduction,
+  type Target,
+} from './cross_entropy.js';

@@ -1,0 +1,786 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError, ShapeError, VitError } from '../errors.js';
+import type { Batch, BatchSource } from '../data/types.js';
+import { Rng } from '../data/rng.js';
+import { CrossEntropyLoss, createLoss, type Loss, type LossConfig } from '../losses/index.js';
+import type { Module } from '../nn/module.js';
+import { clipGradNorm, globalNorm } from '../optim/clip.js';
+import { restoreOptimizer } from '../optim/factory.js';
+import type { Optimizer } from '../optim/optimizer.js';
+import { createSchedule, type LRSchedule, type ScheduleConfig } from '../optim/schedules.js';
+import { createModel } from '../registry/registry.js';
+import { loadCheckpoint, saveCheckpoint, type CheckpointConfigInput, type SaveCheckpointOptions } from './checkpoint.js';
+import { confusionMatrix, topKCorrect } from './metrics.js';
+import { withSeededRandom } from './random.js';
+
+/** One optimizer step, as callbacks see it. */
+export interface StepInfo {
+  epoch: number;
+  /** Index of the batch within the epoch (0-based). */
+  batch: number;
+  numBatches: number;
+  /** Optimizer steps done, this one included. */
+  step: number;
+  /** The batch's mean loss. */
+  loss: number;
+  /** Mean loss over the epoch so far. */
+  epochLoss: number;
+  /** Training accuracy over the epoch so far. */
+  epochAcc: number;
+  /** Learning rate used by this step (first parameter group). */
+  lr: number;
+  batchSize: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** Examples trained this epoch so far, and the seconds they took (data loading included). */
+  examples: number;
+  seconds: number;
+}
+
+export interface EpochInfo {
+  epoch: number;
+  /** The `epochs` fit was asked for. */
+  epochs: number;
+  numBatches: number;
+  numExamples: number;
+  /** The batch the epoch starts at (non-zero when resuming mid-epoch). */
+  startBatch: number;
+}
+
+/** Per-epoch metrics (history.json's `epochs`). Validation fields are absent without a validation set. */
+export interface EpochRecord {
+  epoch: number;
+  /** Optimizer steps done at the end of the epoch. */
+  step: number;
+  /** Learning rate of the epoch's last step. */
+  lr: number;
+  trainLoss: number;
+  trainAcc: number;
+  valLoss?: number;
+  valAcc?: number;
+  valTop5?: number;
+  /** Wall seconds of the training part (data loading included, callbacks excluded). */
+  seconds: number;
+  trainImagesPerSecond: number;
+  valImagesPerSecond?: number;
+}
+
+export type MetricName = 'trainLoss' | 'trainAcc' | 'valLoss' | 'valAcc' | 'valTop5';
+
+export interface History {
+  epochs: EpochRecord[];
+  /** Training loss every `logEvery` steps (the seeds record every 10th batch). */
+  steps: Array<{ step: number; epoch: number; loss: number; lr: number }>;
+}
+
+export type FitStatus = 'completed' | 'stopped' | 'interrupted' | 'diverged';
+
+export interface FitResult {
+  status: FitStatus;
+  /** Why the run ended early (early stopping, a callback's `stop`, abort, NaN). */
+  message?: string;
+  /** Completed epochs and optimizer steps. */
+  epochs: number;
+  steps: number;
+  history: History;
+}
+
+export interface FitStartInfo {
+  epochs: number;
+  startEpoch: number;
+  startBatch: number;
+  stepsPerEpoch: number;
+  hasValidation: boolean;
+}
+
+/**
+ * Hooks into `fit`. Every hook may be async (the trainer awaits it). A callback with state that
+ * must survive a resume (best metric, patience counter) gives a `stateKey` and `getState`/`setState`:
+ * the trainer stores it in its checkpoints.
+ */
+export interface Callback {
+  readonly stateKey?: string;
+  getState?(): unknown;
+  setState?(state: unknown): void;
+  onFitStart?(trainer: Trainer, info: FitStartInfo): void | Promise<void>;
+  onEpochStart?(trainer: Trainer, info: EpochInfo): void | Promise<void>;
+  onBatchEnd?(trainer: Trainer, info: StepInfo): void | Promise<void>;
+  onEpochEnd?(trainer: Trainer, record: EpochRecord): void | Promise<void>;
+  onFitEnd?(trainer: Trainer, result: FitResult): void | Promise<void>;
+}
+
+/** The trainer's resumable state (trainer.json). */
+export interface TrainerState {
+  /** The epoch in progress, or the next one. */
+  epoch: number;
+  /** Batches of `epoch` already trained. */
+  batch: number;
+  /** Optimizer steps done. */
+  step: number;
+  /** State of the RNG behind dropout / drop path. */
+  rng: number[];
+  /** Sums over the epoch in progress, so a mid-epoch resume reports the same epoch metrics. */
+  running: { lossSum: number; correct: number; count: number; seconds: number; lr: number };
+  history: History;
+  /** Saved states of stateful callbacks, by `stateKey`. */
+  callbacks: Record<string, unknown>;
+}
+
+export interface TrainerOptions {
+  /** Any Module whose `forward(x: NHWC)` returns logits `[batch, classes]`. */
+  model: Module;
+  optimizer: Optimizer;
+  /** Default: plain cross entropy (use `LabelSmoothingCrossEntropy(0.1)` for the seeds' recipe). */
+  loss?: Loss;
+  /** A schedule, or a function of the run's size (called by `fit`): `({stepsPerEpoch, epochs}) => new CosineAnnealingLR({tMax: stepsPerEpoch * epochs})`. */
+  schedule?: LRSchedule | ((info: { stepsPerEpoch: number; epochs: number }) => LRSchedule);
+  /** Clip the global gradient norm to this value (`clip_grad_norm_`). */
+  clipGradNorm?: number;
+  /** Seeds dropout / drop path during training (default 0). Data order is the BatchSource's own seed. */
+  seed?: number;
+  callbacks?: Callback[];
+  /** Registered model name and options, written to checkpoints so `fromCheckpoint` can rebuild the model. */
+  modelName?: string;
+  modelOptions?: Record<string, unknown>;
+  /** Extra JSON for checkpoints' config.json (dataset, command-line options…). */
+  meta?: Record<string, unknown>;
+  /** Record the training loss in `history.steps` every this many steps (default 10). */
+  logEvery?: number;
+}
+
+export interface EvaluateOptions {
+  /** Also return every example's top-1 prediction and label, and the confusion matrix. */
+  returnPredictions?: boolean;
+  /** The epoch whose batches to read from the source (default 0; validation sources ignore it). */
+  epoch?: number;
+}
+
+export interface EvalResult {
+  loss: number;
+  top1: number;
+  /** Top-k accuracy with k = min(5, classes). */
+  top5: number;
+  numExamples: number;
+  /** Wall seconds of the pass, data loading included (as the seeds time it). */
+  seconds: number;
+  imagesPerSecond: number;
+  predictions?: Int32Array;
+  labels?: Int32Array;
+  /** `confusion[true][predicted]`. */
+  confusion?: number[][];
+}
+
+export interface PredictOptions {
+  /** How many classes per example (default 5, at most the number of classes). */
+  topK?: number;
+  /** Batch size for a tensor input (default 64). */
+  batchSize?: number;
+}
+
+export interface PredictResult {
+  k: number;
+  /** Per example, the k best classes, best first. */
+  classes: number[][];
+  /** Their softmax probabilities. */
+  probabilities: number[][];
+  /** True labels (when the input was a BatchSource). */
+  labels?: number[];
+  /** Class names of the source, when it had them. */
+  classNames?: readonly string[];
+}
+
+/** A training step whose loss or gradient norm is NaN or infinite. The update was not applied. */
+export class NonFiniteLossError extends VitError {
+  constructor(
+    message: string,
+    readonly epoch: number,
+    readonly step: number,
+    readonly loss: number,
+    readonly gradNorm: number,
+  ) {
+    super(message, 'VIT_NONFINITE');
+  }
+}
+
+interface StoppedBy {
+  status: 'stopped' | 'interrupted';
+  message: string;
+}
+
+const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now()) / 1000;
+
+function freshState(seed: number): TrainerState {
+  return {
+    epoch: 0,
+    batch: 0,
+    step: 0,
+    rng: new Rng(seed).getState(),
+    running: { lossSum: 0, correct: 0, count: 0, seconds: 0, lr: 0 },
+    history: { epochs: [], steps: [] },
+    callbacks: {},
+  };
+}
+
+/**
+ * Trains any Module that maps NHWC images to logits: `fit`, `evaluate` (loss, top-1, top-5,
+ * throughput, optionally every prediction), `predict` (top-k). Each step runs inside `tf.tidy`,
+ * so tensor count does not grow across steps and epochs; runs with the same seed, model init and
+ * data repeat bit for bit, and a run resumed from any checkpoint (even mid-epoch) ends with the
+ * weights of the uninterrupted run.
+ */
+export class Trainer {
+  readonly model: Module;
+  readonly optimizer: Optimizer;
+  readonly loss: Loss;
+  readonly clipGradNorm: number | undefined;
+  readonly seed: number;
+  readonly callbacks: Callback[];
+  readonly modelName: string | undefined;
+  readonly modelOptions: Record<string, unknown> | undefined;
+  readonly meta: Record<string, unknown> | undefined;
+  readonly logEvery: number;
+  /** The resolved schedule (set by the constructor, or by `fit` for a schedule function). */
+  schedule: LRSchedule | undefined;
+  private readonly scheduleFactory: ((info: { stepsPerEpoch: number; epochs: number }) => LRSchedule) | undefined;
+  private state: TrainerState;
+  private readonly rng: Rng;
+  private stoppedBy: StoppedBy | null = null;
+  private classNames: readonly string[] | undefined;
+  private running = false;
+
+  constructor(options: TrainerOptions) {
+    const { model, optimizer } = options;
+    if (!model || typeof (model as { forward?: unknown }).forward !== 'function') throw new ConfigError('Trainer needs a model (a Module with forward)');
+    if (!optimizer || typeof optimizer.step !== 'function') throw new ConfigError('Trainer needs an optimizer');
+    this.model = model;
+    this.optimizer = optimizer;
+    this.loss = options.loss ?? new CrossEntropyLoss();
+    if (options.clipGradNorm !== undefined && !(options.clipGradNorm > 0)) throw new ConfigError(`clipGradNorm must be > 0, got ${options.clipGradNorm}`);
+    this.clipGradNorm = options.clipGradNorm;
+    this.seed = options.seed ?? 0;
+    this.callbacks = [...(options.callbacks ?? [])];
+    this.modelName = options.modelName;
+    this.modelOptions = options.modelOptions;
+    this.meta = options.meta;
+    this.logEvery = options.logEvery ?? 10;
+    if (!(Number.isInteger(this.logEvery) && this.logEvery >= 1)) throw new ConfigError(`logEvery must be a positive integer, got ${options.logEvery}`);
+    if (typeof options.schedule === 'function') this.scheduleFactory = options.schedule;
+    else this.schedule = options.schedule;
+    this.state = freshState(this.seed);
+    this.rng = new Rng(this.seed);
+  }
+
+  /** Epoch in progress (or next), batches done in it, optimizer steps done. */
+  get epoch(): number {
+    return this.state.epoch;
+  }
+  get batch(): number {
+    return this.state.batch;
+  }
+  get step(): number {
+    return this.state.step;
+  }
+  get history(): History {
+    return this.state.history;
+  }
+
+  /** Asks `fit` to stop after the current step (status 'stopped'); callbacks call it (early stopping). */
+  stop(message = 'stopped by request'): void {
+    this.stoppedBy ??= { status: 'stopped', message };
+  }
+
+  /** A copy of the resumable state, stateful callbacks included (what trainer.json holds). */
+  getState(): TrainerState {
+    const callbacks: Record<string, unknown> = { ...this.state.callbacks };
+    for (const cb of this.callbacks) if (cb.stateKey && cb.getState) callbacks[cb.stateKey] = cb.getState();
+    return JSON.parse(JSON.stringify({ ...this.state, rng: this.rng.getState(), callbacks })) as TrainerState;
+  }
+
+  /** Restores `getState()` (callbacks present now get their saved state back). */
+  setState(state: TrainerState): void {
+    const s = state as Partial<TrainerState>;
+    for (const k of ['epoch', 'batch', 'step'] as const) {
+      if (!(Number.isInteger(s[k]) && s[k]! >= 0)) throw new ConfigError(`Trainer state: '${k}' must be a non-negative integer, got ${String(s[k])}`);
+    }
+    if (!Array.isArray(s.rng) || s.rng.length !== 4) throw new ConfigError('Trainer state: rng must hold 4 words');
+    if (!s.history || !Array.isArray(s.history.epochs) || !Array.isArray(s.history.steps)) throw new ConfigError('Trainer state: history is malformed');
+    this.state = JSON.parse(JSON.stringify({ ...freshState(this.seed), ...state })) as TrainerState;
+    this.rng.setState(this.state.rng);
+    for (const cb of this.callbacks) {
+      if (cb.stateKey && cb.setState && this.state.callbacks[cb.stateKey] !== undefined) cb.setState(this.state.callbacks[cb.stateKey]);
+    }
+  }
+
+  /** Adds a callback; a saved state for its `stateKey` (from a restored checkpoint) is applied. */
+  addCallback(cb: Callback): void {
+    this.callbacks.push(cb);
+    if (cb.stateKey && cb.setState && this.state.callbacks[cb.stateKey] !== undefined) cb.setState(this.state.callbacks[cb.stateKey]);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Training
+
+  /**
+   * Trains until `epochs` epochs are complete (a total, not a count to add: a trainer restored at
+   * epoch 3 and asked for 10 trains 7 more). Validates on `validation` after each epoch. Ends
+   * early when a callback calls `stop` (status 'stopped') or `signal` aborts ('interrupted'); a
+   * NaN/Inf loss or gradient ends it with `NonFiniteLossError` after the callbacks' `onFitEnd`
+   * (status 'diverged'), without applying that step.
+   */
+  async fit(train: BatchSource, options: { epochs: number; validation?: BatchSource; signal?: AbortSignal }): Promise<FitResult> {
+    const { epochs, validation, signal } = options;
+    if (!(Number.isInteger(epochs) && epochs >= 1)) throw new ConfigError(`fit epochs must be a positive integer, got ${epochs}`);
+    if (!train || typeof train.epoch !== 'function') throw new ConfigError('fit needs a BatchSource (numBatches, numExamples, epoch(e))');
+    if (!(train.numBatches > 0)) throw new ConfigError(`The training data has no batches (numBatches ${train.numBatches}); is the dataset smaller than one batch with dropLast?`);
+    if (this.running) throw new VitError('fit is already running on this trainer', 'VIT_TRAIN');
+    this.running = true;
+    this.stoppedBy = null;
+    this.classNames = train.classNames;
+    if (this.scheduleFactory && !this.schedule) this.schedule = this.scheduleFactory({ stepsPerEpoch: train.numBatches, epochs });
+    const wasTraining = this.model.training;
+    let result: FitResult | undefined;
+    try {
+      for (const cb of this.callbacks) {
+        await cb.onFitStart?.(this, { epochs, startEpoch: this.state.epoch, startBatch: this.state.batch, stepsPerEpoch: train.numBatches, hasValidation: !!validation });
+      }
+      while (this.state.epoch < epochs && !this.stoppedBy) {
+        const epoch = this.state.epoch;
+        if (signal?.aborted) {
+          this.stoppedBy = { status: 'interrupted', message: `interrupted before epoch ${epoch}, batch ${this.state.batch}` };
+          break;
+        }
+        if (this.state.batch === 0) this.state.running = { lossSum: 0, correct: 0, count: 0, seconds: 0, lr: this.optimizer.lr };
+        for (const cb of this.callbacks) {
+          await cb.onEpochStart?.(this, { epoch, epochs, numBatches: train.numBatches, numExamples: train.numExamples, startBatch: this.state.batch });
+        }
+        await this.trainEpoch(train, epoch, signal);
+        if (this.state.batch < train.numBatches) break; // stopped mid-epoch
+        const r = this.state.running;
+        const record: EpochRecord = {
+          epoch,
+          step: this.state.step,
+          lr: r.lr,
+          trainLoss: r.count ? r.lossSum / r.count : NaN,
+          trainAcc: r.count ? r.correct / r.count : NaN,
+          seconds: r.seconds,
+          trainImagesPerSecond: r.seconds > 0 ? r.count / r.seconds : 0,
+        };
+        if (validation) {
+          const ev = await this.evaluate(validation);
+          record.valLoss = ev.loss;
+          record.valAcc = ev.top1;
+          record.valTop5 = ev.top5;
+          record.valImagesPerSecond = ev.imagesPerSecond;
+        }
+        this.state.history.epochs.push(record);
+        this.state.epoch = epoch + 1;
+        this.state.batch = 0;
+        this.state.running = { lossSum: 0, correct: 0, count: 0, seconds: 0, lr: this.optimizer.lr };
+        for (const cb of this.callbacks) await cb.onEpochEnd?.(this, record);
+      }
+      const stopped = this.stoppedBy as StoppedBy | null;
+      result = {
+        status: stopped ? stopped.status : 'completed',
+        ...(stopped ? { message: stopped.message } : {}),
+        epochs: this.state.epoch,
+        steps: this.state.step,
+        history: this.state.history,
+      };
+    } catch (err) {
+      if (err instanceof NonFiniteLossError) {
+        const diverged: FitResult = { status: 'diverged', message: err.message, epochs: this.state.epoch, steps: this.state.step, history: this.state.history };
+        for (const cb of this.callbacks) await cb.onFitEnd?.(this, diverged);
+        const saved = this.callbacks.map((c) => (c as { lastSaved?: unknown }).lastSaved).find((p): p is string => typeof p === 'string');
+        err.message += saved ? ` The last good checkpoint is '${saved}'.` : ' No checkpoint was written after it.';
+      }
+      throw err;
+    } finally {
+      this.running = false;
+      this.model.train(wasTraining);
+    }
+    for (const cb of this.callbacks) await cb.onFitEnd?.(this, result);
+    return result;
+  }
+
+  private async trainEpoch(train: BatchSource, epoch: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.state.batch >= train.numBatches) return;
+    const r = this.state.running;
+    let t0 = now();
+    const iterator = train.epoch(epoch, { startBatch: this.state.batch })[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) break;
+        this.model.train();
+        const out = await this.trainStep(next.value, epoch);
+        const t1 = now();
+        r.lossSum += out.loss * out.batchSize;
+        r.correct += out.correct;
+        r.count += out.batchSize;
+        r.seconds += t1 - t0;
+        r.lr = out.lr;
+        this.state.batch += 1;
+        this.state.step += 1;
+        if (this.state.step % this.logEvery === 0) this.state.history.steps.push({ step: this.state.step, epoch, loss: out.loss, lr: out.lr });
+        const info: StepInfo = {
+          epoch,
+          batch: this.state.batch - 1,
+          numBatches: train.numBatches,
+          step: this.state.step,
+          loss: out.loss,
+          epochLoss: r.lossSum / r.count,
+          epochAcc: r.correct / r.count,
+          lr: out.lr,
+          batchSize: out.batchSize,
+          gradNorm: out.gradNorm,
+          examples: r.count,
+          seconds: r.seconds,
+        };
+        for (const cb of this.callbacks) await cb.onBatchEnd?.(this, info);
+        if (signal?.aborted) this.stoppedBy ??= { status: 'interrupted', message: `interrupted at epoch ${epoch}, batch ${this.state.batch}/${train.numBatches}` };
+        if (this.stoppedBy || this.state.batch >= train.numBatches) break;
+        t0 = now();
+      }
+    } finally {
+      // Let the source release what it prefetched when we leave early.
+      await iterator.return?.();
+    }
+    if (this.state.batch < train.numBatches && !this.stoppedBy) {
+      throw new VitError(`The training source yielded ${this.state.batch} of its ${train.numBatches} batches for epoch ${epoch}`, 'VIT_TRAIN');
+    }
+  }
+
+  /** Checks that `out` is logits `[batch, classes]` for a batch of `n`. */
+  private checkLogits(out: unknown, n: number, numClasses?: number): tf.Tensor2D {
+    if (!(out instanceof tf.Tensor) || out.rank !== 2 || out.shape[0] !== n) {
+      const got = out instanceof tf.Tensor ? `shape [${out.shape.join(', ')}]` : typeof out;
+      throw new ShapeError(`The Trainer needs model.forward(x) to return logits [${n}, classes] for a batch of ${n}; got ${got}`);
+    }
+    if (numClasses !== undefined && numClasses > 0 && out.shape[1] !== numClasses) {
+      throw new ShapeError(`The model outputs ${out.shape[1]} classes but the data has ${numClasses} (resetClassifier(${numClasses}) on a pretrained model?)`);
+    }
+    return out as tf.Tensor2D;
+  }
+
+  private checkBatch(batch: Batch): number {
+    const { x, y, labels } = batch;
+    if (!(x instanceof tf.Tensor) || x.rank !== 4) throw new ShapeError(`A batch's x must be NHWC [batch, height, width, channels], got ${x instanceof tf.Tensor ? `[${x.shape.join(', ')}]` : typeof x}`);
+    const n = x.shape[0];
+    if (!(y instanceof tf.Tensor) || y.shape[0] !== n) throw new ShapeError(`A batch's y must have ${n} rows like x, got ${y instanceof tf.Tensor ? `[${y.shape.join(', ')}]` : typeof y}`);
+    if (!labels || labels.length !== n) throw new ShapeError(`A batch's labels must hold ${n} class indices, got ${labels?.length}`);
+    return n;
+  }
+
+  private async trainStep(batch: Batch, epoch: number): Promise<{ loss: number; correct: number; gradNorm: number; lr: number; batchSize: number }> {
+    let n: number;
+    let out: { value: tf.Scalar; grads: tf.NamedTensorMap; norm: tf.Scalar; pred: tf.Tensor } | undefined;
+    // The forward pass updates buffers (BatchNorm running stats) in place; keep the previous values
+    // (clones share data, nothing is copied) so a non-finite step can be rolled back entirely.
+    const buffers = this.model.buffers().map((b) => [b, b.clone()] as const);
+    try {
+      n = this.checkBatch(batch);
+      const vars = this.optimizer.variables();
+      if (vars.length === 0) throw new ConfigError('The optimizer has no trainable parameters');
+      const numClasses = (batch.y.rank === 2 ? batch.y.shape[1] : undefined) as number | undefined;
+      out = withSeededRandom(this.rng, () =>
+        tf.tidy(() => {
+          let pred: tf.Tensor | undefined;
+          const { value, grads } = tf.variableGrads(() => {
+            const logits = this.checkLogits(this.model.forward(batch.x), n, numClasses);
+            pred = tf.keep(tf.argMax(logits, -1));
+            return this.loss.forward(logits, batch.y);
+          }, vars);
+          if (this.clipGradNorm !== undefined) {
+            const c = clipGradNorm(grads, this.clipGradNorm);
+            return { value, grads: c.grads, norm: c.totalNorm, pred: pred! };
+          }
+          return { value, grads, norm: globalNorm(grads), pred: pred! };
+        }),
+      );
+    } catch (err) {
+      tf.dispose(buffers.map(([, c]) => c));
+      throw err;
+    } finally {
+      tf.dispose([batch.x, batch.y]);
+    }
+    const { value, grads, norm, pred } = out;
+    try {
+      const [lossV, normV, predV] = await Promise.all([value.data(), norm.data(), pred.data()]);
+      const loss = lossV[0]!;
+      const gradNorm = normV[0]!;
+      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+        for (const [b, c] of buffers) b.assign(c);
+        throw new NonFiniteLossError(
+          `Training stopped: the ${Number.isFinite(loss) ? `gradient norm is ${gradNorm}` : `loss is ${loss}`} at epoch ${epoch}, batch ${this.state.batch}, ` +
+            `step ${this.state.step + 1}. That update was not applied: parameters and buffers are those after step ${this.state.step}. ` +
+            'Lower the learning rate, clip gradients (clipGradNorm) or check the data.',
+          epoch,
+          this.state.step + 1,
+          loss,
+          gradNorm,
+        );
+      }
+      if (this.schedule) this.optimizer.applySchedule(this.schedule, this.state.step);
+      const lr = this.optimizer.lr;
+      this.optimizer.step(grads);
+      let correct = 0;
+      for (let i = 0; i < n; i++) if (predV[i] === batch.labels[i]) correct++;
+      return { loss, correct, gradNorm, lr, batchSize: n };
+    } finally {
+      tf.dispose([value, norm, pred, ...Object.values(grads), ...buffers.map(([, c]) => c)]);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Evaluation and prediction
+
+  /**
+   * Loss (the training loss, mean over examples), top-1 and top-5 accuracy and throughput over
+   * one pass of `data`, in eval mode (the previous mode is restored).
+   */
+  async evaluate(data: BatchSource, options: EvaluateOptions = {}): Promise<EvalResult> {
+    const wasTraining = this.model.training;
+    this.model.eval();
+    const t0 = now();
+    let lossSum = 0;
+    let top1 = 0;
+    let top5 = 0;
+    let count = 0;
+    const preds: number[] = [];
+    const labels: number[] = [];
+    let numClasses = data.numClasses;
+    try {
+      for await (const batch of data.epoch(options.epoch ?? 0)) {
+        let n: number;
+        let res: { loss: tf.Tensor; top: tf.Tensor; k: number };
+        try {
+          n = this.checkBatch(batch);
+          res = tf.tidy(() => {
+            const logits = this.checkLogits(this.model.forward(batch.x), n, batch.y.rank === 2 ? batch.y.shape[1] : undefined);
+            const k = Math.min(5, logits.shape[1]);
+            return { loss: this.loss.forward(logits, batch.y), top: tf.topk(logits, k).indices, k };
+          });
+        } finally {
+          tf.dispose([batch.x, batch.y]);
+        }
+        try {
+          const [lv, iv] = await Promise.all([res.loss.data(), res.top.data()]);
+          const [c1, c5] = topKCorrect(iv, batch.labels, res.k, [1, res.k]);
+          lossSum += lv[0]! * n;
+          top1 += c1!;
+          top5 += c5!;
+          count += n;
+          if (options.returnPredictions) {
+            for (let i = 0; i < n; i++) {
+              preds.push(iv[i * res.k]!);
+              labels.push(batch.labels[i]!);
+            }
+          }
+        } finally {
+          tf.dispose([res.loss, res.top]);
+        }
+      }
+    } finally {
+      this.model.train(wasTraining);
+    }
+    if (count === 0) throw new VitError('evaluate: the source yielded no examples', 'VIT_TRAIN');
+    const seconds = now() - t0;
+    const result: EvalResult = {
+      loss: lossSum / count,
+      top1: top1 / count,
+      top5: top5 / count,
+      numExamples: count,
+      seconds,
+      imagesPerSecond: seconds > 0 ? count / seconds : 0,
+    };
+    if (options.returnPredictions) {
+      result.predictions = Int32Array.from(preds);
+      result.labels = Int32Array.from(labels);
+      numClasses = Math.max(numClasses || 0, ...preds.map((p) => p + 1), ...labels.map((l) => l + 1));
+      result.confusion = confusionMatrix(labels, preds, numClasses);
+    }
+    return result;
+  }
+
+  /** Top-k classes and probabilities for images `[B, H, W, C]` or every example of a source, in eval mode. */
+  async predict(input: tf.Tensor4D | BatchSource, options: PredictOptions = {}): Promise<PredictResult> {
+    const batchSize = options.batchSize ?? 64;
+    if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new ConfigError(`predict batchSize must be a positive integer, got ${batchSize}`);
+    const wanted = options.topK ?? 5;
+    if (!(Number.isInteger(wanted) && wanted >= 1)) throw new ConfigError(`predict topK must be a positive integer, got ${wanted}`);
+    const wasTraining = this.model.training;
+    this.model.eval();
+    const classes: number[][] = [];
+    const probabilities: number[][] = [];
+    const labels: number[] = [];
+    let k = wanted;
+    const run = async (x: tf.Tensor4D) => {
+      const n = x.shape[0];
+      const res = tf.tidy(() => {
+        const logits = this.checkLogits(this.model.forward(x), n);
+        k = Math.min(wanted, logits.shape[1]);
+        const { values, indices } = tf.topk(tf.softmax(logits, -1), k);
+        return { values, indices };
+      });
+      try {
+        const [v, i] = await Promise.all([res.values.data(), res.indices.data()]);
+        for (let r = 0; r < n; r++) {
+          classes.push(Array.from(i.subarray(r * k, (r + 1) * k)));
+          probabilities.push(Array.from(v.subarray(r * k, (r + 1) * k)));
+        }
+      } finally {
+        tf.dispose([res.values, res.indices]);
+      }
+    };
+    try {
+      if (input instanceof tf.Tensor) {
+        if (input.rank !== 4) throw new ShapeError(`predict expects NHWC images [batch, height, width, channels], got [${input.shape.join(', ')}]`);
+        for (let s = 0; s < input.shape[0]; s += batchSize) {
+          const x = tf.slice(input, [s, 0, 0, 0], [Math.min(batchSize, input.shape[0] - s), -1, -1, -1]);
+          try {
+            await run(x);
+          } finally {
+            x.dispose();
+          }
+        }
+        return { k, classes, probabilities };
+      }
+      for await (const batch of input.epoch(0)) {
+        try {
+          this.checkBatch(batch);
+          await run(batch.x);
+          labels.push(...batch.labels);
+        } finally {
+          tf.dispose([batch.x, batch.y]);
+        }
+      }
+      return { k, classes, probabilities, labels, classNames: input.classNames };
+    } finally {
+      this.model.train(wasTraining);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Checkpoints
+
+  /** What config.json records for this trainer. */
+  checkpointConfig(): CheckpointConfigInput {
+    return {
+      modelName: this.modelName,
+      modelOptions: this.modelOptions,
+      classNames: this.classNames ? [...this.classNames] : undefined,
+      optimizer: this.optimizer.toConfig(),
+      loss: this.loss.toConfig(),
+      schedule: this.schedule ? this.schedule.toConfig() : null,
+      clipGradNorm: this.clipGradNorm ?? null,
+      seed: this.seed,
+      epoch: this.state.epoch,
+      step: this.state.step,
+      meta: this.meta,
+    };
+  }
+
+  /** Writes a checkpoint directory (weights, optimizer, trainer state, config) atomically. */
+  async saveCheckpoint(dir: string, options: SaveCheckpointOptions = {}): Promise<void> {
+    await saveCheckpoint(
+      dir,
+      {
+        model: this.model,
+        optimizer: this.optimizer,
+        trainer: { loss: this.loss.toConfig(), schedule: this.schedule?.toConfig() ?? null, state: this.getState() },
+        config: this.checkpointConfig(),
+      },
+      options,
+    );
+  }
+
+  /**
+   * Restores weights, optimizer state and trainer state from a checkpoint into this trainer (built
+   * the same way as the one that wrote it). Checked first: a mismatch changes nothing.
+   */
+  async loadCheckpoint(dir: string): Promise<void> {
+    const ck = await loadCheckpoint(dir);
+    try {
+      const saved = parseTrainerJson(ck.trainer, ck.dir);
+      if (!ck.optimizer) throw new VitError(`Checkpoint '${ck.dir}' has no optimizer state`, 'VIT_TRAIN');
+      // Optimizer first (it validates everything before changing anything), then the weights; if
+      // the weights do not fit, the optimizer goes back to its previous state.
+      const snapshot = snapshotCopy(this.optimizer.stateDict());
+      try {
+        this.optimizer.loadStateDict(ck.optimizer);
+        try {
+          this.model.loadStateDict(Object.fromEntries(ck.weights));
+        } catch (e) {
+          this.optimizer.loadStateDict(snapshot);
+          throw e;
+        }
+      } finally {
+        tf.dispose(Object.values(snapshot.tensors));
+      }
+      if (!this.schedule && saved.schedule) this.schedule = createSchedule(saved.schedule);
+      this.setState(saved.state);
+    } finally {
+      ck.dispose();
+    }
+  }
+
+  /**
+   * Rebuilds a trainer from a checkpoint: the model (`options.model`, or `createModel` of the
+   * recorded name and options — its package must be imported), its weights, the optimizer (same
+   * type, groups and state), loss, schedule and trainer state. `fit` then continues where the run
+   * stopped. Options override what the checkpoint recorded (callbacks are not saved: pass them).
+   */
+  static async fromCheckpoint(dir: string, options: Partial<TrainerOptions> = {}): Promise<Trainer> {
+    const ck = await loadCheckpoint(dir);
+    let model: Module | undefined;
+    let ownModel = false;
+    try {
+      const saved = parseTrainerJson(ck.trainer, ck.dir);
+      const cfg = ck.config;
+      model = options.model;
+      if (!model) {
+        if (!cfg.modelName) throw new ConfigError(`Checkpoint '${ck.dir}' records no model name; pass options.model`);
+        model = createModel(cfg.modelName, cfg.modelOptions ?? {});
+        ownModel = true;
+      }
+      model.loadStateDict(Object.fromEntries(ck.weights));
+      let optimizer = options.optimizer;
+      if (optimizer) {
+        if (ck.optimizer) optimizer.loadStateDict(ck.optimizer);
+      } else {
+        if (!ck.optimizer) throw new VitError(`Checkpoint '${ck.dir}' has no optimizer state; pass options.optimizer`, 'VIT_TRAIN');
+        optimizer = restoreOptimizer(model, ck.optimizer);
+      }
+      const trainer = new Trainer({
+        modelName: cfg.modelName,
+        modelOptions: cfg.modelOptions,
+        meta: cfg.meta,
+        clipGradNorm: cfg.clipGradNorm ?? undefined,
+        seed: cfg.seed,
+        loss: createLoss(saved.loss),
+        schedule: saved.schedule ? createSchedule(saved.schedule) : undefined,
+        ...options,
+        model,
+        optimizer,
+      });
+      trainer.setState(saved.state);
+      if (cfg.classNames) trainer.classNames = cfg.classNames;
+      return trainer;
+    } catch (e) {
+      if (ownModel) model?.dispose();
+      throw e;
+    } finally {
+      ck.dispose();
+    }
+  }
+}
+
+function parseTrainerJson(json: unknown, dir: string): { loss: LossConfig; schedule: ScheduleConfig | null; state: TrainerState } {
+  const t = json as { loss?: LossConfig; schedule?: ScheduleConfig | null; state?: TrainerState } | null;
+  if (!t || typeof t !== 'object' || !t.state || !t.loss) throw new VitError(`Checkpoint '${dir}' has no usable trainer.json (a weights-only checkpoint cannot resume training)`, 'VIT_TRAIN');
+  return { loss: t.loss, schedule: t.schedule ?? null, state: t.state };
+}
+
+function snapshotCopy(sd: ReturnType<Optimizer['stateDict']>): ReturnType<Optimizer['stateDict']> {
+  return { ...sd, tensors: Object.fromEntries(Object.entries(sd.tensors).map(([k, t]) => [k, t.clone()])) };
+}
