@@ -1,11 +1,14 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BackendError, FormatError, UnknownModelError, VitError, VERSION } from '@vit/core';
+import { BackendError, FormatError, UnknownModelError, VitError, VERSION, WeightLoadError } from '@vit/core';
 import { EXIT, UsageError } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
 import { modelsCommand } from './commands/models.js';
 import { summaryCommand } from './commands/summary.js';
 import { parityCommand } from './commands/parity.js';
 import { convertCommand } from './commands/convert.js';
+import { trainCommand } from './commands/train.js';
+import { evalCommand } from './commands/eval.js';
+import { predictCommand } from './commands/predict.js';
 
 export interface Command {
   name: string;
@@ -16,7 +19,7 @@ export interface Command {
   run(args: { values: Record<string, unknown>; positionals: string[] }, io: Io): Promise<number>;
 }
 
-export const commands: Command[] = [modelsCommand, summaryCommand, parityCommand, convertCommand];
+export const commands: Command[] = [modelsCommand, summaryCommand, trainCommand, evalCommand, predictCommand, parityCommand, convertCommand];
 
 function globalHelp(): string {
   return [
@@ -74,7 +77,15 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       io.err(`vit ${cmd.name}: ${e.message}`);
       return EXIT.USAGE;
     }
-    if (e instanceof FormatError || (e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'EISDIR') {
+    const errno = (e as NodeJS.ErrnoException).code;
+    if (
+      e instanceof FormatError ||
+      e instanceof WeightLoadError ||
+      (e instanceof VitError && e.code === 'VIT_IO') ||
+      errno === 'ENOENT' ||
+      errno === 'EISDIR' ||
+      errno === 'EACCES'
+    ) {
       io.err(`vit ${cmd.name}: ${(e as Error).message}`);
       return EXIT.INPUT;
     }

@@ -1,0 +1,61 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import sharp from 'sharp';
+import { CenterCrop, DataLoader, ImageFolderDataset } from '@vit/core';
+import type { Command } from '../main.js';
+import { EXIT, UsageError } from '../exit-codes.js';
+import { useBackend } from '../setup.js';
+import { loadForInference } from '../inference.js';
+
+export const predictCommand: Command = {
+  name: 'predict',
+  summary: 'Classify images: top-5 classes with probabilities',
+  usage: 'vit predict (--checkpoint DIR | --model <name> --weights FILE) <image…> [--top-k 5] [--backend auto] [--json]',
+  options: {
+    checkpoint: { type: 'string' },
+    model: { type: 'string' },
+    weights: { type: 'string' },
+    'num-classes': { type: 'string' },
+    'top-k': { type: 'string' },
+    backend: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  help: [
+    'Examples:',
+    '  vit predict --checkpoint runs/conv2former_nano shirt.png boot.jpg',
+    '  vit predict --model conv2former_n --weights conv2former_n.pth cat.jpg --json',
+    '',
+    'Images (JPEG, PNG, WebP) are resized and centre-cropped as the model expects. Class names come from the',
+    "checkpoint's training run; with --weights they are class indices.",
+  ].join('\n'),
+  async run({ values, positionals }, io) {
+    if (positionals.length === 0) throw new UsageError('give at least one image file');
+    const files = positionals.map((p) => resolve(p));
+    const missing = files.filter((f) => !existsSync(f));
+    if (missing.length) throw Object.assign(new Error(`no such image: ${missing.join(', ')}`), { code: 'ENOENT' });
+    const topK = values['top-k'] === undefined ? 5 : Number(values['top-k']);
+    if (!Number.isInteger(topK) || topK <= 0) throw new UsageError(`--top-k expects a positive integer, got '${String(values['top-k'])}'`);
+    const backend = await useBackend(values.backend ?? 'auto');
+    const m = await loadForInference(values);
+    try {
+      // Decode at size/cropPct (shorter side, centre) then crop to the model size, as timm evaluates.
+      const decodeSize = Math.floor(m.imgSize / m.cropPct);
+      const ds = new ImageFolderDataset(files, new Int32Array(files.length), m.classNames ?? [], sharp as unknown as ConstructorParameters<typeof ImageFolderDataset>[3], { dir: '', size: decodeSize, channels: m.channels });
+      const loader = new DataLoader(ds, { batchSize: 16, transform: new CenterCrop(m.imgSize), channels: m.channels, mean: m.mean, std: m.std });
+      const r = await m.trainer.predict(loader, { topK });
+      const name = (c: number) => m.classNames?.[c] ?? String(c);
+      const rows = files.map((f, i) => ({ image: f, top: r.classes[i]!.map((c, j) => ({ class: c, name: name(c), probability: r.probabilities[i]![j]! })) }));
+      if (values.json) {
+        io.out(JSON.stringify({ model: m.modelName, checkpoint: m.source, backend, predictions: rows }, null, 2));
+      } else {
+        for (const row of rows) {
+          io.out(row.image);
+          for (const t of row.top) io.out(`  ${(100 * t.probability).toFixed(2).padStart(6)}%  ${t.name}`);
+        }
+      }
+    } finally {
+      m.dispose();
+    }
+    return EXIT.OK;
+  },
+};
