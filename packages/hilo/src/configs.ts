@@ -1,0 +1,90 @@
+import type { LITv2Options } from './model.js';
+
+/** One registered LITv2 variant: its options and what its model card states. */
+export interface LITv2Variant {
+  options: LITv2Options;
+  /** Exact parameter count with the variant's default class count. */
+  paramCount: number;
+  inputSize: [number, number, number];
+  top1?: number;
+  official: boolean;
+  cropPct: number;
+  interpolation: 'bilinear' | 'bicubic';
+  notes?: string;
+}
+
+const TOP1_NOTE = 'ImageNet-1k top-1 from the official README (classification/README.md) / the paper (Pan et al., NeurIPS 2022).';
+
+/**
+ * The official configs (ziplab/LITv2 `classification/configs/litv2-*.yaml`: embed dim, depths,
+ * heads, alpha 0.9, local_ws [0, 0, 2, 1], drop-path rate), plus the seed's CIFAR-10 model.
+ * Parameter counts were measured on the official PyTorch code (1000 classes) and are checked by
+ * the tests.
+ */
+export const LITV2_VARIANTS = {
+  litv2_small: {
+    options: { embedDim: 96, depths: [2, 2, 6, 2], numHeads: [3, 6, 12, 24], alpha: 0.9, localWs: [0, 0, 2, 1], dropPathRate: 0.2 },
+    paramCount: 27_844_000,
+    inputSize: [224, 224, 3],
+    top1: 82.0,
+    official: true,
+    cropPct: 0.875,
+    interpolation: 'bicubic',
+    notes: TOP1_NOTE,
+  },
+  litv2_medium: {
+    options: { embedDim: 96, depths: [2, 2, 18, 2], numHeads: [3, 6, 12, 24], alpha: 0.9, localWs: [0, 0, 2, 1], dropPathRate: 0.3 },
+    paramCount: 48_830_368,
+    inputSize: [224, 224, 3],
+    top1: 83.3,
+    official: true,
+    cropPct: 0.875,
+    interpolation: 'bicubic',
+    notes: TOP1_NOTE,
+  },
+  litv2_base: {
+    options: { embedDim: 128, depths: [2, 2, 18, 2], numHeads: [4, 8, 16, 32], alpha: 0.9, localWs: [0, 0, 2, 1], dropPathRate: 0.5 },
+    paramCount: 86_520_704,
+    inputSize: [224, 224, 3],
+    top1: 83.6,
+    official: true,
+    cropPct: 0.875,
+    interpolation: 'bicubic',
+    notes: TOP1_NOTE,
+  },
+  litv2_base_384: {
+    // litv2-base-finetune-384.yaml: fine-tuned at 384, evaluated without a centre crop.
+    options: { imgSize: 384, embedDim: 128, depths: [2, 2, 18, 2], numHeads: [4, 8, 16, 32], alpha: 0.9, localWs: [0, 0, 2, 1], dropPathRate: 0.5 },
+    paramCount: 86_520_704,
+    inputSize: [384, 384, 3],
+    top1: 84.7,
+    official: true,
+    cropPct: 1.0,
+    interpolation: 'bicubic',
+    notes: `${TOP1_NOTE} Fine-tuned from litv2_base at 384×384 (TEST.CROP False).`,
+  },
+  litv2_cifar: {
+    // The seed's "LIT-ours" (PaddlePaddle, CIFAR-10 resized to 224): embed 64, heads 3-6-16-32,
+    // DCNv2 token merging (offset + raw mask convs), per-stage alpha [0.1, 0.1, 0.9, 1.0] and
+    // local_ws [1, 1, 2, 1] (stages 1-2 are ConvFFN-only and stage 4 has ws 1, so this equals
+    // the official scalar alpha 0.9 with local_ws [0, 0, 2, 1]).
+    options: {
+      numClasses: 10,
+      embedDim: 64,
+      depths: [2, 2, 6, 2],
+      numHeads: [3, 6, 16, 32],
+      alpha: [0.1, 0.1, 0.9, 1.0],
+      localWs: [1, 1, 2, 1],
+      dtm: 'dcnv2',
+      dropPathRate: 0.1,
+    },
+    paramCount: 12_127_214,
+    inputSize: [224, 224, 3],
+    official: false,
+    cropPct: 1.0,
+    interpolation: 'bilinear',
+    notes: "The seed write-up's CIFAR-10 model (10 classes, 224×224 inputs resized from 32×32, ImageNet mean/std); not an official configuration. The write-up reports no final accuracy in text.",
+  },
+} satisfies Record<string, LITv2Variant>;
+
+export type LITv2VariantName = keyof typeof LITV2_VARIANTS;
