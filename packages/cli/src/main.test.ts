@@ -143,8 +143,13 @@ describe('vit', () => {
     expect((await vit('parity')).code).toBe(2);
   });
 
-  it.each(['cait', 'conv2former', 'mrla'])('parity passes on the official goldens of %s', async (arch) => {
-    const dir = fileURLToPath(new URL(`../../${arch}/test/fixtures`, import.meta.url));
+  it.each([
+    ['cait', 'cait'],
+    ['conv2former', 'conv2former'],
+    ['mrla', 'mrla'],
+    ['hilo', 'litv2'],
+  ])('parity passes on the official goldens of @vit/%s', async (pkg, arch) => {
+    const dir = fileURLToPath(new URL(`../../${pkg}/test/fixtures`, import.meta.url));
     const r = await vit('parity', dir);
     const summaries = r.out.split('\n').filter((l) => /^(PASS|FAIL) /.test(l));
     expect(summaries.length).toBeGreaterThanOrEqual(2);
