@@ -1,0 +1,268 @@
+/**
+ * The official checkpoint mapping. Parameter names already equal the official state_dict keys
+ * (`layers.1.block.0.proj.2.weight`, `layers.1.block.0.proj_cls.2.weight`, `cls_token.proj.weight`,
+ * `layers.0.block.1.attn.rel_pos`…) and core's loader converts layouts by declared kind, so this
+ * file maps the official constructor's keyword arguments (`RegionViT(img_size=224, patch_size=16,
+ * in_chans=3, num_classes=1000, embed_dim=(768,), depth=(12,), num_heads=(12,), mlp_ratio=4.,
+ * qkv_bias=True, qk_scale=None, drop_rate=0., attn_drop_rate=0., drop_path_rate=0.,
+ * norm_layer=partial(nn.LayerNorm, eps=1e-6), kernel_sizes=None, downsampling=None,
+ * patch_conv_type='3conv', computed_cls_token=True, peg=False, det_norm=False)`), exposes the
+ * official per-stage features, and adapts official checkpoints (prefix, class count).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  ConfigError,
+  loadPytorchStateDict,
+  registerArchitecture,
+  toPytorchLayout,
+  type ArchitectureAdapter,
+  type Module,
+  type OfficialKwargs,
+  type PytorchLoadResult,
+} from '@vit/core';
+import { layerNorm, type NormFactory, type PatchConvType } from './blocks.js';
+import { RegionViT, type RegionViTOptions } from './model.js';
+
+const KNOWN_KWARGS = new Set([
+  'img_size',
+  'patch_size',
+  'in_chans',
+  'num_classes',
+  'embed_dim',
+  'depth',
+  'num_heads',
+  'mlp_ratio',
+  'qkv_bias',
+  'qk_scale',
+  'drop_rate',
+  'attn_drop_rate',
+  'drop_path_rate',
+  'norm_layer',
+  'kernel_sizes',
+  'downsampling',
+  'patch_conv_type',
+  'computed_cls_token',
+  'peg',
+  'det_norm',
+]);
+
+function num(kwargs: OfficialKwargs, key: string, fallback: number): number {
+  const v = kwargs[key] ?? fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`RegionViT kwarg ${key} must be a number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function int(kwargs: OfficialKwargs, key: string, fallback: number): number {
+  const v = num(kwargs, key, fallback);
+  if (!Number.isInteger(v)) throw new ConfigError(`RegionViT kwarg ${key} must be an integer, got ${v}`);
+  return v;
+}
+
+function bool(kwargs: OfficialKwargs, key: string, fallback: boolean): boolean {
+  const v = kwargs[key] ?? fallback;
+  if (typeof v !== 'boolean') throw new ConfigError(`RegionViT kwarg ${key} must be a boolean, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function intSeq(kwargs: OfficialKwargs, key: string, fallback: number[] | null): number[] {
+  const v = kwargs[key] ?? fallback;
+  if (v === null) throw new ConfigError(`RegionViT kwarg ${key} is required (the official default None fails)`);
+  if (!Array.isArray(v) || !v.every((d) => typeof d === 'number' && Number.isInteger(d))) {
+    throw new ConfigError(`RegionViT kwarg ${key} must be a list of integers, got ${JSON.stringify(v)}`);
+  }
+  return v as number[];
+}
+
+/**
+ * Reads a norm_layer as the golden metadata spells it: `"functools.partial(torch.nn.LayerNorm,
+ * eps=1e-06)"`, `"<class 'torch.nn.modules.normalization.LayerNorm'>"` (eps 1e-5), or null (the
+ * official default, eps 1e-6).
+ */
+export function parseNormLayer(v: unknown): { eps: number; elementwiseAffine: boolean; factory: NormFactory } {
+  let eps = 1e-6;
+  let elementwiseAffine = true;
+  if (v !== undefined && v !== null) {
+    if (typeof v !== 'string' || !/LayerNorm/.test(v) || /LayerNorm2d|GroupNorm|BatchNorm/.test(v)) {
+      throw new ConfigError(`RegionViT norm_layer ${JSON.stringify(v)} is not supported: only (partials of) torch.nn.LayerNorm`);
+    }
+    eps = 1e-5;
+    const m = /eps\s*=\s*([-+0-9.eE]+)/.exec(v);
+    if (m) {
+      eps = Number(m[1]);
+      if (!(eps > 0) || !Number.isFinite(eps)) throw new ConfigError(`RegionViT norm_layer has an invalid eps in ${JSON.stringify(v)}`);
+    }
+    if (/elementwise_affine\s*=\s*False/.test(v)) elementwiseAffine = false;
+  }
+  return { eps, elementwiseAffine, factory: layerNorm(eps, { elementwiseAffine }) };
+}
+
+/**
+ * Maps the official `RegionViT` kwargs to {@link RegionViTOptions}: the exact model the official
+ * code builds, for any kwargs it accepts. Refuses (ConfigError) kwargs it does not take and those
+ * with which the official code fails (`computed_cls_token=False`, `det_norm` without exactly 4
+ * stages, missing `kernel_sizes`/`downsampling`).
+ */
+export function regionvitOptionsFromOfficial(kwargs: OfficialKwargs): RegionViTOptions {
+  const unknown = Object.keys(kwargs).filter((k) => !KNOWN_KWARGS.has(k));
+  if (unknown.length) {
+    throw new ConfigError(`RegionViT() got unexpected keyword argument(s) ${unknown.join(', ')}; it takes ${[...KNOWN_KWARGS].join(', ')}`);
+  }
+  const embedDim = intSeq(kwargs, 'embed_dim', [768]);
+  const stages = embedDim.length - 1;
+  if (!bool(kwargs, 'computed_cls_token', true)) {
+    // Porting note: with computed_cls_token=False the official constructor calls
+    // trunc_normal_(self.cls_token) on a PatchEmbed module and fails; only True exists.
+    throw new ConfigError('RegionViT computed_cls_token=False is not supported: the official constructor fails with it (trunc_normal_ on a module)');
+  }
+  const detNorm = bool(kwargs, 'det_norm', false);
+  if (detNorm && stages !== 4) {
+    throw new ConfigError(
+      `RegionViT det_norm=True needs exactly 4 stages (len(embed_dim) = 5): the official constructor builds norm0..norm3 from embed_dim[1..4] and its forward uses norm{i} for every stage; got ${stages} stages`,
+    );
+  }
+  const imgRaw = kwargs.img_size ?? 224;
+  const imgSize = Array.isArray(imgRaw) ? imgRaw[0] : imgRaw;
+  if (typeof imgSize !== 'number' || !Number.isInteger(imgSize)) throw new ConfigError(`RegionViT kwarg img_size must be an int, got ${JSON.stringify(imgRaw)}`);
+  const mlpRaw = kwargs.mlp_ratio ?? 4;
+  let mlpRatio: number | number[];
+  if (Array.isArray(mlpRaw)) {
+    if (!mlpRaw.every((r) => typeof r === 'number' && Number.isFinite(r))) throw new ConfigError(`RegionViT kwarg mlp_ratio must be numbers, got ${JSON.stringify(mlpRaw)}`);
+    mlpRatio = mlpRaw as number[];
+  } else {
+    mlpRatio = num(kwargs, 'mlp_ratio', 4);
+  }
+  const qk = kwargs.qk_scale;
+  if (qk !== undefined && qk !== null && (typeof qk !== 'number' || !Number.isFinite(qk))) {
+    throw new ConfigError(`RegionViT qk_scale must be a number or None, got ${JSON.stringify(qk)}`);
+  }
+  const down = kwargs.downsampling;
+  if (down === undefined || down === null) throw new ConfigError('RegionViT kwarg downsampling is required (the official default None fails)');
+  if (!Array.isArray(down) || !down.every((d) => typeof d === 'string')) {
+    throw new ConfigError(`RegionViT kwarg downsampling must be a list of strings ('c', 'sc'…), got ${JSON.stringify(down)}`);
+  }
+  const pct = kwargs.patch_conv_type ?? '3conv';
+  if (typeof pct !== 'string') throw new ConfigError(`RegionViT kwarg patch_conv_type must be a string, got ${JSON.stringify(pct)}`);
+  // The official PatchEmbed treats every value other than '3conv' and '1conv' as 'linear'.
+  const patchConvType: PatchConvType = pct === '3conv' || pct === '1conv' ? pct : 'linear';
+  const patchSize = kwargs.patch_size ?? 16;
+  if (typeof patchSize !== 'number' || !Number.isInteger(patchSize)) {
+    throw new ConfigError(`RegionViT kwarg patch_size must be an int (the official code multiplies it by kernel_sizes[0]), got ${JSON.stringify(patchSize)}`);
+  }
+  const norm = parseNormLayer(kwargs.norm_layer);
+  return {
+    imgSize,
+    patchSize,
+    inChans: int(kwargs, 'in_chans', 3),
+    numClasses: Math.max(0, int(kwargs, 'num_classes', 1000)),
+    embedDim,
+    depth: intSeq(kwargs, 'depth', [12]),
+    numHeads: intSeq(kwargs, 'num_heads', [12]),
+    mlpRatio,
+    qkvBias: bool(kwargs, 'qkv_bias', true),
+    qkScale: (qk as number | null | undefined) ?? null,
+    dropRate: num(kwargs, 'drop_rate', 0),
+    attnDropRate: num(kwargs, 'attn_drop_rate', 0),
+    dropPathRate: num(kwargs, 'drop_path_rate', 0),
+    normLayer: norm.factory,
+    normEps: norm.eps,
+    kernelSizes: intSeq(kwargs, 'kernel_sizes', null),
+    downsampling: down as string[],
+    patchConvType,
+    peg: bool(kwargs, 'peg', false),
+    detNorm,
+  };
+}
+
+/** Builds exactly the model the official `RegionViT(**kwargs)` builds. */
+export function regionvitFromOfficialConfig(kwargs: OfficialKwargs): RegionViT {
+  return new RegionViT(regionvitOptionsFromOfficial(kwargs));
+}
+
+/**
+ * The goldens' per-stage features: `golden.features.i` = local tokens returned by `layers[i]`
+ * (before `det_norm`), `golden.features_regional.i` = its regional tokens; NHWC.
+ */
+export function regionvitOfficialFeatures(model: Module, x: tf.Tensor4D): Record<string, tf.Tensor> {
+  if (!(model instanceof RegionViT)) throw new ConfigError(`regionvit officialFeatures needs a RegionViT model, got ${model.typeName}`);
+  return tf.tidy(() => {
+    const t = model.trace(x);
+    const out: Record<string, tf.Tensor> = {};
+    t.local.forEach((l, i) => (out[`golden.features.${i}`] = l));
+    t.regional.forEach((r, i) => (out[`golden.features_regional.${i}`] = r));
+    return out;
+  });
+}
+
+export const regionvitArchitecture: ArchitectureAdapter = {
+  name: 'regionvit',
+  description: 'RegionViT (IBM/RegionViT:regionvit/regionvit.py, class RegionViT)',
+  fromOfficialConfig: (kwargs) => regionvitFromOfficialConfig(kwargs),
+  officialFeatures: regionvitOfficialFeatures,
+};
+
+let registered = false;
+/** Registers the `regionvit` architecture adapter (idempotent). */
+export function registerRegionViTArchitecture(): void {
+  if (registered) return;
+  registerArchitecture(regionvitArchitecture);
+  registered = true;
+}
+
+type Tensors = Map<string, tf.Tensor> | Record<string, tf.Tensor>;
+
+export interface AdaptedCheckpoint {
+  /** The checkpoint to load (official keys and layouts). */
+  tensors: Map<string, tf.Tensor>;
+  /** Tensors this function created (a stand-in classifier); dispose them after loading. */
+  created: tf.Tensor[];
+  /** Keys left out because they cannot fit the model (a classifier for another class count). */
+  dropped: string[];
+  notes: string[];
+}
+
+/**
+ * Prepares an official RegionViT checkpoint for `model`: unwraps `module.` (DataParallel) prefixes and
+ * drops `head.*` when the class count differs (the model's fresh classifier stands in, so a strict
+ * load still checks every other key). `proj`/`proj_cls` need no care: either key (or both, as the
+ * official files hold) loads the shared projection.
+ */
+export function adaptRegionViTCheckpoint(model: RegionViT, tensors: Tensors): AdaptedCheckpoint {
+  const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  const stripModule = entries.length > 0 && entries.every(([k]) => k.startsWith('module.'));
+  const out = new Map<string, tf.Tensor>();
+  for (const [k, t] of entries) out.set(stripModule ? k.slice('module.'.length) : k, t);
+  const created: tf.Tensor[] = [];
+  const dropped: string[] = [];
+  const notes: string[] = [];
+  const hw = out.get('head.weight');
+  if (hw && (model.numClasses === 0 || hw.rank !== 2 || hw.shape[0] !== model.numClasses)) {
+    for (const k of ['head.weight', 'head.bias']) if (out.delete(k)) dropped.push(k);
+    for (const [k, e] of model.stateEntries()) {
+      if (!k.startsWith('head.')) continue;
+      const t = toPytorchLayout(e.kind, e.variable);
+      created.push(t);
+      out.set(k, t);
+    }
+    notes.push(`classifier dropped: the checkpoint has ${hw.shape[0]} classes, the model ${model.numClasses}; head keeps its fresh init`);
+  }
+  return { tensors: out, created, dropped, notes };
+}
+
+/**
+ * Loads an official RegionViT checkpoint (official keys and layouts, e.g. from `loadSafetensorsFile`)
+ * into `model` through core's `loadPytorchStateDict`, after {@link adaptRegionViTCheckpoint}. All or
+ * nothing: on any problem one error lists them all and no parameter changes.
+ */
+export function loadOfficialRegionViTWeights(
+  model: RegionViT,
+  tensors: Tensors,
+  options: { strict?: boolean } = {},
+): PytorchLoadResult & { notes: string[] } {
+  const adapted = adaptRegionViTCheckpoint(model, tensors);
+  try {
+    const res = loadPytorchStateDict(model, adapted.tensors, { strict: options.strict ?? true });
+    return { ...res, ignoredKeys: [...res.ignoredKeys, ...adapted.dropped], notes: adapted.notes };
+  } finally {
+    for (const t of adapted.created) t.dispose();
+  }
+}

@@ -1,0 +1,59 @@
+import { ConfigError, isModelRegistered, modelCard, registerModel, type CreateModelOptions } from '@vit/core';
+import { REGIONVIT_VARIANTS, type RegionViTVariant } from './configs.js';
+import { REGIONVIT_DEFAULTS, RegionViT, type RegionViTOptions } from './model.js';
+
+/** Every option name {@link RegionViT} takes (what `createModel` overrides may set). */
+const OPTION_NAMES = new Set([
+  ...Object.keys(REGIONVIT_DEFAULTS),
+  'normLayer',
+  'kernelSizes',
+  'downsampling',
+  'attnLayer',
+  'mlpLayer',
+]);
+
+/** Builds a registered variant; `overrides` may change any {@link RegionViTOptions} field. */
+export function createRegionViTVariant(variant: RegionViTVariant, overrides: CreateModelOptions = {}): RegionViT {
+  const unknown = Object.keys(overrides).filter((k) => !OPTION_NAMES.has(k) && overrides[k] !== undefined);
+  if (unknown.length) {
+    throw new ConfigError(`Unknown RegionViT option(s) ${unknown.join(', ')}; valid options: ${[...OPTION_NAMES].join(', ')}`);
+  }
+  return new RegionViT({ ...variant.options, ...(overrides as RegionViTOptions) });
+}
+
+const PAPER = 'RegionViT: Regional-to-Local Attention for Vision Transformers (Chen, Panda, Fan; ICLR 2022, arXiv:2106.02689)';
+
+let registered = false;
+
+/** Registers every variant of {@link REGIONVIT_VARIANTS} with its model card (idempotent). */
+export function registerRegionViTModels(): void {
+  if (registered) return;
+  registered = true;
+  for (const [name, v] of Object.entries(REGIONVIT_VARIANTS)) {
+    if (isModelRegistered(name)) continue;
+    const released = v.weightsUrl
+      ? `ImageNet-1k weights: ${v.weightsUrl} (convert to safetensors, load with loadOfficialRegionViTWeights).`
+      : 'No ImageNet-1k classification weights released (the official release has COCO detection backbones of this model).';
+    registerModel(
+      name,
+      (options) => createRegionViTVariant(v, options),
+      modelCard({
+        name,
+        arch: 'regionvit',
+        inputSize: v.inputSize,
+        numClasses: 1000,
+        // The official training (DeiT's pipeline, timm _cfg()): crop 0.875, bicubic, ImageNet mean/std.
+        cropPct: 0.875,
+        interpolation: 'bicubic',
+        firstConv: v.options.patchConvType === '3conv' ? 'patch_embed.proj.0' : 'patch_embed.proj',
+        classifier: 'head',
+        paramCount: v.paramCount,
+        top1: v.top1,
+        paper: PAPER,
+        reference: 'IBM/RegionViT:regionvit/regionvit.py',
+        official: true,
+        notes: `${v.paperName}. ${released} Any input size is accepted (sizes that are not a multiple of 28·(window/7) px are padded and masked as the official code does).`,
+      }),
+    );
+  }
+}
