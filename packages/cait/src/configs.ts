@@ -3,13 +3,20 @@ import type { CaiTOptions } from './model.js';
 /** One registered CaiT variant: its options and what its model card states. */
 export interface CaiTVariant {
   options: CaiTOptions;
-  /** Exact parameter count with 1000 classes (checked by the tests). */
+  /** Exact parameter count with the variant's default class count (checked by the tests). */
   paramCount: number;
   inputSize: [number, number, number];
   /** ImageNet-1k top-1 reported by the paper / official README (distilled models, the released weights). */
-  top1: number;
+  top1?: number;
   /** Official checkpoint (PyTorch, keys prefixed `module.` under `model`). */
-  weightsUrl: string;
+  weightsUrl?: string;
+  /** False for @vit's own configurations (default true: the official registrations). */
+  official?: boolean;
+  /** Card overrides of @vit's own configurations (default: the official crop 1.0, bicubic). */
+  cropPct?: number;
+  interpolation?: 'bilinear' | 'bicubic';
+  /** Card notes replacing the official-weights note. */
+  notes?: string;
 }
 
 /** What every registered CaiT shares (the official registrations all pass these). */
@@ -38,6 +45,7 @@ function v(
  * The official registrations of facebookresearch/deit `cait_models.py` under timm's names
  * (`cait_XXS24_224` → `cait_xxs24_224`, `cait_S24` → `cait_s24_384`…). Embed/depth/heads/init:
  * XXS 192/24|36/4/1e-5, XS 288/24/6/1e-5, S 384/24|36/8/1e-5 (S36: 1e-6), M 768/36|48/16/1e-6.
+ * Plus @vit's own 32×32 `cait_nano` (not official, 10 classes).
  */
 export const CAIT_VARIANTS: Record<string, CaiTVariant> = {
   cait_xxs24_224: v(224, 192, 24, 4, 1e-5, 11_956_264, 78.4, 'XXS24_224'),
@@ -50,6 +58,18 @@ export const CAIT_VARIANTS: Record<string, CaiTVariant> = {
   cait_s36_384: v(384, 384, 36, 8, 1e-6, 68_366_632, 85.4, 'S36_384'),
   cait_m36_384: v(384, 768, 36, 16, 1e-6, 271_221_352, 86.1, 'M36_384'),
   cait_m48_448: v(448, 768, 48, 16, 1e-6, 356_460_520, 86.5, 'M48_448'),
+  // Not from the paper: 8×8 patches of 4 px on a 32×32 input, 64 wide (2 heads of 32), 3
+  // self-attention blocks and 1 class-attention block, XXS's init scale.
+  cait_nano: {
+    options: { ...COMMON, imgSize: 32, patchSize: 4, embedDim: 64, depth: 3, numHeads: 2, depthTokenOnly: 1, initScale: 1e-5, numClasses: 10 },
+    paramCount: 208_558,
+    inputSize: [32, 32, 3],
+    official: false,
+    cropPct: 1,
+    interpolation: 'bilinear',
+    notes:
+      'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
+  },
 };
 
 /**

@@ -7,14 +7,16 @@ import { CAIT_VARIANTS } from './index.js';
 const models = listModels('cait_*');
 
 describe('registration', () => {
-  it('registers every official variant under its timm name', () => {
+  it('registers every official variant under its timm name, plus cait_nano', () => {
     expect(models).toEqual(Object.keys(CAIT_VARIANTS).sort());
-    expect(models).toHaveLength(10);
+    expect(models).toHaveLength(11);
+    expect(models).toContain('cait_nano');
   });
 });
 
 // Each variant shrunk to its own head count with 4 channels per head, 2 self-attention blocks and
-// 1 class-attention block on a 32x32 input (2x2 patches of 16), so the suite runs in seconds.
+// 1 class-attention block on a 32x32 input (2x2 patches of 16; cait_nano's own 8x8 of 4), so the
+// suite runs in seconds.
 describeConformance({
   models,
   createOptions: (name) => {

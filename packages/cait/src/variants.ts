@@ -30,18 +30,20 @@ export function registerCaiTModels(): void {
         name,
         arch: 'cait',
         inputSize: v.inputSize,
-        numClasses: 1000,
+        numClasses: v.options.numClasses ?? 1000,
         // timm's CaiT cfg: crop 1.0 (the official README's eval transform), bicubic, ImageNet mean/std.
-        cropPct: 1.0,
-        interpolation: 'bicubic',
+        cropPct: v.cropPct ?? 1.0,
+        interpolation: v.interpolation ?? 'bicubic',
         firstConv: 'patch_embed.proj',
         classifier: 'head',
         paramCount: v.paramCount,
         top1: v.top1,
         paper: PAPER,
         reference: 'facebookresearch/deit:cait_models.py',
-        official: true,
-        notes: `Distilled ImageNet-1k weights: ${v.weightsUrl} (load with loadOfficialCaiTWeights). Fixed input size unless created with dynamicImgSize: true.`,
+        official: v.official ?? true,
+        notes:
+          v.notes ??
+          `Distilled ImageNet-1k weights: ${v.weightsUrl} (load with loadOfficialCaiTWeights). Fixed input size unless created with dynamicImgSize: true.`,
       }),
     );
   }

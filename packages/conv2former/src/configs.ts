@@ -16,12 +16,17 @@ export interface Conv2FormerVariant {
   interpolation?: 'bilinear' | 'bicubic';
 }
 
+/** What every `*_nano` card says (the same sentence in every package). */
+const NANO_NOTE =
+  'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.';
+
 const IMAGENET_TOP1_NOTE = 'ImageNet-1k top-1 at 224 from the official README / paper (Hou et al., TPAMI 2024).';
 
 /**
  * The official registrations of HVision-NKU/Conv2Former `models/conv2former.py` (kernel size,
- * dims, depths, mlp ratios), plus the seed's CIFAR-10 port. Parameter counts were measured on the
- * official PyTorch code (1000 classes) and are checked by the tests.
+ * dims, depths, mlp ratios), plus the seed's CIFAR-10 port and @vit's own 32×32 `conv2former_nano`.
+ * Parameter counts were measured on the official PyTorch code (1000 classes; the nano's on the built
+ * model, 10 classes) and are checked by the tests.
  */
 export const CONV2FORMER_VARIANTS = {
   conv2former_n: {
@@ -99,6 +104,20 @@ export const CONV2FORMER_VARIANTS = {
     interpolation: 'bilinear',
     notes:
       "The seed's CIFAR-10 port (32×32, 10 classes); top-1 is the seed's CIFAR-10 validation accuracy after 50 epochs. The seed's table says 8,847,978 parameters; its printed code has 8,847,498.",
+  },
+  conv2former_nano: {
+    // Not from the paper: the official layout (3×3 stride-2 stem pair, LayerNorm + conv
+    // downsampling, layer scale, conv head) shrunk for 32×32 inputs: kernel 7, narrow stages,
+    // mlp ratio 2 and a 256-wide head instead of 1280.
+    options: { kernelSize: 7, dims: [32, 64, 128, 256], depths: [1, 1, 3, 1], mlpRatios: [2, 2, 2, 2], headDim: 256, numClasses: 10 },
+    paramCount: 1_145_658,
+    inputSize: [32, 32, 3],
+    official: false,
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+    cropPct: 1,
+    interpolation: 'bilinear',
+    notes: NANO_NOTE,
   },
 } satisfies Record<string, Conv2FormerVariant>;
 

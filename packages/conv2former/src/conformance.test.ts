@@ -1,8 +1,8 @@
 import '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { getModelCard, listModels } from '@vit/core';
+import { listModels } from '@vit/core';
 import { describeConformance } from '@vit/core/testing';
-import { CONV2FORMER_VARIANTS } from './index.js';
+import { CONV2FORMER_VARIANTS, type Conv2FormerOptions } from './index.js';
 
 const models = listModels('conv2former_*');
 
@@ -10,7 +10,7 @@ describe('registration', () => {
   it('registers every variant of CONV2FORMER_VARIANTS', () => {
     expect(models).toEqual(Object.keys(CONV2FORMER_VARIANTS).sort());
     expect(models).toEqual(
-      ['conv2former_b', 'conv2former_b_22k', 'conv2former_l', 'conv2former_n', 'conv2former_n_cifar', 'conv2former_s', 'conv2former_t'].sort(),
+      ['conv2former_b', 'conv2former_b_22k', 'conv2former_l', 'conv2former_n', 'conv2former_n_cifar', 'conv2former_nano', 'conv2former_s', 'conv2former_t'].sort(),
     );
   });
 });
@@ -29,7 +29,7 @@ describeConformance({
     dropPathRate: 0,
     headDim: 32,
   }),
-  // The official stem has stride 4 and three stride-2 downsamplings follow (total 32); the seed's
-  // 1×1 stem keeps the resolution (total 8).
-  inputShape: (name) => (getModelCard(name).inputSize[0] === 32 ? [2, 16, 16, 3] : [2, 32, 32, 3]),
+  // The official stem has stride 4 and three stride-2 downsamplings follow (total 32, also for the
+  // 32×32 conv2former_nano); the seed's 1×1 stem keeps the resolution (total 8).
+  inputShape: (name) => ((CONV2FORMER_VARIANTS[name as keyof typeof CONV2FORMER_VARIANTS].options as Conv2FormerOptions).stem === 'pointwise' ? [2, 16, 16, 3] : [2, 32, 32, 3]),
 });

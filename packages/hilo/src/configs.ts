@@ -85,6 +85,29 @@ export const LITV2_VARIANTS = {
     interpolation: 'bilinear',
     notes: "The seed write-up's CIFAR-10 model (10 classes, 224×224 inputs resized from 32×32, ImageNet mean/std); not an official configuration. The write-up reports no final accuracy in text.",
   },
+  litv2_nano: {
+    // Not from the paper: the official stage layout (ConvFFN stages 1-2, HiLo at ws 2 in stage 3,
+    // MSA in stage 4) shrunk for 32×32 inputs. Patch 2 gives tokens 16, 8, 4, 2 per side, so every
+    // attention sees ≥ 4 keys (with patch 4 the Lo-Fi queries of stages 3-4 saw one key and never trained).
+    options: {
+      imgSize: 32,
+      patchSize: 2,
+      numClasses: 10,
+      embedDim: 32,
+      depths: [1, 1, 2, 1],
+      numHeads: [1, 2, 4, 8],
+      alpha: 0.5,
+      localWs: [0, 0, 2, 1],
+      hasMsa: [0, 0, 1, 1],
+    },
+    paramCount: 1_420_002,
+    inputSize: [32, 32, 3],
+    official: false,
+    cropPct: 1.0,
+    interpolation: 'bilinear',
+    notes:
+      'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
+  },
 } satisfies Record<string, LITv2Variant>;
 
 export type LITv2VariantName = keyof typeof LITV2_VARIANTS;

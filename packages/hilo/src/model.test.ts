@@ -272,7 +272,7 @@ describe('inputs and the model contract', () => {
   });
 
   it('registers every variant with a model card', () => {
-    expect(listModels('litv2_*')).toEqual(['litv2_base', 'litv2_base_384', 'litv2_cifar', 'litv2_medium', 'litv2_small']);
+    expect(listModels('litv2_*')).toEqual(['litv2_base', 'litv2_base_384', 'litv2_cifar', 'litv2_medium', 'litv2_nano', 'litv2_small']);
     const c = getModelCard('litv2_base_384');
     expect([c.inputSize, c.top1, c.cropPct, c.firstConv, c.classifier]).toEqual([[384, 384, 3], 84.7, 1, 'patch_embed.proj', 'head']);
     expect(getModelCard('litv2_cifar')).toMatchObject({ numClasses: 10, official: false });

@@ -32,7 +32,7 @@ describe('parameter counts', () => {
 
   it('registers every variant', () => {
     expect(listModels('resnet*_mrlal*')).toEqual(
-      ['resnet101_mrlal', 'resnet152_mrlal', 'resnet18_mrlal', 'resnet18_mrlal_cifar', 'resnet34_mrlal', 'resnet50_mrlal'],
+      ['resnet101_mrlal', 'resnet10_mrlal_nano', 'resnet152_mrlal', 'resnet18_mrlal', 'resnet18_mrlal_cifar', 'resnet34_mrlal', 'resnet50_mrlal'],
     );
   });
 
@@ -64,7 +64,7 @@ describe('parameter counts', () => {
   it('cards mark the by-analogy variants unofficial', () => {
     expect(getModelCard('resnet50_mrlal').official).toBe(true);
     expect(getModelCard('resnet101_mrlal').official).toBe(true);
-    for (const n of ['resnet18_mrlal', 'resnet34_mrlal', 'resnet152_mrlal', 'resnet18_mrlal_cifar']) expect(getModelCard(n).official, n).toBe(false);
+    for (const n of ['resnet18_mrlal', 'resnet34_mrlal', 'resnet152_mrlal', 'resnet18_mrlal_cifar', 'resnet10_mrlal_nano']) expect(getModelCard(n).official, n).toBe(false);
     expect(getModelCard('resnet18_mrlal_cifar').inputSize).toEqual([32, 32, 3]);
     expect(getModelCard('resnet18_mrlal_cifar').numClasses).toBe(10);
   });

@@ -14,6 +14,18 @@ export const MRLA_CONFIGS = {
   // The seed's CIFAR-10 ResNet-18: BasicBlock, 3×3 stride-1 stem without max-pool, 10 classes,
   // Paddle's default init (no zero-initialised last BN).
   resnet18_mrlal_cifar: { block: 'basic', layers: [2, 2, 2, 2], stem: 'cifar', numClasses: 10, zeroInitLastBn: false },
+  // Not from the paper: a one-block-per-stage BasicBlock net at a quarter of the widths (MRLA
+  // heads of 16 channels) on the CIFAR stem, for 32×32 inputs.
+  resnet10_mrlal_nano: {
+    block: 'basic',
+    layers: [1, 1, 1, 1],
+    stem: 'cifar',
+    widths: [16, 32, 64, 128],
+    stemWidth: 16,
+    dimPerhead: 16,
+    numClasses: 10,
+    zeroInitLastBn: false,
+  },
 } as const satisfies Record<string, ResNetMRLAOptions>;
 
 export type MRLAVariant = keyof typeof MRLA_CONFIGS;
@@ -57,6 +69,17 @@ const CARDS: Record<MRLAVariant, CardInfo> = {
     top1: 89.35,
     notes:
       "The seed's CIFAR-10 ResNet-18 + MRLA (Paddle): 3×3 stride-1 stem, no max-pool. top1 = the seed's CIFAR-10 val accuracy (100 epochs). The seed's table counts 11,210,514 including BatchNorm running statistics (11,183,562 without MRLA: `mrla: false`).",
+  },
+  resnet10_mrlal_nano: {
+    paramCount: 311_734,
+    official: false,
+    inputSize: [32, 32, 3],
+    numClasses: 10,
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+    cropPct: 1,
+    notes:
+      'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
   },
 };
 

@@ -10,8 +10,15 @@ export interface RegionViTVariant {
   top1?: number;
   /** Official ImageNet checkpoint, where released. */
   weightsUrl?: string;
-  /** The paper's name for the model. */
-  paperName: string;
+  /** The paper's name for the model (none for @vit's own configurations). */
+  paperName?: string;
+  /** False for @vit's own configurations (default true: the official registrations). */
+  official?: boolean;
+  /** Card overrides of @vit's own configurations (default: the official crop 0.875, bicubic). */
+  cropPct?: number;
+  interpolation?: 'bilinear' | 'bicubic';
+  /** Card notes replacing the official-weights note. */
+  notes?: string;
 }
 
 const RELEASES = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1';
@@ -55,6 +62,8 @@ function v(
  * downsampling c/sc/sc/sc, LayerNorm eps 1e-6, qkv bias. Window 7 (regions of 28 px: 8×8, 4×4, 2×2,
  * 1×1 regional tokens at 224) or 14 for the `_w14` ("+") models.
  *
+ * Plus @vit's own 32×32 `regionvit_nano` (not official, 10 classes).
+ *
  * `regionvit_tiny_w14_224` is registered upstream but cannot be built there: it reads
  * `_model_cfg['tiny_w14']`, which does not exist (KeyError), so it is left out.
  */
@@ -67,6 +76,30 @@ export const REGIONVIT_VARIANTS: Record<string, RegionViTVariant> = {
   regionvit_small_w14_peg_224: v(SMALL, 14, true, 31_367_674, 'RegionViT-S+ w/ PEG'),
   regionvit_base_w14_224: v(BASE, 14, false, 73_825_120, 'RegionViT-B+'),
   regionvit_base_w14_peg_224: v(BASE, 14, true, 73_842_400, 'RegionViT-B+ w/ PEG'),
+  // Not from the paper: 3-conv stem (patch 4) and regions of 8 px (window 2) on a 32×32 input,
+  // so the three stages see local 8, 4, 2 and regional 4, 2, 1 tokens per side. `embedDim[0]`
+  // is the embeddings' width, `embedDim[i + 1]` stage i's: three stages of 32, 64, 128.
+  regionvit_nano: {
+    options: {
+      imgSize: 32,
+      patchSize: 4,
+      embedDim: [32, 32, 64, 128],
+      numHeads: [1, 2, 4],
+      depth: [1, 1, 2],
+      mlpRatio: 4,
+      kernelSizes: [2, 2, 2],
+      downsampling: ['c', 'sc', 'sc'],
+      patchConvType: '3conv',
+      numClasses: 10,
+    },
+    paramCount: 475_949,
+    inputSize: [32, 32, 3],
+    official: false,
+    cropPct: 1,
+    interpolation: 'bilinear',
+    notes:
+      'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
+  },
 };
 
 /**

@@ -41,18 +41,18 @@ export function registerRegionViTModels(): void {
         name,
         arch: 'regionvit',
         inputSize: v.inputSize,
-        numClasses: 1000,
+        numClasses: v.options.numClasses ?? 1000,
         // The official training (DeiT's pipeline, timm _cfg()): crop 0.875, bicubic, ImageNet mean/std.
-        cropPct: 0.875,
-        interpolation: 'bicubic',
+        cropPct: v.cropPct ?? 0.875,
+        interpolation: v.interpolation ?? 'bicubic',
         firstConv: v.options.patchConvType === '3conv' ? 'patch_embed.proj.0' : 'patch_embed.proj',
         classifier: 'head',
         paramCount: v.paramCount,
         top1: v.top1,
         paper: PAPER,
         reference: 'IBM/RegionViT:regionvit/regionvit.py',
-        official: true,
-        notes: `${v.paperName}. ${released} Any input size is accepted (sizes that are not a multiple of 28·(window/7) px are padded and masked as the official code does).`,
+        official: v.official ?? true,
+        notes: v.notes ?? `${v.paperName}. ${released} Any input size is accepted (sizes that are not a multiple of 28·(window/7) px are padded and masked as the official code does).`,
       }),
     );
   }
