@@ -9,6 +9,7 @@ import { convertCommand } from './commands/convert.js';
 import { trainCommand } from './commands/train.js';
 import { evalCommand } from './commands/eval.js';
 import { predictCommand } from './commands/predict.js';
+import { benchCommand } from './commands/bench.js';
 
 export interface Command {
   name: string;
@@ -19,7 +20,7 @@ export interface Command {
   run(args: { values: Record<string, unknown>; positionals: string[] }, io: Io): Promise<number>;
 }
 
-export const commands: Command[] = [modelsCommand, summaryCommand, trainCommand, evalCommand, predictCommand, parityCommand, convertCommand];
+export const commands: Command[] = [modelsCommand, summaryCommand, trainCommand, evalCommand, predictCommand, benchCommand, parityCommand, convertCommand];
 
 function globalHelp(): string {
   return [

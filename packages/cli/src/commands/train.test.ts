@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 import '@vit/conv2former';
+import '@vit/cait';
 import { setTestBackend } from '@vit/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../main.js';
@@ -99,5 +100,25 @@ describe('vit train / eval / predict', () => {
     expect(d.train.length).toBe(5000);
     expect(d.val.length).toBe(1000);
     expect(d.classNames[9]).toBe('Ankle boot');
+  });
+});
+
+describe('vit bench', () => {
+  beforeAll(async () => {
+    await setTestBackend();
+  });
+  it('measures forward and training images/s as JSON', async () => {
+    const before = tf.memory().numTensors;
+    const r = await vit('bench', '--model', 'cait_nano', '--batch', '2', '--runs', '1', '--warmup', '0', '--train', '--json', '--backend', backend);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.results).toHaveLength(1);
+    expect(j.results[0].model).toBe('cait_nano');
+    expect(j.results[0].forwardImagesPerSec).toBeGreaterThan(0);
+    expect(j.results[0].trainImagesPerSec).toBeGreaterThan(0);
+    expect(j.results[0].peakBytes).toBeGreaterThan(0);
+    expect(tf.memory().numTensors).toBe(before);
+    expect((await vit('bench', '--model', 'nothing_*')).err).toMatch(/no registered model matches/);
+    expect((await vit('bench')).code).toBe(2);
   });
 });

@@ -1,0 +1,69 @@
+import { benchmarkModel, createModel, formatBytes, getModelCard, listModels, type BenchmarkResult, type Module } from '@vit/core';
+import type { Command } from '../main.js';
+import { EXIT, UsageError } from '../exit-codes.js';
+import { useBackend } from '../setup.js';
+
+function posInt(v: unknown, flag: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${flag} expects a positive integer, got '${String(v)}'`);
+  return n;
+}
+
+export const benchCommand: Command = {
+  name: 'bench',
+  summary: 'Measure forward and training-step images/s and peak memory (median of runs after warm-up)',
+  usage: 'vit bench --model <name|glob> [--backend auto] [--batch 32] [--img-size N] [--train] [--runs 5] [--warmup 2] [--json]',
+  options: {
+    model: { type: 'string' },
+    backend: { type: 'string' },
+    batch: { type: 'string' },
+    'img-size': { type: 'string' },
+    train: { type: 'boolean' },
+    runs: { type: 'string' },
+    warmup: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  help: [
+    'Examples:',
+    '  vit bench --model cait_xxs24_224 --batch 8',
+    "  vit bench --model '*_nano' --train --backend wasm --json",
+    '',
+    'Forward runs in eval mode; --train also times a training step (forward, cross entropy, backward,',
+    'SGD update) in train mode. Peak memory is the largest tensor memory seen during a phase.',
+    'For comparisons across backends, run tools/bench/run.mjs (ratios against tensorflow in one run).',
+  ].join('\n'),
+  async run({ values }, io) {
+    const pattern = values.model as string | undefined;
+    if (!pattern) throw new UsageError('--model is required (a name or a glob such as "*_nano"; see `vit models`)');
+    const names = /[*?[]/.test(pattern) ? listModels(pattern) : [getModelCard(pattern).name];
+    if (names.length === 0) throw new UsageError(`no registered model matches '${pattern}' (see \`vit models\`)`);
+    const batchSize = posInt(values.batch, 'batch', 32);
+    const runs = posInt(values.runs, 'runs', 5);
+    const warmup = values.warmup === undefined ? 2 : Number(values.warmup);
+    if (!Number.isInteger(warmup) || warmup < 0) throw new UsageError(`--warmup expects an integer ≥ 0, got '${String(values.warmup)}'`);
+    const size = values['img-size'] === undefined ? undefined : posInt(values['img-size'], 'img-size', 1);
+    const backend = await useBackend(values.backend ?? 'auto');
+    const results: Array<{ model: string } & BenchmarkResult> = [];
+    for (const name of names) {
+      const card = getModelCard(name);
+      const inputSize = size ?? card.inputSize[0];
+      const model = createModel(name, size ? { imgSize: size } : {}) as Module;
+      try {
+        const r = await benchmarkModel(model, { batchSize, inputSize, channels: card.inputSize[2], train: values.train === true, runs, warmup });
+        results.push({ model: name, ...r });
+        if (!values.json) {
+          io.out(
+            `${name.padEnd(28)} ${String(inputSize).padStart(4)}px  batch ${batchSize}  fwd ${r.forwardImagesPerSec?.toFixed(1) ?? '—'} img/s` +
+              (values.train ? `  train ${r.trainImagesPerSec?.toFixed(1) ?? '—'} img/s` : '') +
+              `  peak ${formatBytes(r.peakBytes)}  (${backend})`,
+          );
+        }
+      } finally {
+        model.dispose();
+      }
+    }
+    if (values.json) io.out(JSON.stringify({ backend, batchSize, runs, warmup, results }, null, 2));
+    return EXIT.OK;
+  },
+};
