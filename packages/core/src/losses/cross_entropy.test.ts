@@ -107,3 +107,21 @@ describe('losses by hand', () => {
     }
   });
 });
+
+describe('crossEntropy on wasm', () => {
+  it('equals the cpu value (tfjs-backend-wasm 4.22 writes int bits into a float32 OneHot)', async () => {
+    const { selectBackend } = await import('../backend.js');
+    const prev = tf.getBackend();
+    const logits = [[1, 2, 3, 0], [0, 0, 0, 5]];
+    const run = () => tf.tidy(() => crossEntropy(tf.tensor2d(logits), tf.tensor1d([2, 3], 'int32')).dataSync()[0]!);
+    await tf.setBackend('cpu');
+    const ref = run();
+    await selectBackend('wasm', { quiet: true });
+    try {
+      expect(run()).toBeCloseTo(ref, 6);
+      expect(ref).toBeGreaterThan(0.1);
+    } finally {
+      await tf.setBackend(prev);
+    }
+  });
+});

@@ -52,7 +52,9 @@ function reduce(perExample: tf.Tensor1D, reduction: Reduction): tf.Tensor {
 
 /** −Σ t·log p per example: the target's cross entropy (hard labels become one-hot). */
 function targetNll(logProbs: tf.Tensor2D, target: Target): tf.Tensor1D {
-  const t = target.rank === 1 ? tf.oneHot(target as tf.Tensor1D, logProbs.shape[1], 1, 0, 'float32') : target;
+  // int32 one-hot then cast: tfjs-backend-wasm 4.22's OneHot writes int bits into
+  // float32 outputs (1 reads as 1.4e-45), which silently zeroed the loss on wasm.
+  const t = target.rank === 1 ? tf.cast(tf.oneHot(target as tf.Tensor1D, logProbs.shape[1]), 'float32') : target;
   return tf.neg(tf.sum(tf.mul(t, logProbs), -1)) as tf.Tensor1D;
 }
 
