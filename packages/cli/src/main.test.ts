@@ -148,6 +148,7 @@ describe('vit', () => {
     ['conv2former', 'conv2former'],
     ['mrla', 'mrla'],
     ['hilo', 'litv2'],
+    ['regionvit', 'regionvit'],
   ])('parity passes on the official goldens of @vit/%s', async (pkg, arch) => {
     const dir = fileURLToPath(new URL(`../../${pkg}/test/fixtures`, import.meta.url));
     const r = await vit('parity', dir);
