@@ -1,63 +1,301 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { VitError } from './errors.js';
+import { installNodeWebGPU, registerWebGPUBackend } from './backends/dawn.js';
+import { BackendError } from './backends/errors.js';
+import { installGradientFixes } from './backends/gradients.js';
+import { installCpuKernels, installWasmKernels } from './backends/install.js';
 
-/** Backends the selector knows; `auto` picks the fastest one present. */
+export { BackendError };
+
+/** Backends the selector knows; `auto` tries them fastest first. */
 export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'webgpu' | 'cpu';
+export type ConcreteBackend = Exclude<BackendName, 'auto'>;
 
-export class BackendError extends VitError {
-  constructor(message: string) {
-    super(message, 'VIT_BACKEND');
+/** The order `auto` tries: libtensorflow, a real GPU, XNNPACK in wasm, plain JS. */
+export const BACKEND_ORDER: readonly ConcreteBackend[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+
+export interface InitBackendOptions {
+  /** Silence the cpu backend's "install tfjs-node" banner (for CLIs that report their backend). */
+  quiet?: boolean;
+  /**
+   * Accept a WebGPU adapter that is a CPU software renderer (llvmpipe, lavapipe, SwiftShader, or
+   * `isFallbackAdapter`). Default: only when `webgpu` is asked for by name; in automatic mode such
+   * an adapter is skipped because wasm is several times faster than it.
+   */
+  allowSoftwareWebGPU?: boolean;
+  /** Install our replacement kernels when the result is wasm or cpu (default true). */
+  kernels?: boolean;
+  /** Install the gradient fixes (default true; they are backend-independent). */
+  gradientFixes?: boolean;
+  /**
+   * Where the wasm binaries (`tfjs-backend-wasm*.wasm`) are, as for tfjs's `setWasmPaths`: a folder
+   * ending in `/`, or a map from file name to path. Default: the `dist/` folder of the
+   * `@tensorflow/tfjs-backend-wasm` that resolves from here, which also works when this library
+   * is bundled. `false` leaves tfjs's own lookup (and any `setWasmPaths` you made) alone.
+   */
+  wasmPaths?: string | Record<string, string> | false;
+  /** Where `VIT_BACKEND` is read (default `process.env`); `false` ignores it. */
+  env?: Record<string, string | undefined> | false;
+}
+
+export interface InitBackendResult {
+  /** The backend now current. */
+  backend: ConcreteBackend;
+  /** What it is: the package or adapter behind it. */
+  detail: string;
+  /** Why each backend tried before it was passed over. */
+  reasons: Partial<Record<ConcreteBackend, string>>;
+  /** Where the preference came from. */
+  source: 'argument' | 'env' | 'default';
+  /** Our replacement kernels now registered for this backend (wasm, cpu). */
+  kernels: string[];
+  /** Kernel names whose gradients we registered. */
+  gradients: string[];
+  /** Things worth knowing that did not stop the choice. */
+  warnings: string[];
+}
+
+type Attempt = { ok: true; detail: string } | { ok: false; reason: string };
+
+interface Context {
+  explicit: boolean;
+  options: InitBackendOptions;
+}
+
+const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!.trim();
+const notInstalled = (msg: string) => /Cannot find (package|module)|ERR_MODULE_NOT_FOUND|MODULE_NOT_FOUND|Could not resolve|Failed to load url/.test(msg);
+const isNode = () => typeof process !== 'undefined' && process.versions?.node !== undefined;
+
+// A variable specifier keeps bundlers from resolving optional peers at build time.
+async function importOptional(spec: string): Promise<{ ok: true; mod: unknown } | { ok: false; error: string; missing: boolean }> {
+  try {
+    return { ok: true, mod: await import(/* @vite-ignore */ spec) };
+  } catch (e) {
+    const error = firstLine(e);
+    return { ok: false, error, missing: notInstalled(error) && error.includes(spec) };
   }
 }
 
-// A variable specifier keeps bundlers from resolving optional peers at build time.
-async function tryImport(spec: string): Promise<unknown | undefined> {
+// -----------------------------------------------------------------------------------------------
+
+async function tryTensorflow(): Promise<Attempt> {
+  const specs = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
+  const problems: string[] = [];
+  let loaded: string | undefined;
+  if (!tf.findBackendFactory('tensorflow')) {
+    for (const spec of specs) {
+      const r = await importOptional(spec);
+      if (r.ok) {
+        loaded = spec;
+        break;
+      }
+      if (!r.missing) problems.push(`${spec} failed to load: ${r.error}`);
+    }
+    if (!tf.findBackendFactory('tensorflow')) {
+      if (loaded)
+        return { ok: false, reason: `${loaded} loaded but registered its backend in another copy of @tensorflow/tfjs-core (install matching versions)` };
+      return {
+        ok: false,
+        reason: problems.length
+          ? problems.join('; ')
+          : `not installed (install @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node; offline, build it against a local TensorFlow wheel)`,
+      };
+    }
+  }
+  if (!(await setBackendSafely('tensorflow'))) return { ok: false, reason: 'libtensorflow failed to initialise' };
+  const gpu = (tf.backend() as unknown as { isUsingGpuDevice?: boolean }).isUsingGpuDevice;
+  return { ok: true, detail: `${loaded ?? 'tfjs-node'}${gpu ? ' (CUDA)' : ' (CPU)'}` };
+}
+
+// On Linux without any GPU device node, WebGPU can only be a CPU rasterizer: skip without loading Dawn.
+async function linuxHasNoGpuDevice(): Promise<boolean> {
+  if (!isNode() || process.platform !== 'linux') return false;
   try {
-    return await import(/* @vite-ignore */ spec);
+    const fs = await import('node:fs');
+    const has = (dir: string, re: RegExp) => fs.existsSync(dir) && fs.readdirSync(dir).some((f) => re.test(f));
+    return !(has('/dev/dri', /^renderD\d+$/) || has('/dev', /^(nvidia\d+|dxg|kfd)$/));
+  } catch {
+    return false;
+  }
+}
+
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe|basic render/i;
+
+async function tryWebGPU(ctx: Context): Promise<Attempt> {
+  const allowSoftware = ctx.options.allowSoftwareWebGPU ?? ctx.explicit;
+  const hasNavigatorGpu = Boolean((globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu);
+  if (!hasNavigatorGpu && !allowSoftware && (await linuxHasNoGpuDevice())) {
+    return { ok: false, reason: 'no GPU device (/dev/dri/renderD*, /dev/nvidia*, /dev/dxg): WebGPU would run on a CPU rasterizer, slower than wasm' };
+  }
+  const probe = await installNodeWebGPU();
+  if (!probe.ok) return { ok: false, reason: probe.reason };
+  const software = probe.software || SOFTWARE_ADAPTER.test(probe.adapter);
+  if (software && !allowSoftware) {
+    return { ok: false, reason: `the only adapter is a CPU software renderer (${probe.adapter}), slower than wasm; ask for 'webgpu' by name to use it anyway` };
+  }
+  const reg = await registerWebGPUBackend();
+  if (!reg.ok) return { ok: false, reason: reg.reason };
+  if (!(await setBackendSafely('webgpu'))) return { ok: false, reason: `the webgpu backend did not initialise on ${probe.adapter}` };
+  const how = probe.backend === 'navigator' ? 'navigator.gpu' : `Dawn ${probe.backend}`;
+  return {
+    ok: true,
+    detail: `${probe.adapter} via ${how}${probe.featureLevel === 'compatibility' ? ', compatibility mode' : ''}${software ? ', software' : ''}`,
+  };
+}
+
+interface WasmModule {
+  setWasmPaths?: (prefixOrFileMap: string | Record<string, string>, usePlatformFetch?: boolean) => void;
+  getThreadsCount?: () => number;
+}
+
+/** The folder tfjs-backend-wasm's binaries are in, as this module resolves the package. */
+async function locateWasmBinaries(): Promise<string | undefined> {
+  if (!isNode()) return undefined;
+  try {
+    const [{ createRequire }, path, fs] = await Promise.all([import('node:module'), import('node:path'), import('node:fs')]);
+    const base = typeof __filename === 'string' ? __filename : (import.meta as { url?: string }).url ?? path.join(process.cwd(), 'noop.js');
+    const main = createRequire(base).resolve('@tensorflow/tfjs-backend-wasm');
+    const dir = path.dirname(main);
+    return fs.existsSync(path.join(dir, 'tfjs-backend-wasm-simd.wasm')) ? dir + path.sep : undefined;
   } catch {
     return undefined;
   }
 }
 
-const PACKAGES: Record<Exclude<BackendName, 'auto'>, string[]> = {
-  // tfjs-node-gpu and tfjs-node both register the 'tensorflow' backend (libtensorflow).
-  tensorflow: ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'],
-  wasm: ['@tensorflow/tfjs-backend-wasm'],
-  webgpu: ['@tensorflow/tfjs-backend-webgpu'],
-  cpu: ['@tensorflow/tfjs-backend-cpu'],
-};
-
-/**
- * Initialises a backend and makes it current. Must run before any tensor is created (importing
- * the wasm backend makes it the highest-priority backend). `auto` prefers the TensorFlow backend
- * when @tensorflow/tfjs-node(-gpu) is installed, else the embedded pure-JS `cpu` backend.
- */
-export async function selectBackend(name: BackendName = 'auto', options: { quiet?: boolean } = {}): Promise<string> {
-  const order: Array<Exclude<BackendName, 'auto'>> = name === 'auto' ? ['tensorflow', 'cpu'] : [name];
-  const tried: string[] = [];
-  for (const b of order) {
-    if (!tf.findBackendFactory(b)) {
-      for (const spec of PACKAGES[b]) {
-        if (await tryImport(spec)) break;
+async function tryWasm(ctx: Context): Promise<Attempt> {
+  let mod: WasmModule | undefined;
+  const engine = tf.engine() as unknown as { registry: Record<string, unknown> };
+  const registered = Boolean(tf.findBackendFactory('wasm'));
+  if (!registered || ctx.options.wasmPaths !== false) {
+    // Also when registered already: its module gives setWasmPaths. (A bundle that includes the
+    // backend may not be able to import it by name; then tfjs's own lookup has to do.)
+    const r = await importOptional('@tensorflow/tfjs-backend-wasm');
+    if (r.ok) mod = r.mod as WasmModule;
+    else if (!registered) {
+      return {
+        ok: false,
+        reason: r.missing ? 'not installed (install @tensorflow/tfjs-backend-wasm)' : `@tensorflow/tfjs-backend-wasm failed to load: ${r.error}`,
+      };
+    }
+  }
+  if (!tf.findBackendFactory('wasm')) {
+    return { ok: false, reason: '@tensorflow/tfjs-backend-wasm loaded but registered its backend in another copy of @tensorflow/tfjs-core' };
+  }
+  let paths: string | Record<string, string> | undefined;
+  // setWasmPaths must come before the backend's first initialisation (it throws after a failed one).
+  if (ctx.options.wasmPaths !== false && !engine.registry.wasm && mod?.setWasmPaths) {
+    paths = ctx.options.wasmPaths ?? (await locateWasmBinaries());
+    if (paths !== undefined) {
+      try {
+        mod.setWasmPaths(paths);
+      } catch {
+        paths = undefined;
       }
     }
-    if (!tf.findBackendFactory(b)) {
-      tried.push(`${b} (install ${PACKAGES[b].join(' or ')})`);
+  }
+  if (!(await setBackendSafely('wasm'))) {
+    const where = typeof paths === 'string' ? ` (looked in ${paths})` : '';
+    const how = mod
+      ? "pass initBackend's wasmPaths option (the folder holding them)"
+      : "call setWasmPaths() from '@tensorflow/tfjs-backend-wasm' before initBackend";
+    return { ok: false, reason: `the wasm backend did not initialise${where}: the tfjs-backend-wasm*.wasm binaries are not where tfjs looks; ${how}` };
+  }
+  const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+  const threads = mod?.getThreadsCount?.() ?? 1;
+  return { ok: true, detail: `tfjs-backend-wasm (${simd ? 'SIMD' : 'no SIMD'}, ${threads} thread${threads === 1 ? '' : 's'})` };
+}
+
+async function tryCpu(ctx: Context): Promise<Attempt> {
+  if (!tf.findBackendFactory('cpu')) {
+    const r = await importOptional('@tensorflow/tfjs-backend-cpu');
+    if (!r.ok || !tf.findBackendFactory('cpu')) return { ok: false, reason: `not registered (import '@tensorflow/tfjs' or '@tensorflow/tfjs-backend-cpu')` };
+  }
+  if (!(await setBackendSafely('cpu'))) return { ok: false, reason: 'the cpu backend did not initialise' };
+  // The cpu backend advertises tfjs-node on its first tensor; a CLI that reports its backend does not need that.
+  if (ctx.options.quiet) (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
+  return { ok: true, detail: 'tfjs-backend-cpu (JavaScript)' };
+}
+
+async function setBackendSafely(name: string): Promise<boolean> {
+  try {
+    if (!(await tf.setBackend(name))) return false;
+    await tf.ready();
+    return tf.getBackend() === name;
+  } catch {
+    return false;
+  }
+}
+
+const TRY: Record<ConcreteBackend, (ctx: Context) => Promise<Attempt>> = { tensorflow: tryTensorflow, webgpu: tryWebGPU, wasm: tryWasm, cpu: tryCpu };
+
+function parsePreference(p: BackendName | readonly ConcreteBackend[] | string, where: string): ConcreteBackend[] | 'auto' {
+  const items = (typeof p === 'string' ? p.split(',') : [...p]).map((s) => s.trim().toLowerCase()).filter(Boolean);
+  if (items.length === 0 || (items.length === 1 && items[0] === 'auto')) return 'auto';
+  for (const b of items) {
+    if (!(BACKEND_ORDER as readonly string[]).includes(b)) {
+      throw new BackendError(`${where}: unknown backend '${b}'; expected 'auto' or one or more of ${BACKEND_ORDER.join(', ')}`);
+    }
+  }
+  return items as ConcreteBackend[];
+}
+
+/**
+ * Initialises the fastest backend present, or the one(s) asked for, and makes it current.
+ * `auto` tries `tensorflow` (@tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node), `webgpu`
+ * (`navigator.gpu`, or Dawn in Node; a CPU software adapter is skipped), `wasm`, then `cpu`. A
+ * list tries those in its order; one name must work or this throws a `BackendError` saying why.
+ * The env variable `VIT_BACKEND` (a name or comma-separated list) overrides `preference`.
+ *
+ * On wasm and cpu it installs our replacement kernels (the backward kernels wasm lacks, fast
+ * versions of the ones that are scalar loops); everywhere it installs the gradient fixes.
+ *
+ * Call it before creating any tensor or model: importing @tensorflow/tfjs-backend-wasm makes wasm
+ * the highest-priority backend, and a tensor created before it is initialised throws.
+ */
+export async function initBackend(preference: BackendName | readonly ConcreteBackend[] = 'auto', options: InitBackendOptions = {}): Promise<InitBackendResult> {
+  const env = options.env === false ? undefined : options.env ?? (isNode() ? process.env : undefined);
+  const fromEnv = env?.VIT_BACKEND?.trim();
+  const source: InitBackendResult['source'] = fromEnv ? 'env' : preference === 'auto' ? 'default' : 'argument';
+  const parsed = fromEnv ? parsePreference(fromEnv, 'VIT_BACKEND') : parsePreference(preference, 'initBackend');
+  const order = parsed === 'auto' ? [...BACKEND_ORDER] : parsed;
+  const ctx: Context = { explicit: parsed !== 'auto', options };
+
+  const engine = tf.engine() as unknown as { backendName: string | null; state: { numTensors: number } };
+  const before = { backend: engine.backendName, tensors: engine.state.numTensors };
+  const reasons: InitBackendResult['reasons'] = {};
+  for (const name of order) {
+    const r = await TRY[name](ctx);
+    if (!r.ok) {
+      reasons[name] = r.reason;
       continue;
     }
-    if (await tf.setBackend(b)) {
-      await tf.ready();
-      // The cpu backend advertises tfjs-node on its first tensor; a CLI that already reports
-      // its backend does not need that banner.
-      if (options.quiet && b === 'cpu') (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
-      return tf.getBackend();
+    const warnings: string[] = [];
+    if (before.tensors > 0 && before.backend && before.backend !== name) {
+      warnings.push(
+        `${before.tensors} tensor(s) were created on '${before.backend}' before initBackend; tfjs copies each to '${name}' on first use. Call initBackend before creating tensors or models.`,
+      );
     }
-    tried.push(`${b} (failed to initialise)`);
+    let kernels: string[] = [];
+    if (options.kernels !== false && name === 'wasm') kernels = installWasmKernels();
+    if (options.kernels !== false && name === 'cpu') kernels = installCpuKernels();
+    const gradients = options.gradientFixes === false ? [] : installGradientFixes();
+    return { backend: name, detail: r.detail, reasons, source, kernels, gradients, warnings };
   }
-  throw new BackendError(`No usable backend for '${name}': tried ${tried.join(', ')}`);
+  const what = source === 'env' ? `VIT_BACKEND=${fromEnv}` : `'${order.join(',')}'`;
+  const tried = order.map((b) => `${b}: ${reasons[b]}`).join('; ');
+  let hint = '';
+  if (before.tensors > 0 && engine.backendName !== before.backend) hint = ` (${before.tensors} tensor(s) already exist on '${before.backend}')`;
+  throw new BackendError(`No usable backend for ${what}: ${tried}${hint}`);
+}
+
+/**
+ * `initBackend` for one name, returning only the backend's name (the CLI's and tests' form).
+ * Kept for compatibility; `initBackend` also says why other backends were passed over.
+ */
+export async function selectBackend(name: BackendName = 'auto', options: { quiet?: boolean } = {}): Promise<string> {
+  return (await initBackend(name, { quiet: options.quiet })).backend;
 }
 
 /** Backends whose factories are registered in this process now. */
 export function registeredBackends(): string[] {
-  return (['tensorflow', 'webgpu', 'wasm', 'cpu'] as const).filter((b) => tf.findBackendFactory(b));
+  return BACKEND_ORDER.filter((b) => tf.findBackendFactory(b));
 }

@@ -1,0 +1,166 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * Plumbing for kernels written in terms of other kernels of the same backend. A replacement kernel
+ * calls the backend's own kernel functions directly (`getKernel(name, backend).kernelFunc`), not
+ * `tf.engine().runKernel`: that keeps the engine's tape, profiler and tensor counts out of it and
+ * costs nothing per call. Every intermediate is a `TensorInfo` holding one reference on its
+ * `dataId` (reshapes share data and take a reference), so a `Scope` disposes each one once.
+ */
+
+export type Info = tf.TensorInfo;
+type Attrs = Record<string, unknown>;
+
+/** The part of a tfjs `KernelBackend` every replacement kernel uses. */
+export interface BackendLike {
+  disposeData(dataId: tf.DataId, force?: boolean): boolean;
+  incRef(dataId: tf.DataId): void;
+}
+
+/** Kernel configs we replaced, so a replacement can still call the original (`stock`). */
+const stock = new Map<string, tf.KernelConfig>();
+const key = (name: string, backend: string) => `${backend}/${name}`;
+
+export function rememberStock(config: tf.KernelConfig): void {
+  stock.set(key(config.kernelName, config.backendName), config);
+}
+
+export function forgetStock(name: string, backend: string): tf.KernelConfig | undefined {
+  const c = stock.get(key(name, backend));
+  stock.delete(key(name, backend));
+  return c;
+}
+
+/** The kernel tfjs shipped for `name` on `backend` (ours replaced it, or nothing did). */
+export function stockKernel(name: string, backend: string): tf.KernelConfig | undefined {
+  return stock.get(key(name, backend)) ?? tf.getKernel(name, backend);
+}
+
+export class Scope {
+  private readonly temps: Info[] = [];
+
+  constructor(readonly backend: BackendLike, readonly backendName: string) {}
+
+  /** Runs the kernel registered now (ours where we replaced it) or, with `stockOnly`, tfjs's own. */
+  run(name: string, inputs: Record<string, Info>, attrs: Attrs = {}, stockOnly = false): Info {
+    const config = stockOnly ? stockKernel(name, this.backendName) : tf.getKernel(name, this.backendName);
+    if (!config) throw new Error(`kernel '${name}' is not registered for backend '${this.backendName}'`);
+    const out = config.kernelFunc({ inputs, backend: this.backend, attrs: attrs as tf.NamedAttrMap });
+    if (Array.isArray(out)) throw new Error(`kernel '${name}' returned several outputs where one was expected`);
+    this.temps.push(out);
+    return out;
+  }
+
+  /** Adopts a TensorInfo made outside `run` (e.g. `makeOutput`) so it is disposed with the rest. */
+  adopt(info: Info): Info {
+    this.temps.push(info);
+    return info;
+  }
+
+  reshape(x: Info, shape: number[]): Info {
+    if (sameShape(x.shape, shape) && this.owns(x)) return x;
+    return this.run('Reshape', { x }, { shape });
+  }
+
+  transpose(x: Info, perm: number[]): Info {
+    return this.run('Transpose', { x }, { perm });
+  }
+
+  pad(x: Info, paddings: Array<[number, number]>, constantValue = 0): Info {
+    if (paddings.every(([a, b]) => a === 0 && b === 0)) return x;
+    return this.run('PadV2', { x }, { paddings, constantValue });
+  }
+
+  slice(x: Info, begin: number[], size: number[]): Info {
+    if (begin.every((b) => b === 0) && sameShape(size, x.shape)) return x;
+    return this.run('Slice', { x }, { begin, size });
+  }
+
+  /** Pads where `pairs` are positive and crops where they are negative. */
+  padOrCrop(x: Info, pairs: Array<[number, number]>): Info {
+    const begin = pairs.map(([b]) => Math.max(0, -b));
+    const size = x.shape.map((d, i) => d - begin[i]! - Math.max(0, -pairs[i]![1]));
+    const cropped = this.slice(x, begin, size);
+    return this.pad(
+      cropped,
+      pairs.map(([b, a]) => [Math.max(0, b), Math.max(0, a)] as [number, number]),
+    );
+  }
+
+  reverse(x: Info, dims: number[]): Info {
+    return this.run('Reverse', { x }, { dims });
+  }
+
+  sum(x: Info, axis: number[]): Info {
+    return this.run('Sum', { x }, { axis, keepDims: false });
+  }
+
+  /**
+   * Inserts `s − 1` zeros between neighbours along axes 1 and 2 of an NHWC tensor (the transposed
+   * conv's input), as reshape → pad → reshape → crop: no scatter kernel needed.
+   */
+  dilateSpatial(x: Info, sh: number, sw: number): Info {
+    if (sh === 1 && sw === 1) return x;
+    const [n, h, w, c] = x.shape as [number, number, number, number];
+    const six = this.reshape(x, [n, h, 1, w, 1, c]);
+    const padded = this.pad(six, [
+      [0, 0],
+      [0, 0],
+      [0, sh - 1],
+      [0, 0],
+      [0, sw - 1],
+      [0, 0],
+    ]);
+    const flat = this.reshape(padded, [n, h * sh, w * sw, c]);
+    return this.slice(flat, [0, 0, 0, 0], [n, (h - 1) * sh + 1, (w - 1) * sw + 1, c]);
+  }
+
+  private owns(x: Info): boolean {
+    return this.temps.includes(x);
+  }
+
+  /** Disposes every intermediate except `result`, which the caller (the engine) takes over. */
+  end(result: Info): Info {
+    let kept = false;
+    for (const t of this.temps) {
+      if (!kept && t === result) {
+        kept = true;
+        continue;
+      }
+      this.backend.disposeData(t.dataId);
+    }
+    this.temps.length = 0;
+    // An input passed through unchanged (a no-op pad or slice): the output takes a reference, as
+    // tfjs's own Identity and Reshape do.
+    if (!kept) this.backend.incRef(result.dataId);
+    return result;
+  }
+
+  disposeAll(): void {
+    for (const t of this.temps) this.backend.disposeData(t.dataId);
+    this.temps.length = 0;
+  }
+}
+
+/** Runs `f` in a scope: intermediates are freed whether it returns or throws. */
+export function scoped(backend: unknown, backendName: string, f: (s: Scope) => Info): Info {
+  const s = new Scope(backend as BackendLike, backendName);
+  let result: Info;
+  try {
+    result = f(s);
+  } catch (e) {
+    s.disposeAll();
+    throw e;
+  }
+  return s.end(result);
+}
+
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+export function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}

@@ -1,0 +1,311 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { scoped, sizeOf, stockKernel, type BackendLike, type Info, type Scope } from './kernel_util.js';
+import { gemmFor, type GemmFn } from './wasm_gemm.js';
+
+/**
+ * BatchMatMul for the wasm backend. tfjs-backend-wasm 4.22 sends a product to XNNPACK's
+ * fully-connected operator (~30 GFLOP/s) only when both operands have batch 1 and neither is
+ * transposed; everything else — every backward matMul (they all transpose an operand) and every
+ * batched product (attention) — runs a scalar C++ loop at ~1–2 GFLOP/s. This kernel keeps the
+ * XNNPACK case (folding an untransposed right operand shared by the whole batch into it) and
+ * sends the rest to our WebAssembly SIMD kernel (wasm_gemm.ts), which reads transposed and
+ * broadcast operands through strides, straight from the backend's memory.
+ * Where that kernel cannot be instantiated (the threaded build's shared memory), it falls back
+ * to XNNPACK: a right operand shared by the batch is folded into one `[B·M, K]·[K, N]` call,
+ * otherwise the transposes are materialised and XNNPACK runs once per batch on *views* (ids
+ * registered on offsets inside the batched buffers, so nothing is sliced or copied).
+ * Both paths use tfjs-backend-wasm internals (`dataIdMap`, the module's memory, `_BatchMatMul`);
+ * they are checked, and the stock kernel runs when they are missing.
+ */
+
+interface WasmModule {
+  HEAPU8: Uint8Array;
+  asm?: { memory?: unknown };
+  wasmExports?: { memory?: unknown };
+  _malloc(bytes: number): number;
+  _free(ptr: number): void;
+  _BatchMatMul(aId: number, aShape: number, aRank: number, bId: number, bShape: number, bRank: number, tA: number, tB: number, outId: number): void;
+  tfjs: { registerTensor(id: number, size: number, offset: number): void; disposeData(id: number): void };
+}
+export interface WasmBackend extends BackendLike {
+  wasm: WasmModule;
+  dataIdMap: { get(dataId: tf.DataId): { id: number; memoryOffset: number } | undefined };
+  dataIdNextNumber: number;
+  makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: Float32Array): Info;
+}
+
+function hasInternals(b: unknown): b is WasmBackend {
+  const w = (b as Partial<WasmBackend>).wasm;
+  return (
+    w != null &&
+    typeof w._BatchMatMul === 'function' &&
+    typeof w._malloc === 'function' &&
+    typeof w.tfjs?.registerTensor === 'function' &&
+    typeof (b as WasmBackend).dataIdMap?.get === 'function' &&
+    typeof (b as WasmBackend).dataIdNextNumber === 'number'
+  );
+}
+
+/** XNNPACK fallback only: products per batch below this many multiply-adds stay on the stock loop. */
+export const PER_BATCH_MIN_MACS = 4096;
+
+/** The inner dimension is processed in chunks of this many (the packed panels stay in cache). */
+export const GEMM_K_CHUNK = 256;
+/** Rows of A per call (bounds the packed copy of A in the scratch buffer). */
+export const GEMM_M_CHUNK = 2048;
+
+let gemmEnabled = true;
+
+/** Turns our SIMD kernel off (XNNPACK fallbacks only), for tests and benchmarks. */
+export function enableWasmGemm(enabled: boolean): void {
+  gemmEnabled = enabled;
+}
+
+/** Our SIMD kernel on this backend's memory, or null (shared memory, no SIMD, other internals). */
+export function wasmGemm(backend: unknown): GemmFn | null {
+  if (!gemmEnabled) return null;
+  const memory = wasmMemory(backend);
+  return memory ? gemmFor(memory) : null;
+}
+
+/** The WebAssembly.Memory of a tfjs wasm backend (emscripten's exports), if it exposes one. */
+export function wasmMemory(backend: unknown): WebAssembly.Memory | null {
+  const w = (backend as Partial<WasmBackend>).wasm;
+  const memory = w?.asm?.memory ?? w?.wasmExports?.memory;
+  return memory instanceof WebAssembly.Memory && hasInternals(backend) ? memory : null;
+}
+
+/** Byte offset of a tensor's data in the wasm heap. */
+export function heapOffset(backend: WasmBackend, t: Info): number {
+  return backend.dataIdMap.get(t.dataId)!.memoryOffset;
+}
+
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+function stock(name: string, args: KernelArgs): Info {
+  const k = stockKernel(name, 'wasm');
+  if (!k) throw new Error(`kernel '${name}' is not registered for backend 'wasm'`);
+  return k.kernelFunc(args) as Info;
+}
+
+/** Index of operand batch `i` of an output batch, under numpy broadcasting of the outer dims. */
+function batchIndexer(outer: number[], operandOuter: number[]): (i: number) => number {
+  const n = operandOuter.length;
+  if (sizeOf(operandOuter) === sizeOf(outer)) return (i) => i;
+  if (sizeOf(operandOuter) === 1) return () => 0;
+  const shift = outer.length - n;
+  return (i) => {
+    let idx = 0;
+    let stride = 1;
+    let rem = i;
+    const digits: number[] = new Array<number>(outer.length);
+    for (let d = outer.length - 1; d >= 0; d--) {
+      digits[d] = rem % outer[d]!;
+      rem = Math.floor(rem / outer[d]!);
+    }
+    for (let d = n - 1; d >= 0; d--) {
+      const dim = operandOuter[d]!;
+      if (dim !== 1) idx += digits[d + shift]! * stride;
+      stride *= dim;
+    }
+    return idx;
+  };
+}
+
+/** `[…, r, c]` → `[batch, c, r]` (last two axes swapped), as a materialised tensor. */
+function swapLast(s: Scope, x: Info, batch: number, r: number, c: number): Info {
+  return s.transpose(s.reshape(x, [batch, r, c]), [0, 2, 1]);
+}
+
+export function batchMatMulWasm(args: KernelArgs): Info {
+  const { a, b } = args.inputs as { a: Info; b: Info };
+  const { transposeA, transposeB } = args.attrs as unknown as tf.BatchMatMulAttrs;
+  const backend = args.backend;
+  if (a.dtype !== 'float32' || b.dtype !== 'float32' || !hasInternals(backend)) return stock(tf.BatchMatMul, args);
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const m = transposeA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
+  const k = transposeA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
+  const kb = transposeB ? b.shape[rb - 1]! : b.shape[rb - 2]!;
+  const n = transposeB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
+  if (k !== kb) {
+    throw new Error(
+      `Error in matMul: inner shapes (${k}) and (${kb}) of Tensors with shapes ${a.shape} and ${b.shape} and transposeA=${transposeA} and transposeB=${transposeB} must match.`,
+    );
+  }
+  const outerA = a.shape.slice(0, -2);
+  const outerB = b.shape.slice(0, -2);
+  const outer = tf.broadcast_util.assertAndGetBroadcastShape(outerA, outerB);
+  const batchA = sizeOf(outerA);
+  const batchB = sizeOf(outerB);
+  const batch = sizeOf(outer);
+  const outShape = [...outer, m, n];
+  if (batch * m * n === 0 || k === 0 || (batch === 1 && !transposeA && !transposeB)) return stock(tf.BatchMatMul, args);
+  if (batchB === 1 && batch === batchA && !transposeA && !transposeB) {
+    // A right operand shared by the whole batch (x[B, N, C]·W[C, D]): one XNNPACK call.
+    return scoped(backend, 'wasm', (s) => {
+      const y = s.run(tf.BatchMatMul, { a: s.reshape(a, [1, batch * m, k]), b: s.reshape(b, [1, k, n]) }, { transposeA: false, transposeB: false }, true);
+      return s.reshape(y, outShape);
+    });
+  }
+  const gemm = wasmGemm(backend);
+  if (gemm) {
+    const out = backend.makeOutput(outShape, 'float32');
+    try {
+      gemmBatches(backend, gemm, a, b, out, transposeA, transposeB, batchIndexer(outer, outerA), batchIndexer(outer, outerB), batch, m, k, n);
+    } catch (e) {
+      backend.disposeData(out.dataId);
+      throw e;
+    }
+    return out;
+  }
+  // (The stock loop only for unbroadcast batches: tfjs's cpu kernel, for one, mis-indexes
+  // [2,1,…]·[1,3,…].)
+  if (batchA === batch && batchB === batch && m * n * k < PER_BATCH_MIN_MACS) return stock(tf.BatchMatMul, args);
+  return scoped(backend, 'wasm', (s) => {
+    if (batchB === 1 && batch === batchA) {
+      // One shared right operand: a single [batch·m, k]·[k, n] product.
+      const a2 = transposeA ? swapLast(s, a, batchA, k, m) : a;
+      const b2 = transposeB ? swapLast(s, b, 1, n, k) : b;
+      const y = s.run(tf.BatchMatMul, { a: s.reshape(a2, [1, batch * m, k]), b: s.reshape(b2, [1, k, n]) }, { transposeA: false, transposeB: false }, true);
+      return s.reshape(y, outShape);
+    }
+    const a3 = transposeA ? swapLast(s, a, batchA, k, m) : s.reshape(a, [batchA, m, k]);
+    const b3 = transposeB ? swapLast(s, b, batchB, n, k) : s.reshape(b, [batchB, k, n]);
+    const out = s.adopt(backend.makeOutput([batch, m, n], 'float32'));
+    perBatch(backend, a3, b3, out, batchIndexer(outer, outerA), batchIndexer(outer, outerB), batch, m, k, n);
+    return s.reshape(out, outShape);
+  });
+}
+
+/** Our kernel, once per output batch and K chunk; operands read in place through strides. */
+function gemmBatches(
+  backend: WasmBackend,
+  gemm: GemmFn,
+  a: Info,
+  b: Info,
+  out: Info,
+  tA: boolean,
+  tB: boolean,
+  ia: (i: number) => number,
+  ib: (i: number) => number,
+  batch: number,
+  m: number,
+  k: number,
+  n: number,
+): void {
+  const w = backend.wasm;
+  const offset = (t: Info) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
+  const kc = Math.min(k, GEMM_K_CHUNK);
+  const mc = Math.min(m, GEMM_M_CHUNK);
+  const scratch = w._malloc((Math.ceil(n / 8) * 8 + Math.ceil(mc / 4) * 4) * kc * 4);
+  const [aBase, bBase, cBase] = [offset(a), offset(b), offset(out)];
+  // Byte strides of A[i, k] and B[k, j] inside one batch.
+  const sam = tA ? 4 : k * 4;
+  const sak = tA ? m * 4 : 4;
+  const sbk = tB ? 4 : n * 4;
+  const sbn = tB ? k * 4 : 4;
+  try {
+    let packed = -1;
+    for (let i = 0; i < batch; i++) {
+      const ap = aBase + ia(i) * m * k * 4;
+      const jb = ib(i);
+      const bp = bBase + jb * k * n * 4;
+      const cp = cBase + i * m * n * 4;
+      for (let k0 = 0; k0 < k; k0 += kc) {
+        const kk = Math.min(kc, k - k0);
+        // B's panels are packed once per K chunk and reused by every row chunk, and by the next
+        // batch too when it shares B and K is one chunk.
+        const packB = kc < k || jb !== packed;
+        for (let m0 = 0; m0 < m; m0 += mc) {
+          const pack = packB && m0 === 0 ? 1 : 0;
+          gemm(ap + m0 * sam + k0 * sak, bp + k0 * sbk, cp + m0 * n * 4, scratch, Math.min(mc, m - m0), n, kk, sam, sak, sbk, sbn, n * 4, pack, k0 > 0 ? 1 : 0);
+        }
+      }
+      packed = kc < k ? -1 : jb;
+    }
+  } finally {
+    w._free(scratch);
+  }
+}
+
+/** One XNNPACK product per output batch on views into a3 [·, m, k], b3 [·, k, n] and out [batch, m, n]. */
+function perBatch(
+  backend: WasmBackend,
+  a3: Info,
+  b3: Info,
+  out: Info,
+  ia: (i: number) => number,
+  ib: (i: number) => number,
+  batch: number,
+  m: number,
+  k: number,
+  n: number,
+): void {
+  const w = backend.wasm;
+  const offset = (t: Info) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
+  const [aBase, bBase, oBase] = [offset(a3), offset(b3), offset(out)];
+  const view = (base: number, index: number, size: number): number => {
+    const id = backend.dataIdNextNumber++;
+    w.tfjs.registerTensor(id, size, base + index * size * 4);
+    return id;
+  };
+  const bViews = new Map<number, number>();
+  const shapes = w._malloc(24);
+  try {
+    new Int32Array(w.HEAPU8.buffer, shapes, 6).set([1, m, k, 1, k, n]);
+    // A right operand shared by several output batches keeps its view (and XNNPACK's packed copy).
+    for (let i = 0; i < batch; i++) {
+      const j = ib(i);
+      let bId = bViews.get(j);
+      if (bId === undefined) {
+        bId = view(bBase, j, k * n);
+        bViews.set(j, bId);
+      }
+      const aId = view(aBase, ia(i), m * k);
+      const oId = view(oBase, i, m * n);
+      w._BatchMatMul(aId, shapes, 3, bId, shapes + 12, 3, 0, 0, oId);
+      // Disposing an id also frees the XNNPACK operator cached on it.
+      w.tfjs.disposeData(aId);
+      w.tfjs.disposeData(oId);
+    }
+  } finally {
+    for (const id of bViews.values()) w.tfjs.disposeData(id);
+    w._free(shapes);
+  }
+}
+
+/**
+ * _FusedMatMul (tf.fused.matMul: Linear layers) has the same slow path for transposed or batched
+ * operands; route those through the kernel above, then bias and activation kernels.
+ */
+export function fusedMatMulWasm(args: KernelArgs): Info {
+  const { a, b, bias, preluActivationWeights } = args.inputs as { a: Info; b: Info; bias?: Info; preluActivationWeights?: Info };
+  const attrs = args.attrs as unknown as tf._FusedMatMulAttrs;
+  const batchA = sizeOf(a.shape.slice(0, -2));
+  const batchB = sizeOf(b.shape.slice(0, -2));
+  if ((!attrs.transposeA && !attrs.transposeB && batchA === 1 && batchB === 1) || !hasInternals(args.backend)) return stock(tf._FusedMatMul, args);
+  return scoped(args.backend, 'wasm', (s) => {
+    let y = s.adopt(batchMatMulWasm({ inputs: { a, b }, backend: args.backend, attrs: { transposeA: attrs.transposeA, transposeB: attrs.transposeB } }));
+    if (bias) y = s.run('Add', { a: y, b: bias });
+    switch (attrs.activation) {
+      case 'linear':
+      case undefined:
+        return y;
+      case 'relu':
+        return s.run('Relu', { x: y });
+      case 'relu6':
+        return s.run('Relu6', { x: y });
+      case 'elu':
+        return s.run('Elu', { x: y });
+      case 'sigmoid':
+        return s.run('Sigmoid', { x: y });
+      case 'leakyrelu':
+        return s.run('LeakyRelu', { x: y }, { alpha: attrs.leakyreluAlpha ?? 0.2 });
+      case 'prelu':
+        return s.run('Prelu', { x: y, alpha: preluActivationWeights! });
+      default:
+        throw new Error(`_FusedMatMul: unknown activation '${String(attrs.activation)}'`);
+    }
+  });
+}

@@ -1,0 +1,164 @@
+/**
+ * Just enough of a WebAssembly binary writer to assemble our SIMD kernels at run time (there is
+ * no toolchain at run time, and a prebuilt blob would be unreviewable). Kernels import the tfjs
+ * wasm backend's memory, so they work on its tensors in place.
+ */
+
+export const I32 = 0x7f;
+export const F32 = 0x7d;
+export const V128 = 0x7b;
+
+export function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
+const str = (s: string) => [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
+const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+
+/** Emits instructions; `local(name)` maps names to indices (params first). */
+export class Code {
+  readonly bytes: number[] = [];
+  private readonly index = new Map<string, number>();
+  private readonly extra: number[] = [];
+
+  constructor(params: string[]) {
+    params.forEach((p, i) => this.index.set(p, i));
+  }
+
+  declare(type: number, ...names: string[]): void {
+    for (const n of names) {
+      this.index.set(n, this.index.size);
+      this.extra.push(type);
+    }
+  }
+
+  private idx(name: string): number {
+    const i = this.index.get(name);
+    if (i === undefined) throw new Error(`wasm_gemm: unknown local ${name}`);
+    return i;
+  }
+
+  op(...b: number[]): this {
+    this.bytes.push(...b);
+    return this;
+  }
+  get(n: string): this {
+    return this.op(0x20, ...uleb(this.idx(n)));
+  }
+  set(n: string): this {
+    return this.op(0x21, ...uleb(this.idx(n)));
+  }
+  i32(v: number): this {
+    return this.op(0x41, ...sleb(v));
+  }
+  add(): this {
+    return this.op(0x6a);
+  }
+  sub(): this {
+    return this.op(0x6b);
+  }
+  mul(): this {
+    return this.op(0x6c);
+  }
+  /** top · (value pushed by f) */
+  mul2(f: (c: this) => void): this {
+    f(this);
+    return this.mul();
+  }
+  simd(code: number, ...imm: number[]): this {
+    return this.op(0xfd, ...uleb(code), ...imm);
+  }
+  /** name = name + value-of(f) */
+  inc(n: string, f: (c: this) => void): this {
+    this.get(n);
+    f(this);
+    return this.add().set(n);
+  }
+  /** for (; cond; ) { body } — `cond` pushes an i32 that is non-zero to keep going. */
+  while(cond: (c: this) => void, body: (c: this) => void): this {
+    this.op(0x02, 0x40, 0x03, 0x40); // block, loop
+    cond(this);
+    this.op(0x45, 0x0d, 1); // i32.eqz, br_if 1 (exit)
+    body(this);
+    return this.op(0x0c, 0, 0x0b, 0x0b); // br 0, end loop, end block
+  }
+  if(cond: (c: this) => void, then: (c: this) => void, otherwise?: (c: this) => void): this {
+    cond(this);
+    this.op(0x04, 0x40);
+    then(this);
+    if (otherwise) {
+      this.op(0x05);
+      otherwise(this);
+    }
+    return this.op(0x0b);
+  }
+
+  body(): number[] {
+    const groups: number[][] = [];
+    for (const t of this.extra) {
+      const last = groups[groups.length - 1];
+      if (last && last[1] === t) last[0]!++;
+      else groups.push([1, t]);
+    }
+    const code = [...vec(groups.map(([n, t]) => [...uleb(n!), t!])), ...this.bytes, 0x0b];
+    return [...uleb(code.length), ...code];
+  }
+}
+
+// SIMD opcodes (after the 0xfd prefix).
+export const V128_LOAD = 0x00;
+export const V128_LOAD32_SPLAT = 0x09;
+export const V128_STORE = 0x0b;
+export const V128_CONST = 0x0c;
+export const F32X4_EXTRACT_LANE = 0x1f;
+export const F32X4_ADD = 0xe4;
+export const F32X4_MUL = 0xe6;
+/** memarg: alignment exponent, byte offset. */
+export const mem = (align: number, offset = 0) => [align, ...uleb(offset)];
+
+/**
+ * A module importing `env.memory` (non-shared, any size) and exporting one function `name` of
+ * i32 parameters, no result.
+ */
+export function moduleBytes(name: string, params: string[], body: number[]): Uint8Array<ArrayBuffer> {
+  const type = [0x60, ...vec(params.map(() => [I32])), ...vec([])];
+  return new Uint8Array([
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...section(1, vec([type])),
+    ...section(2, vec([[...str('env'), ...str('memory'), 0x02, 0x00, ...uleb(0)]])),
+    ...section(3, vec([uleb(0)])),
+    ...section(7, vec([[...str(name), 0x00, ...uleb(0)]])),
+    ...section(10, vec([body])),
+  ]);
+}
+
+/** Instantiates `bytes` on `memory`; null where that fails (shared memory, no SIMD…). */
+export function instantiate<T>(bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory, name: string): T | null {
+  try {
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+    return instance.exports[name] as T;
+  } catch {
+    return null;
+  }
+}
