@@ -6,13 +6,15 @@ import '@vit/conv2former';
 import '@vit/hilo';
 import '@vit/mrla';
 import '@vit/regionvit';
-import { selectBackend, type BackendName } from '@vit/core';
+import { initBackend, type BackendName } from '@vit/core';
 import { UsageError } from './exit-codes.js';
 
 const BACKENDS = ['auto', 'tensorflow', 'wasm', 'webgpu', 'cpu'];
 
+/** Initialises the backend a command asked for (`auto` by default: tensorflow → hardware webgpu → wasm → cpu). */
 export async function useBackend(name: unknown): Promise<string> {
-  const b = (name as string | undefined) ?? 'cpu';
+  const b = (name as string | undefined) ?? 'auto';
   if (!BACKENDS.includes(b)) throw new UsageError(`unknown backend '${b}': expected one of ${BACKENDS.join(', ')}`);
-  return selectBackend(b as BackendName, { quiet: true });
+  const r = await initBackend(b as BackendName, { quiet: true });
+  return r.backend;
 }
