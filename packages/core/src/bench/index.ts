@@ -1,2 +1,2 @@
-// Barrel for src/bench (filled in by its owner).
-export {};
+// Benchmarks: throughput and peak memory of a model on the current backend (`vit bench`, tools/bench).
+export * from './benchmark.js';

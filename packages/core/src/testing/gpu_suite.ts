@@ -1,11 +1,14 @@
 import { basename } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FormatError } from '../errors.js';
 import type { Module } from '../nn/module.js';
-import { formatParityRow, formatParitySummary, runParity } from '../parity/parity.js';
+import { formatParityRow, formatParitySummary, type GoldenCase, type ParityResult, type ParityRow } from '../parity/parity.js';
+import { getArchitecture } from '../registry/registry.js';
+import { loadPytorchStateDict } from '../weights/convert.js';
 import { loadSafetensorsFile } from '../weights/io.js';
-import { compareTensors } from './compare.js';
-import { findGpuBackend, type FoundGpuBackend } from './gpu.js';
+import { compareTensors, nchwToNhwc } from './compare.js';
+import { checkGpuRequirement, findGpuBackend, type FoundGpuBackend } from './gpu.js';
 
 /** Runs `fn` with `name` as the current backend, restoring the previous one. */
 export async function withBackend<T>(name: string, fn: () => T | Promise<T>): Promise<T> {
@@ -18,15 +21,133 @@ export async function withBackend<T>(name: string, fn: () => T | Promise<T>): Pr
   }
 }
 
+/** A tensor's values brought to the host, for comparing on the cpu backend. */
+export interface HostTensor {
+  data: Float32Array;
+  shape: number[];
+}
+
+/**
+ * Reads tensors asynchronously and disposes them. WebGPU in Node cannot read synchronously
+ * (tfjs-backend-webgpu's `readSync` needs `OffscreenCanvas`), and moving a tensor to another
+ * backend is a synchronous read too, so everything computed on a GPU leaves it through here.
+ */
+export async function readAndDispose(tensors: Record<string, tf.Tensor>): Promise<Record<string, HostTensor>> {
+  const out: Record<string, HostTensor> = {};
+  try {
+    for (const [k, t] of Object.entries(tensors)) out[k] = { data: Float32Array.from((await t.data()) as ArrayLike<number>), shape: t.shape.slice() };
+  } finally {
+    for (const t of Object.values(tensors)) t.dispose();
+  }
+  return out;
+}
+
+function parseJson(metadata: Record<string, string>, key: string): unknown {
+  const s = metadata[key];
+  return s === undefined ? undefined : (JSON.parse(s) as unknown);
+}
+
+/**
+ * `runParity` for a backend that can only be read asynchronously: the model runs on the current
+ * backend, its outputs are read back with `await data()`, and the comparison runs on `cpu`
+ * against the golden tensors (which must live on `cpu`: load the file under `withBackend('cpu')`).
+ * Same rows, tolerances and train-mode-last order as `runParity`.
+ */
+export async function runParityAsync(golden: GoldenCase, options: { tolerance?: number; gradTolerance?: number } = {}): Promise<ParityResult> {
+  const tol = options.tolerance ?? 1e-4;
+  const gtol = options.gradTolerance ?? 1e-3;
+  const { metadata } = golden;
+  const arch = metadata.arch;
+  if (!arch) throw new FormatError("Golden file has no 'arch' metadata: not a golden reference case");
+  const config = parseJson(metadata, 'config') as Record<string, unknown>;
+  const overrides = parseJson(metadata, 'overrides') as Record<string, unknown> | undefined;
+  const adapter = getArchitecture(arch);
+  const result: ParityResult = { arch, case: metadata.case ?? '?', rows: [], pass: true, errors: [] };
+  const ref = (k: string) => {
+    const t = golden.tensors.get(k);
+    if (!t) throw new FormatError(`Golden file has no '${k}' tensor`);
+    return t;
+  };
+
+  const featureKeys = [...golden.tensors.keys()].filter((k) => k.startsWith('golden.features')).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const probe = golden.tensors.get('golden.probe');
+  const gradRef = golden.tensors.get('golden.grad.input');
+  const trainRef = golden.tensors.get('golden.logits_train');
+
+  const model: Module = adapter.fromOfficialConfig(config, { overrides });
+  let host: Record<string, HostTensor>;
+  try {
+    loadPytorchStateDict(model, new Map([...golden.tensors].filter(([k]) => !k.startsWith('golden.'))), { strict: true });
+    model.eval();
+    const outs = tf.tidy(() => {
+      const o: Record<string, tf.Tensor> = {};
+      const x = nchwToNhwc(ref('golden.input')) as tf.Tensor4D;
+      o['golden.logits'] = model.forward(x);
+      if (featureKeys.length) {
+        if (!adapter.officialFeatures) result.errors.push(`architecture '${arch}' does not expose officialFeatures`);
+        else {
+          const feats = adapter.officialFeatures(model, x);
+          for (const k of featureKeys) {
+            if (feats[k]) o[k] = feats[k]!;
+            else result.errors.push(`model produced no ${k}`);
+          }
+        }
+      }
+      if (probe && gradRef) o['golden.grad.input'] = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(model.forward(inp as tf.Tensor4D), probe)))(x);
+      return o;
+    });
+    host = await readAndDispose(outs);
+    // Train mode last: BatchNorm updates its running statistics here.
+    if (trainRef) {
+      model.train();
+      const t = tf.tidy(() => model.forward(nchwToNhwc(ref('golden.input')) as tf.Tensor4D));
+      Object.assign(host, await readAndDispose({ 'golden.logits_train': t }));
+      model.eval();
+    }
+  } finally {
+    model.dispose();
+  }
+
+  await withBackend('cpu', () =>
+    tf.tidy(() => {
+      for (const [key, h] of Object.entries(host)) {
+        const kind: ParityRow['kind'] =
+          key === 'golden.logits' ? 'logits' : key === 'golden.logits_train' ? 'logits_train' : key === 'golden.grad.input' ? 'grad' : 'feature';
+        const r = kind === 'logits' || kind === 'logits_train' ? ref(key) : nchwToNhwc(ref(key));
+        try {
+          const c = compareTensors(tf.tensor(h.data, h.shape), r);
+          const isGrad = kind === 'grad';
+          const error = isGrad ? c.normRel : c.scaledMaxAbs;
+          const tolerance = isGrad ? gtol : tol;
+          const row: ParityRow = { key, kind, maxAbs: c.maxAbs, refMaxAbs: c.refMaxAbs, normRel: c.normRel, error, tolerance, pass: error <= tolerance };
+          result.rows.push(row);
+          if (!row.pass) result.pass = false;
+        } catch (e) {
+          result.errors.push(`${key}: ${(e as Error).message}`);
+        }
+      }
+    }),
+  );
+  if (result.errors.length) result.pass = false;
+  return result;
+}
+
 export interface GpuParityOptions {
   /** Prefix of the printed lines (`cait`). */
   label: string;
-  /** Golden files to check through `runParity` on the GPU backend. */
+  /** Golden files to check on the GPU backend. */
   goldens: string[];
   /** GPU float32 kernels reassociate sums: PORTING.md's GPU bound, for outputs and gradient. */
   tolerance?: number;
   /** Models (built on the current backend) whose logits must agree with the cpu backend's. */
   crossCheck?: Array<{ name: string; build: () => Module; inputShape: [number, number, number, number] }>;
+}
+
+/** `VIT_GPU_TEST_LIMIT=N` keeps only the first N goldens and N cross-checks of each package. */
+function gpuTestLimit(): number {
+  const s = process.env.VIT_GPU_TEST_LIMIT?.trim();
+  const n = Number(s);
+  return s && Number.isInteger(n) && n >= 0 ? n : Infinity;
 }
 
 /**
@@ -36,49 +157,58 @@ export interface GpuParityOptions {
  */
 export function describeGpuParity(o: GpuParityOptions): void {
   const tol = o.tolerance ?? 1e-3;
+  const limit = gpuTestLimit();
+  const goldens = o.goldens.slice(0, limit);
+  const crossChecks = (o.crossCheck ?? []).slice(0, limit);
   describe(`${o.label} on the GPU backend`, () => {
     let found: FoundGpuBackend = { backend: null, reason: 'not probed' };
     beforeAll(async () => {
       found = await findGpuBackend();
-      if (found.backend === null) console.log(`[${o.label} gpu] skipped: ${found.reason}`);
-      else console.log(`[${o.label} gpu] running on '${found.backend}' (${found.detail})`);
+      console.log(found.backend === null ? `[${o.label} gpu] skipped: ${found.reason}` : `[${o.label} gpu] running on '${found.backend}' (${found.detail})`);
+      checkGpuRequirement(found);
+      const cut = o.goldens.length - goldens.length + (o.crossCheck?.length ?? 0) - crossChecks.length;
+      if (cut > 0) console.log(`[${o.label} gpu] VIT_GPU_TEST_LIMIT=${limit}: ${cut} case(s) left out`);
     });
     afterAll(async () => {
       await tf.setBackend('cpu');
     });
-
-    for (const file of o.goldens) {
+    for (const file of goldens) {
       it(`golden ${basename(file)}: logits, features, input gradient`, async (ctx) => {
         if (found.backend === null) ctx.skip();
-        const golden = await loadSafetensorsFile(file);
+        await findGpuBackend();
+        // References stay on cpu: they are compared there, and the model's weights are copied from them.
+        const golden = await withBackend('cpu', () => loadSafetensorsFile(file));
         try {
-          const res = runParity(golden, { tolerance: tol, gradTolerance: tol });
+          const res = await runParityAsync(golden, { tolerance: tol, gradTolerance: tol });
           console.log(`[${o.label} gpu] ${formatParitySummary(res)}`);
           expect(res.pass, res.rows.map(formatParityRow).concat(res.errors).join('\n')).toBe(true);
         } finally {
-          for (const t of golden.tensors.values()) t.dispose();
+          await withBackend('cpu', () => golden.tensors.forEach((t) => t.dispose()));
         }
       });
     }
-
-    for (const c of o.crossCheck ?? []) {
+    for (const c of crossChecks) {
       it(`${c.name}: logits agree with the cpu backend`, async (ctx) => {
         if (found.backend === null) ctx.skip();
+        await findGpuBackend();
         const gpuModel = c.build();
         const cpuModel = await withBackend('cpu', () => c.build());
         try {
-          const state = Object.fromEntries(Object.entries(gpuModel.stateDict()).map(([k, v]) => [k, { data: v.dataSync(), shape: v.shape, dtype: v.dtype }]));
+          const sd = gpuModel.stateDict();
+          const state: Record<string, { data: tf.TypedArray; shape: number[]; dtype: tf.DataType }> = {};
+          for (const [k, v] of Object.entries(sd)) state[k] = { data: (await v.data()) as tf.TypedArray, shape: v.shape, dtype: v.dtype };
           await withBackend('cpu', () =>
             tf.tidy(() => {
               cpuModel.loadStateDict(Object.fromEntries(Object.entries(state).map(([k, s]) => [k, tf.tensor(s.data, s.shape, s.dtype)])));
             }),
           );
-          const data = tf.tidy(() => tf.randomNormal(c.inputShape, 0, 1, 'float32', 3).dataSync());
+          const data = await withBackend('cpu', () => tf.tidy(() => tf.randomNormal(c.inputShape, 0, 1, 'float32', 3).dataSync()));
           gpuModel.eval();
           cpuModel.eval();
-          const yg = tf.tidy(() => (gpuModel.forward(tf.tensor4d(data, c.inputShape)) as tf.Tensor).dataSync());
-          const yc = await withBackend('cpu', () => tf.tidy(() => (cpuModel.forward(tf.tensor4d(data, c.inputShape)) as tf.Tensor).dataSync()));
-          const err = await withBackend('cpu', () => tf.tidy(() => compareTensors(tf.tensor(yg), tf.tensor(yc)).scaledMaxAbs));
+          const yg = (await readAndDispose({ y: tf.tidy(() => gpuModel.forward(tf.tensor4d(data, c.inputShape)) as tf.Tensor) })).y!;
+          const err = await withBackend('cpu', () =>
+            tf.tidy(() => compareTensors(tf.tensor(yg.data, yg.shape), cpuModel.forward(tf.tensor4d(data, c.inputShape)) as tf.Tensor).scaledMaxAbs),
+          );
           console.log(`[${o.label} gpu] ${c.name} gpu vs cpu logits: ${err.toExponential(2)}`);
           expect(err).toBeLessThanOrEqual(tol);
         } finally {

@@ -1,0 +1,206 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError } from '../errors.js';
+import type { Module } from '../nn/module.js';
+
+/** A model the benchmark can drive: NHWC in, logits `[B, classes]` out. */
+export interface BenchmarkableModel extends Pick<Module, 'train' | 'eval' | 'parameters' | 'numParams'> {
+  forward(x: tf.Tensor4D): tf.Tensor;
+}
+
+export interface BenchmarkOptions {
+  /** Images per step (default 8). */
+  batchSize?: number;
+  /** Input height and width: one number for square (default 224). */
+  inputSize?: number | [number, number];
+  /** Input channels (default 3). */
+  channels?: number;
+  /** Measure inference (eval mode, no gradients); default true. */
+  forward?: boolean;
+  /** Measure a training step: forward, softmax cross-entropy on random labels, backward, SGD update (train mode); default true. */
+  train?: boolean;
+  /** Untimed runs before timing each phase: WebGPU compiles shaders, wasm and tensorflow warm caches (default 2). */
+  warmup?: number;
+  /** Timed runs per phase; the median is reported (default 5). */
+  runs?: number;
+  /** Stop timing a phase early once this many milliseconds are spent (after at least one timed run). */
+  maxPhaseMs?: number;
+  /** Measure peak tensor memory with `tf.profile` in one extra, untimed run per phase (default true). */
+  memory?: boolean;
+  /** Learning rate of the SGD step (default 1e-3; small so repeated steps stay finite). */
+  learningRate?: number;
+  /** Seed of the random input and labels (default 0). */
+  seed?: number;
+  /** Called after every run, for progress output. */
+  onRun?: (phase: 'forward' | 'train', kind: 'warmup' | 'timed', index: number, ms: number) => void;
+}
+
+export interface PhaseResult {
+  /** Median of the timed runs, milliseconds per step. */
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  /** Every timed run, in order. */
+  runsMs: number[];
+  /** batchSize / median. */
+  imagesPerSec: number;
+  /** The first warm-up run (shader compilation, first-call allocation). */
+  firstMs: number;
+  /** Peak bytes of live tensors during one step (weights and optimizer state included), from `tf.profile`. */
+  peakBytes?: number;
+  /** Tensors a step left behind (should be 0; the benchmark disposes what it creates). */
+  leakedTensors: number;
+}
+
+export interface BenchmarkResult {
+  backend: string;
+  batchSize: number;
+  /** `[B, H, W, C]`. */
+  inputShape: [number, number, number, number];
+  params: number;
+  /** Bytes of tensors alive before the first step (weights and buffers). */
+  baseBytes: number;
+  forward?: PhaseResult;
+  train?: PhaseResult;
+  forwardImagesPerSec?: number;
+  trainImagesPerSec?: number;
+  /** Largest `peakBytes` over the measured phases. */
+  peakBytes?: number;
+}
+
+const now = () => (typeof performance !== 'undefined' ? performance.now() : Date.now());
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function positiveInt(name: string, v: number, min = 1): number {
+  if (!Number.isInteger(v) || v < min) throw new ConfigError(`benchmark: ${name} must be an integer ≥ ${min}, got ${v}`);
+  return v;
+}
+
+/**
+ * Throughput and peak memory of one model on the current backend. Each step ends with an
+ * `await data()` of its result so asynchronous backends (WebGPU) are timed to completion, not to
+ * submission. The model's parameters change during the training phase (SGD steps); its mode is
+ * eval afterwards.
+ */
+export async function benchmarkModel(model: BenchmarkableModel, options: BenchmarkOptions = {}): Promise<BenchmarkResult> {
+  const batchSize = positiveInt('batchSize', options.batchSize ?? 8);
+  const [h, w] = typeof options.inputSize === 'number' ? [options.inputSize, options.inputSize] : (options.inputSize ?? [224, 224]);
+  positiveInt('inputSize', h);
+  positiveInt('inputSize', w);
+  const channels = positiveInt('channels', options.channels ?? 3);
+  const warmup = positiveInt('warmup', options.warmup ?? 2, 0);
+  const runs = positiveInt('runs', options.runs ?? 5);
+  const doForward = options.forward ?? true;
+  const doTrain = options.train ?? true;
+  const memory = options.memory ?? true;
+  const seed = options.seed ?? 0;
+  const inputShape: [number, number, number, number] = [batchSize, h, w, channels];
+
+  const x = tf.randomNormal(inputShape, 0, 1, 'float32', seed) as tf.Tensor4D;
+  const result: BenchmarkResult = { backend: tf.getBackend(), batchSize, inputShape, params: model.numParams(), baseBytes: tf.memory().numBytes };
+  const vars = model.parameters({ trainableOnly: true });
+  const optimizer = tf.train.sgd(options.learningRate ?? 1e-3);
+  let labels: tf.Tensor | undefined;
+
+  const forwardStep = async () => {
+    const y = tf.tidy(() => model.forward(x));
+    await y.data();
+    y.dispose();
+  };
+  const trainStep = async () => {
+    const loss = tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => {
+        const logits = model.forward(x) as tf.Tensor2D;
+        labels ??= tf.keep(tf.oneHot(tf.randomUniform([batchSize], 0, logits.shape[1]!, 'int32', seed + 1) as tf.Tensor1D, logits.shape[1]!));
+        return tf.losses.softmaxCrossEntropy(labels, logits) as tf.Scalar;
+      }, vars);
+      optimizer.applyGradients(grads);
+      return value;
+    });
+    await loss.data();
+    loss.dispose();
+  };
+
+  const phase = async (name: 'forward' | 'train', step: () => Promise<void>): Promise<PhaseResult> => {
+    let firstMs = NaN;
+    let afterFirst = 0;
+    const times: number[] = [];
+    let spent = 0;
+    for (let i = 0; i < warmup + runs; i++) {
+      const t = now();
+      await step();
+      const ms = now() - t;
+      // The first train step creates the (kept) labels: count leaks from after it.
+      if (i === 0) {
+        firstMs = ms;
+        afterFirst = tf.memory().numTensors;
+      }
+      if (i < warmup) {
+        options.onRun?.(name, 'warmup', i, ms);
+        continue;
+      }
+      times.push(ms);
+      spent += ms;
+      options.onRun?.(name, 'timed', i - warmup, ms);
+      if (options.maxPhaseMs !== undefined && spent >= options.maxPhaseMs) break;
+    }
+    const leakedTensors = tf.memory().numTensors - afterFirst;
+    const med = median(times);
+    const r: PhaseResult = {
+      medianMs: med,
+      minMs: Math.min(...times),
+      maxMs: Math.max(...times),
+      runsMs: times,
+      imagesPerSec: (batchSize * 1000) / med,
+      firstMs,
+      leakedTensors,
+    };
+    if (memory) {
+      // tf.profile's peak counts every live tensor (weights included); awaiting the step inside keeps the async read in scope.
+      const info = await tf.profile(async () => {
+        await step();
+        return tf.scalar(0);
+      });
+      (info.result as tf.Tensor).dispose();
+      r.peakBytes = info.peakBytes;
+    }
+    return r;
+  };
+
+  try {
+    if (doForward) {
+      model.eval();
+      result.forward = await phase('forward', forwardStep);
+      result.forwardImagesPerSec = result.forward.imagesPerSec;
+    }
+    if (doTrain) {
+      model.train();
+      result.train = await phase('train', trainStep);
+      result.trainImagesPerSec = result.train.imagesPerSec;
+    }
+  } finally {
+    model.eval();
+    x.dispose();
+    labels?.dispose();
+    optimizer.dispose();
+  }
+  const peaks = [result.forward?.peakBytes, result.train?.peakBytes].filter((p): p is number => p !== undefined);
+  if (peaks.length) result.peakBytes = Math.max(...peaks);
+  return result;
+}
+
+/** `1234567` → `1.2 MB` (powers of 1024, as tf.memory counts). */
+export function formatBytes(n: number | undefined): string {
+  if (n === undefined || !Number.isFinite(n)) return '-';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
