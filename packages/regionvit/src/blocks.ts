@@ -16,7 +16,6 @@ import {
   ConfigError,
   DropPath,
   Dropout,
-  FLOAT32_MIN,
   GELU,
   Identity,
   LayerNorm,
@@ -30,6 +29,9 @@ import {
   mergeHeads,
   splitHeads,
 } from '@vit/core';
+
+/** A large negative logit for masked pairs (see the Porting note where it is used). */
+const MASK_FILL = Math.fround(-3.4e38);
 
 /** Builds a token norm over the last axis: `(dim) → Module` (the official `norm_layer`). */
 export type NormFactory = (dim: number) => Module;
@@ -377,7 +379,10 @@ export class AttentionWithRelPos extends Module implements RegionAttentionModule
       // One image's [nW, heads, N, N] mask against the logits viewed [B, nW·heads·N·N]: the batch is
       // a leading broadcast (the backends' fast path), the mask is never tiled over the batch.
       const keep = tf.reshape(tf.tile(tf.reshape(m, [nw, 1, n, n]), [1, h, 1, 1]), [nw * h * n * n]);
-      const fill = tf.mul(tf.sub(1, keep), FLOAT32_MIN);
+      // Porting note: the official masked_fill uses float32's lowest value; tfjs-backend-webgpu's
+      // softmax returns NaN for a row made only of that value (cpu gives the uniform row). -3.4e38 gives
+      // the same probabilities on every backend, fully masked rows included.
+      const fill = tf.mul(tf.sub(1, keep), MASK_FILL);
       const flat = tf.reshape(logits, [bn / nw, nw * h * n * n]);
       logits = tf.reshape(tf.add(tf.mul(flat, keep), fill), [bn, h, n, n]);
     }
