@@ -1,7 +1,7 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BatchNorm2d, Conv2d, LayerNorm, LayerNorm2d, Linear, Mlp, Module, ModuleList, scaledDotProductAttention, splitHeads, mergeHeads } from '@vit/core';
+import { BatchNorm2d, Conv2d, LayerNorm, LayerNorm2d, Linear, Mlp, Module, ModuleList, scaledDotProductAttention, splitHeads, mergeHeads, withSeededRandom } from '@vit/core';
 import { Conv2FormerBlock, ConvMlp, SpatialAttention, layerNormDownsample } from './index.js';
 import { setTestBackend } from '@vit/core/testing';
 
@@ -82,7 +82,8 @@ describe('composition', () => {
 
   it('a hybrid backbone from Conv2Former blocks and a ViT block trains: the loss goes down', () => {
     const before = tf.memory().numTensors;
-    const model = new TinyHybrid(2);
+    // Seeded init: unseeded weights made the 20% loss-drop margin flaky (once 0.678 vs < 0.674).
+    const model = withSeededRandom(3, () => new TinyHybrid(2));
     model.train();
     // Two classes told apart by where a bright square sits (left vs right half).
     const n = 8;
@@ -98,7 +99,7 @@ describe('composition', () => {
     const params = model.parameters();
     const opt = tf.train.adam(0.01);
     const losses: number[] = [];
-    for (let step = 0; step < 8; step++) {
+    for (let step = 0; step < 12; step++) {
       const loss = opt.minimize(() => tf.losses.softmaxCrossEntropy(y, model.forward(x) as tf.Tensor2D) as tf.Scalar, true, params)!;
       losses.push(loss.dataSync()[0]!);
       loss.dispose();
