@@ -1,100 +1,31 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createModel, getModelCard, type Module, type VisionModel } from '@vit/core';
-import { setTestBackend } from '@vit/core/testing';
+import { expect, it } from 'vitest';
+import { createModel, type Module, type VisionModel } from '@vit/core';
+import { describeNanoVariant } from '@vit/core/testing';
 import { REGIONVIT_VARIANTS } from './index.js';
 
-const NAME = 'regionvit_nano';
-const NOTE = 'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.';
-
 type Net = VisionModel & Module;
+const NAME = 'regionvit_nano';
 
-// The last stage's local tokens never reach the logits (PORTING.md): its last block's relative-
-// position table (added to local-local logits only) gets no gradient.
-const ZERO_GRAD: string[] = ['layers.2.block.2.attn.rel_pos'];
-
-beforeAll(async () => {
-  await setTestBackend();
-});
-
-let startTensors = 0;
-beforeAll(() => {
-  startTensors = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(startTensors);
-});
-
-describe(NAME, () => {
-  it('has an unofficial 32×32, 10-class card with no top-1', () => {
-    expect(getModelCard(NAME)).toMatchObject({
-      inputSize: [32, 32, 3],
-      numClasses: 10,
-      official: false,
-      cropPct: 1,
-      interpolation: 'bilinear',
-      mean: [0.485, 0.456, 0.406],
-      std: [0.229, 0.224, 0.225],
-      notes: NOTE,
-    });
-    expect(getModelCard(NAME).top1).toBeUndefined();
-  });
-
-  it('the card states the built model\'s exact parameter count: 475,949', () => {
-    const m = createModel<Net>(NAME);
-    try {
-      expect(m.numParams()).toBe(475_949);
-      expect(getModelCard(NAME).paramCount).toBe(475_949);
-      expect(REGIONVIT_VARIANTS.regionvit_nano.paramCount).toBe(475_949);
-    } finally {
-      m.dispose();
-    }
-  });
-
-  it('trains: forward at [2, 32, 32, 3] to finite 10-class logits, finite gradients, one Adam step lowers the loss', () => {
-    const m = createModel<Net>(NAME, { dropPathRate: 0 });
-    const opt = tf.train.adam(1e-3);
-    const x = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
-    const y = tf.tidy(() => tf.oneHot(tf.tensor1d([3, 7], 'int32'), 10));
-    try {
-      m.train();
-      const named = m.namedParameters();
-      const loss = () => tf.losses.softmaxCrossEntropy(y, m.forward(x)) as tf.Scalar;
-      const l0 = tf.tidy(() => {
-        const logits = m.forward(x);
-        expect(logits.shape).toEqual([2, 10]);
-        expect(Number.isFinite(tf.sum(logits).dataSync()[0]!)).toBe(true);
-        return tf.losses.softmaxCrossEntropy(y, logits).dataSync()[0]!;
-      });
-      const { value, grads } = tf.variableGrads(loss, named.map(([, v]) => v));
-      const zero: string[] = [];
-      for (const [name, v] of named) {
-        const [finite, nonZero] = tf.tidy(() => [tf.all(tf.isFinite(grads[v.name]!)), tf.any(tf.notEqual(grads[v.name]!, 0))].map((t) => t.dataSync()[0] === 1));
-        expect(finite, name).toBe(true);
-        if (!nonZero) zero.push(name);
+describeNanoVariant({
+  name: NAME,
+  paramCount: 475_949,
+  tableParamCount: REGIONVIT_VARIANTS.regionvit_nano.paramCount,
+  // The last stage's local tokens never reach the logits (PORTING.md): its last block's relative-
+  // position table (added to local-local logits only) gets no gradient.
+  zeroGrad: ['layers.2.block.2.attn.rel_pos'],
+  extraTests: () => {
+    it('28×28 inputs (Fashion-MNIST before resizing) run (padded to whole regions and masked, as the official code does)', () => {
+      const m = createModel<Net>(NAME);
+      try {
+        m.eval();
+        tf.tidy(() => {
+          expect(m.forward(tf.zeros([1, 28, 28, 3]) as tf.Tensor4D).shape).toEqual([1, 10]);
+        });
+      } finally {
+        m.dispose();
       }
-      expect(zero).toEqual(ZERO_GRAD);
-      opt.applyGradients(named.map(([, v]) => ({ name: v.name, tensor: grads[v.name]! })));
-      tf.dispose([value, grads]);
-      const l1 = tf.tidy(() => loss().dataSync()[0]!);
-      expect(l1).toBeLessThan(l0);
-    } finally {
-      tf.dispose([x, y]);
-      opt.dispose();
-      m.dispose();
-    }
-  });
-
-  it('28×28 inputs (Fashion-MNIST before resizing) run (padded to whole regions and masked, as the official code does)', () => {
-    const m = createModel<Net>(NAME);
-    try {
-      m.eval();
-      tf.tidy(() => {
-        expect(m.forward(tf.zeros([1, 28, 28, 3]) as tf.Tensor4D).shape).toEqual([1, 10]);
-      });
-    } finally {
-      m.dispose();
-    }
-  });
+    });
+  },
 });

@@ -33,3 +33,4 @@ export function describeConformance(options: DescribeConformanceOptions): void {
 export * from './gpu.js';
 export * from './gpu_suite.js';
 export * from './backend.js';
+export * from './nano.js';
