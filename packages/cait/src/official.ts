@@ -19,9 +19,11 @@ import {
   SiLU,
   Sigmoid,
   Tanh,
-  loadPytorchStateDict,
+  loadAdaptedCheckpoint,
   registerArchitecture,
-  toPytorchLayout,
+  replaceClassifier,
+  stripModulePrefix,
+  type AdaptedCheckpoint,
   type ArchitectureAdapter,
   type Module,
   type OfficialKwargs,
@@ -216,15 +218,7 @@ export function registerCaiTArchitecture(): void {
 
 type Tensors = Map<string, tf.Tensor> | Record<string, tf.Tensor>;
 
-export interface AdaptedCheckpoint {
-  /** The checkpoint to load: the caller's tensors, with `pos_embed` replaced when it was resampled. */
-  tensors: Map<string, tf.Tensor>;
-  /** Tensors this function created (the resampled `pos_embed`); dispose them after loading. */
-  created: tf.Tensor[];
-  /** Keys left out because they cannot fit the model (a classifier for another class count). */
-  dropped: string[];
-  notes: string[];
-}
+export type { AdaptedCheckpoint };
 
 /**
  * timm's `checkpoint_filter_fn` for CaiT, plus resolution and classifier adaptation: unwraps
@@ -233,10 +227,7 @@ export interface AdaptedCheckpoint {
  * Tensors stay in the official (PyTorch) layout.
  */
 export function adaptCaiTCheckpoint(model: CaiT, tensors: Tensors): AdaptedCheckpoint {
-  const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
-  const stripModule = entries.length > 0 && entries.every(([k]) => k.startsWith('module.'));
-  const out = new Map<string, tf.Tensor>();
-  for (const [k, t] of entries) out.set(stripModule ? k.slice('module.'.length) : k, t);
+  const out = stripModulePrefix(tensors);
   const created: tf.Tensor[] = [];
   const dropped: string[] = [];
   const notes: string[] = [];
@@ -251,14 +242,10 @@ export function adaptCaiTCheckpoint(model: CaiT, tensors: Tensors): AdaptedCheck
   }
   const hw = out.get('head.weight');
   if (hw && (model.numClasses === 0 || hw.rank !== 2 || hw.shape[0] !== model.numClasses)) {
-    for (const k of ['head.weight', 'head.bias']) if (out.delete(k)) dropped.push(k);
     // The model's own (fresh) classifier stands in, so a strict load still checks every other key.
-    for (const [k, e] of model.stateEntries()) {
-      if (!k.startsWith('head.')) continue;
-      const t = toPytorchLayout(e.kind, e.variable);
-      created.push(t);
-      out.set(k, t);
-    }
+    const swap = replaceClassifier(model, out, 'head');
+    created.push(...swap.created);
+    dropped.push(...swap.dropped.map((d) => d.key));
     notes.push(`classifier dropped: the checkpoint has ${hw.shape[0]} classes, the model ${model.numClasses}; head keeps its fresh init`);
   }
   return { tensors: out, created, dropped, notes };
@@ -270,11 +257,5 @@ export function adaptCaiTCheckpoint(model: CaiT, tensors: Tensors): AdaptedCheck
  * nothing: on any problem one error lists them all and no parameter changes.
  */
 export function loadOfficialCaiTWeights(model: CaiT, tensors: Tensors, options: { strict?: boolean } = {}): PytorchLoadResult & { notes: string[] } {
-  const adapted = adaptCaiTCheckpoint(model, tensors);
-  try {
-    const res = loadPytorchStateDict(model, adapted.tensors, { strict: options.strict ?? true });
-    return { ...res, ignoredKeys: [...res.ignoredKeys, ...adapted.dropped], notes: adapted.notes };
-  } finally {
-    for (const t of adapted.created) t.dispose();
-  }
+  return loadAdaptedCheckpoint(model, adaptCaiTCheckpoint(model, tensors), options);
 }

@@ -12,9 +12,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   ConfigError,
-  loadPytorchStateDict,
+  loadAdaptedCheckpoint,
   registerArchitecture,
-  toPytorchLayout,
+  replaceClassifier,
+  stripModulePrefix,
+  type AdaptedCheckpoint,
   type ArchitectureAdapter,
   type Module,
   type OfficialKwargs,
@@ -210,15 +212,7 @@ export function registerRegionViTArchitecture(): void {
 
 type Tensors = Map<string, tf.Tensor> | Record<string, tf.Tensor>;
 
-export interface AdaptedCheckpoint {
-  /** The checkpoint to load (official keys and layouts). */
-  tensors: Map<string, tf.Tensor>;
-  /** Tensors this function created (a stand-in classifier); dispose them after loading. */
-  created: tf.Tensor[];
-  /** Keys left out because they cannot fit the model (a classifier for another class count). */
-  dropped: string[];
-  notes: string[];
-}
+export type { AdaptedCheckpoint };
 
 /**
  * Prepares an official RegionViT checkpoint for `model`: unwraps `module.` (DataParallel) prefixes and
@@ -227,22 +221,15 @@ export interface AdaptedCheckpoint {
  * official files hold) loads the shared projection.
  */
 export function adaptRegionViTCheckpoint(model: RegionViT, tensors: Tensors): AdaptedCheckpoint {
-  const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
-  const stripModule = entries.length > 0 && entries.every(([k]) => k.startsWith('module.'));
-  const out = new Map<string, tf.Tensor>();
-  for (const [k, t] of entries) out.set(stripModule ? k.slice('module.'.length) : k, t);
+  const out = stripModulePrefix(tensors);
   const created: tf.Tensor[] = [];
   const dropped: string[] = [];
   const notes: string[] = [];
   const hw = out.get('head.weight');
   if (hw && (model.numClasses === 0 || hw.rank !== 2 || hw.shape[0] !== model.numClasses)) {
-    for (const k of ['head.weight', 'head.bias']) if (out.delete(k)) dropped.push(k);
-    for (const [k, e] of model.stateEntries()) {
-      if (!k.startsWith('head.')) continue;
-      const t = toPytorchLayout(e.kind, e.variable);
-      created.push(t);
-      out.set(k, t);
-    }
+    const swap = replaceClassifier(model, out, 'head');
+    created.push(...swap.created);
+    dropped.push(...swap.dropped.map((d) => d.key));
     notes.push(`classifier dropped: the checkpoint has ${hw.shape[0]} classes, the model ${model.numClasses}; head keeps its fresh init`);
   }
   return { tensors: out, created, dropped, notes };
@@ -258,11 +245,5 @@ export function loadOfficialRegionViTWeights(
   tensors: Tensors,
   options: { strict?: boolean } = {},
 ): PytorchLoadResult & { notes: string[] } {
-  const adapted = adaptRegionViTCheckpoint(model, tensors);
-  try {
-    const res = loadPytorchStateDict(model, adapted.tensors, { strict: options.strict ?? true });
-    return { ...res, ignoredKeys: [...res.ignoredKeys, ...adapted.dropped], notes: adapted.notes };
-  } finally {
-    for (const t of adapted.created) t.dispose();
-  }
+  return loadAdaptedCheckpoint(model, adaptRegionViTCheckpoint(model, tensors), options);
 }

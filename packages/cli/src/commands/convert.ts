@@ -18,7 +18,7 @@ import {
   readSafetensorsFile,
   loadSafetensorsFile,
   saveModelWeights,
-  toPytorchLayout,
+  replaceClassifier,
   type Module,
   type SafetensorsDtype,
   type VisionModel,
@@ -221,17 +221,9 @@ async function convert(values: Record<string, unknown>, positionals: string[], i
     // supplied under the same keys so the load stays strict and all-or-nothing.
     const droppedClassifier: string[] = [];
     if (classifier && ckptClasses !== undefined && modelClasses !== undefined && ckptClasses !== modelClasses) {
-      for (const [k, t] of [...tensors]) {
-        if (!k.startsWith(`${classifier}.`)) continue;
-        droppedClassifier.push(`${k} ${fmt(t.shape)}`);
-        tensors.delete(k);
-      }
-      for (const [k, e] of m.stateEntries()) {
-        if (!k.startsWith(`${classifier}.`)) continue;
-        const t = ckpt.layout === 'pytorch' ? toPytorchLayout(e.kind, e.variable) : tf.clone(e.variable);
-        own.push(t);
-        tensors.set(k, t);
-      }
+      const swap = replaceClassifier(m, tensors, classifier, ckpt.layout);
+      droppedClassifier.push(...swap.dropped.map((d) => `${d.key} ${fmt(d.shape)}`));
+      own.push(...swap.created);
     }
 
     let missingKeys: string[] = [];

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ShapeError, WeightLoadError, type WeightProblem } from '../errors.js';
 import { Module } from '../nn/module.js';
-import { fromPytorchLayout, loadPytorchStateDict, pytorchShape, toPytorchLayout, toPytorchStateDict } from './convert.js';
+import { fromPytorchLayout, loadAdaptedCheckpoint, loadPytorchStateDict, pytorchShape, replaceClassifier, stripModulePrefix, toPytorchLayout, toPytorchStateDict } from './convert.js';
 import { setTestBackend } from '../testing/backend.js';
 
 let before = 0;
@@ -468,5 +468,50 @@ describe('toPytorchStateDict', () => {
     tf.dispose(Object.values(sd));
     a.dispose();
     b.dispose();
+  });
+});
+
+describe('checkpoint adaptation helpers', () => {
+  beforeAll(async () => {
+    await setTestBackend();
+  });
+
+  it('stripModulePrefix removes module. only when every key has it', () => {
+    const a = tf.scalar(1);
+    const b = tf.scalar(2);
+    try {
+      expect([...stripModulePrefix({ 'module.x': a, 'module.y.z': b }).keys()]).toEqual(['x', 'y.z']);
+      expect([...stripModulePrefix(new Map([['module.x', a], ['y', b]])).keys()]).toEqual(['module.x', 'y']);
+      expect(stripModulePrefix({}).size).toBe(0);
+    } finally {
+      tf.dispose([a, b]);
+    }
+  });
+
+  it('replaceClassifier swaps in the model\'s fresh head (official layout) and loadAdaptedCheckpoint loads all the rest', () => {
+    const model = new Toy();
+    const sd = officialDict();
+    const before = tf.memory().numTensors;
+    const tensors = new Map(Object.entries(sd));
+    const other = rand([10, 6]);
+    tensors.set('head.weight', other);
+    const swap = replaceClassifier(model, tensors, 'head');
+    expect(swap.dropped).toEqual([{ key: 'head.weight', shape: [10, 6] }, { key: 'head.bias', shape: [3] }]);
+    expect(swap.created).toHaveLength(2);
+    // The stand-in is the model's own head in the official [out, in] layout.
+    const ownHead = tf.tidy(() => toPytorchLayout('linear', model.stateDict()['head.weight']!));
+    expect(values(tensors.get('head.weight')!)).toEqual(values(ownHead));
+    ownHead.dispose();
+    const res = loadAdaptedCheckpoint(model, { tensors, created: swap.created, dropped: swap.dropped.map((d) => d.key), notes: ['n'] });
+    expect(res.ignoredKeys).toEqual(expect.arrayContaining(['head.weight', 'head.bias']));
+    expect(res.notes).toEqual(['n']);
+    expect(swap.created.every((t) => t.isDisposed)).toBe(true);
+    const stem = tf.tidy(() => fromPytorchLayout('conv2d', sd['stem.weight']!));
+    expect(values(model.stateDict()['stem.weight']!)).toEqual(values(stem));
+    stem.dispose();
+    other.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose(Object.values(sd));
+    model.dispose();
   });
 });

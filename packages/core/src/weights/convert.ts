@@ -211,3 +211,66 @@ export function toPytorchStateDict(model: Module): Record<string, tf.Tensor> {
   }
   return out;
 }
+
+/** A checkpoint made ready for a model by an architecture's adapter (see `loadAdaptedCheckpoint`). */
+export interface AdaptedCheckpoint {
+  /** The tensors to load (official keys and layouts unless said otherwise). */
+  tensors: Map<string, tf.Tensor>;
+  /** Tensors the adapter created (a stand-in classifier, a resampled table); disposed after loading. */
+  created: tf.Tensor[];
+  /** Keys left out because they cannot fit the model (a classifier for another class count). */
+  dropped: string[];
+  notes: string[];
+}
+
+/** The tensors as a Map, with a DataParallel `module.` prefix removed when every key has it. */
+export function stripModulePrefix(tensors: Record<string, tf.Tensor> | Map<string, tf.Tensor>): Map<string, tf.Tensor> {
+  const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  const strip = entries.length > 0 && entries.every(([k]) => k.startsWith('module.'));
+  return new Map(entries.map(([k, t]) => [strip ? k.slice('module.'.length) : k, t]));
+}
+
+/**
+ * Drops the checkpoint's classifier (every key under `<prefix>.`) from `tensors`, in place, and
+ * puts the model's own (fresh) classifier under the same keys, so a strict load still checks
+ * every other key. `layout` is the checkpoint's: official PyTorch layouts, or ours. The returned
+ * `created` tensors belong to the caller.
+ */
+export function replaceClassifier(
+  model: Module,
+  tensors: Map<string, tf.Tensor>,
+  prefix: string,
+  layout: 'pytorch' | 'ours' = 'pytorch',
+): { dropped: Array<{ key: string; shape: number[] }>; created: tf.Tensor[] } {
+  const dropped: Array<{ key: string; shape: number[] }> = [];
+  for (const [k, t] of [...tensors]) {
+    if (!k.startsWith(`${prefix}.`)) continue;
+    dropped.push({ key: k, shape: t.shape });
+    tensors.delete(k);
+  }
+  const created: tf.Tensor[] = [];
+  for (const [k, e] of model.stateEntries()) {
+    if (!k.startsWith(`${prefix}.`)) continue;
+    const t = layout === 'pytorch' ? toPytorchLayout(e.kind, e.variable) : tf.clone(e.variable);
+    created.push(t);
+    tensors.set(k, t);
+  }
+  return { dropped, created };
+}
+
+/**
+ * Loads an adapted official checkpoint with `loadPytorchStateDict` (all or nothing), reports the
+ * adapter's dropped keys among `ignoredKeys` and its notes, and disposes what the adapter created.
+ */
+export function loadAdaptedCheckpoint(
+  model: Module,
+  adapted: AdaptedCheckpoint,
+  options: { strict?: boolean } = {},
+): PytorchLoadResult & { notes: string[] } {
+  try {
+    const res = loadPytorchStateDict(model, adapted.tensors, { strict: options.strict ?? true });
+    return { ...res, ignoredKeys: [...res.ignoredKeys, ...adapted.dropped], notes: adapted.notes };
+  } finally {
+    for (const t of adapted.created) t.dispose();
+  }
+}

@@ -20,10 +20,14 @@ export {
 } from './safetensors.js';
 export {
   fromPytorchLayout,
+  loadAdaptedCheckpoint,
   loadPytorchStateDict,
   pytorchShape,
+  replaceClassifier,
+  stripModulePrefix,
   toPytorchLayout,
   toPytorchStateDict,
+  type AdaptedCheckpoint,
   type PytorchLoadOptions,
   type PytorchLoadResult,
 } from './convert.js';
