@@ -56,80 +56,102 @@ function required(g: GoldenCase, key: string): tf.Tensor {
   return t;
 }
 
+/** A fresh result for a golden case, after checking that the file describes one (for runners that compute and compare apart). */
+export function newParityResult(golden: GoldenCase): ParityResult {
+  const arch = golden.metadata.arch;
+  if (!arch) throw new FormatError("Golden file has no 'arch' metadata: not a golden reference case");
+  return { arch, case: golden.metadata.case ?? '?', rows: [], pass: true, errors: [] };
+}
+
 /**
  * Builds the model a golden describes through its architecture's official adapter, loads the
- * golden's official state dict through the public loader, and compares logits (eval and train
- * where present), every stage feature and the input gradient.
+ * golden's official state dict through the public loader, and returns the model's outputs under
+ * the golden's keys, in order: eval logits, every stage feature, the input gradient, then the
+ * train-mode logits (last: BatchNorm updates its running statistics there). Outputs are computed
+ * on the current backend and belong to the caller; problems that are not errors of the whole run
+ * (a missing feature) go to `result.errors`.
  */
-export function runParity(golden: GoldenCase, options: ParityOptions = {}): ParityResult {
-  const tol = options.tolerance ?? LOGITS_TOLERANCE;
-  const gtol = options.gradTolerance ?? GRAD_TOLERANCE;
+export function parityOutputs(golden: GoldenCase, result: ParityResult): Record<string, tf.Tensor> {
   const { metadata } = golden;
-  const arch = metadata.arch;
-  if (!arch) throw new FormatError("Golden file has no 'arch' metadata: not a golden reference case");
   const config = parseJson(metadata, 'config');
   if (!config || typeof config !== 'object') throw new FormatError("Golden file has no 'config' metadata (the official constructor kwargs)");
   const overrides = parseJson(metadata, 'overrides') as Record<string, unknown> | undefined;
-  const adapter = getArchitecture(arch);
-  const result: ParityResult = { arch, case: metadata.case ?? '?', rows: [], pass: true, errors: [] };
-
+  const adapter = getArchitecture(result.arch);
   const model: Module = adapter.fromOfficialConfig(config as Record<string, unknown>, { overrides });
   try {
     const state = new Map([...golden.tensors].filter(([k]) => !k.startsWith('golden.')));
     loadPytorchStateDict(model, state, { strict: true });
     model.eval();
-    const add = (key: string, kind: ParityRow['kind'], actual: tf.Tensor, ref: tf.Tensor) => {
-      const c = compareTensors(actual, ref);
-      const isGrad = kind === 'grad';
-      const error = isGrad ? c.normRel : c.scaledMaxAbs;
-      const tolerance = isGrad ? gtol : tol;
-      const row: ParityRow = { key, kind, maxAbs: c.maxAbs, refMaxAbs: c.refMaxAbs, normRel: c.normRel, error, tolerance, pass: error <= tolerance };
-      result.rows.push(row);
-      if (!row.pass) result.pass = false;
-    };
     const inputNchw = required(golden, 'golden.input');
-    tf.tidy(() => {
+    const out = tf.tidy(() => {
+      const o: Record<string, tf.Tensor> = {};
       const x = nchwToNhwc(inputNchw) as tf.Tensor4D;
-      add('golden.logits', 'logits', model.forward(x), required(golden, 'golden.logits'));
-
+      o['golden.logits'] = model.forward(x);
       const featureKeys = [...golden.tensors.keys()].filter((k) => k.startsWith('golden.features')).sort(naturalCompare);
       if (featureKeys.length) {
         if (!adapter.officialFeatures) {
-          result.errors.push(`architecture '${arch}' does not expose officialFeatures`);
+          result.errors.push(`architecture '${result.arch}' does not expose officialFeatures`);
         } else {
           const feats = adapter.officialFeatures(model, x);
           for (const k of featureKeys) {
-            const f = feats[k];
-            if (!f) {
-              result.errors.push(`model produced no ${k}`);
-              continue;
-            }
-            try {
-              add(k, 'feature', f, nchwToNhwc(golden.tensors.get(k)!));
-            } catch (e) {
-              result.errors.push(`${k}: ${(e as Error).message}`);
-            }
+            if (feats[k]) o[k] = feats[k]!;
+            else result.errors.push(`model produced no ${k}`);
           }
         }
       }
-
       const probe = golden.tensors.get('golden.probe');
-      const gradRef = golden.tensors.get('golden.grad.input');
-      if (probe && gradRef) {
-        const g = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(model.forward(inp as tf.Tensor4D), probe)))(x);
-        add('golden.grad.input', 'grad', g, nchwToNhwc(gradRef));
+      if (probe && golden.tensors.has('golden.grad.input')) {
+        o['golden.grad.input'] = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(model.forward(inp as tf.Tensor4D), probe)))(x);
       }
+      return o;
     });
-
-    // Train mode last: BatchNorm updates its running statistics here.
-    const trainRef = golden.tensors.get('golden.logits_train');
-    if (trainRef) {
+    if (golden.tensors.has('golden.logits_train')) {
       model.train();
-      tf.tidy(() => add('golden.logits_train', 'logits_train', model.forward(nchwToNhwc(inputNchw) as tf.Tensor4D), trainRef));
+      out['golden.logits_train'] = tf.tidy(() => model.forward(nchwToNhwc(inputNchw) as tf.Tensor4D));
       model.eval();
     }
+    return out;
   } finally {
     model.dispose();
+  }
+}
+
+/**
+ * Compares one output (NHWC, as `parityOutputs` gives it) with the golden's reference under the
+ * same key and records a row. A feature of the wrong shape is recorded as an error, not thrown.
+ */
+export function addParityRow(result: ParityResult, golden: GoldenCase, key: string, actual: tf.Tensor, options: ParityOptions = {}): void {
+  const kind: ParityRow['kind'] =
+    key === 'golden.logits' ? 'logits' : key === 'golden.logits_train' ? 'logits_train' : key === 'golden.grad.input' ? 'grad' : 'feature';
+  const compare = () =>
+    tf.tidy(() => {
+      const c = compareTensors(actual, nchwToNhwc(required(golden, key)));
+      const isGrad = kind === 'grad';
+      const error = isGrad ? c.normRel : c.scaledMaxAbs;
+      const tolerance = isGrad ? (options.gradTolerance ?? GRAD_TOLERANCE) : (options.tolerance ?? LOGITS_TOLERANCE);
+      const row: ParityRow = { key, kind, maxAbs: c.maxAbs, refMaxAbs: c.refMaxAbs, normRel: c.normRel, error, tolerance, pass: error <= tolerance };
+      result.rows.push(row);
+      if (!row.pass) result.pass = false;
+    });
+  if (kind !== 'feature') return compare();
+  try {
+    compare();
+  } catch (e) {
+    result.errors.push(`${key}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Builds the model a golden describes, loads its official weights through the public loader, and
+ * compares logits (eval and train where present), every stage feature and the input gradient.
+ */
+export function runParity(golden: GoldenCase, options: ParityOptions = {}): ParityResult {
+  const result = newParityResult(golden);
+  const outputs = parityOutputs(golden, result);
+  try {
+    for (const [key, t] of Object.entries(outputs)) addParityRow(result, golden, key, t, options);
+  } finally {
+    tf.dispose(Object.values(outputs));
   }
   if (result.errors.length) result.pass = false;
   return result;

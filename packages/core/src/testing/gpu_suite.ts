@@ -1,13 +1,19 @@
 import { basename } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FormatError } from '../errors.js';
 import type { Module } from '../nn/module.js';
-import { formatParityRow, formatParitySummary, type GoldenCase, type ParityResult, type ParityRow } from '../parity/parity.js';
-import { getArchitecture } from '../registry/registry.js';
-import { loadPytorchStateDict } from '../weights/convert.js';
+import {
+  addParityRow,
+  formatParityRow,
+  formatParitySummary,
+  newParityResult,
+  parityOutputs,
+  type GoldenCase,
+  type ParityOptions,
+  type ParityResult,
+} from '../parity/parity.js';
 import { loadSafetensorsFile } from '../weights/io.js';
-import { compareTensors, nchwToNhwc } from './compare.js';
+import { compareTensors } from './compare.js';
 import { checkGpuRequirement, findGpuBackend, type FoundGpuBackend } from './gpu.js';
 
 /** Runs `fn` with `name` as the current backend, restoring the previous one. */
@@ -42,90 +48,18 @@ export async function readAndDispose(tensors: Record<string, tf.Tensor>): Promis
   return out;
 }
 
-function parseJson(metadata: Record<string, string>, key: string): unknown {
-  const s = metadata[key];
-  return s === undefined ? undefined : (JSON.parse(s) as unknown);
-}
-
 /**
  * `runParity` for a backend that can only be read asynchronously: the model runs on the current
- * backend, its outputs are read back with `await data()`, and the comparison runs on `cpu`
- * against the golden tensors (which must live on `cpu`: load the file under `withBackend('cpu')`).
- * Same rows, tolerances and train-mode-last order as `runParity`.
+ * backend (`parityOutputs`), its outputs are read back with `await data()`, and the comparison
+ * runs on `cpu` against the golden tensors (which must live on `cpu`: load the file under
+ * `withBackend('cpu')`). Same rows, tolerances and train-mode-last order as `runParity`.
  */
-export async function runParityAsync(golden: GoldenCase, options: { tolerance?: number; gradTolerance?: number } = {}): Promise<ParityResult> {
-  const tol = options.tolerance ?? 1e-4;
-  const gtol = options.gradTolerance ?? 1e-3;
-  const { metadata } = golden;
-  const arch = metadata.arch;
-  if (!arch) throw new FormatError("Golden file has no 'arch' metadata: not a golden reference case");
-  const config = parseJson(metadata, 'config') as Record<string, unknown>;
-  const overrides = parseJson(metadata, 'overrides') as Record<string, unknown> | undefined;
-  const adapter = getArchitecture(arch);
-  const result: ParityResult = { arch, case: metadata.case ?? '?', rows: [], pass: true, errors: [] };
-  const ref = (k: string) => {
-    const t = golden.tensors.get(k);
-    if (!t) throw new FormatError(`Golden file has no '${k}' tensor`);
-    return t;
-  };
-
-  const featureKeys = [...golden.tensors.keys()].filter((k) => k.startsWith('golden.features')).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
-  const probe = golden.tensors.get('golden.probe');
-  const gradRef = golden.tensors.get('golden.grad.input');
-  const trainRef = golden.tensors.get('golden.logits_train');
-
-  const model: Module = adapter.fromOfficialConfig(config, { overrides });
-  let host: Record<string, HostTensor>;
-  try {
-    loadPytorchStateDict(model, new Map([...golden.tensors].filter(([k]) => !k.startsWith('golden.'))), { strict: true });
-    model.eval();
-    const outs = tf.tidy(() => {
-      const o: Record<string, tf.Tensor> = {};
-      const x = nchwToNhwc(ref('golden.input')) as tf.Tensor4D;
-      o['golden.logits'] = model.forward(x);
-      if (featureKeys.length) {
-        if (!adapter.officialFeatures) result.errors.push(`architecture '${arch}' does not expose officialFeatures`);
-        else {
-          const feats = adapter.officialFeatures(model, x);
-          for (const k of featureKeys) {
-            if (feats[k]) o[k] = feats[k]!;
-            else result.errors.push(`model produced no ${k}`);
-          }
-        }
-      }
-      if (probe && gradRef) o['golden.grad.input'] = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(model.forward(inp as tf.Tensor4D), probe)))(x);
-      return o;
-    });
-    host = await readAndDispose(outs);
-    // Train mode last: BatchNorm updates its running statistics here.
-    if (trainRef) {
-      model.train();
-      const t = tf.tidy(() => model.forward(nchwToNhwc(ref('golden.input')) as tf.Tensor4D));
-      Object.assign(host, await readAndDispose({ 'golden.logits_train': t }));
-      model.eval();
-    }
-  } finally {
-    model.dispose();
-  }
-
+export async function runParityAsync(golden: GoldenCase, options: ParityOptions = {}): Promise<ParityResult> {
+  const result = newParityResult(golden);
+  const host = await readAndDispose(parityOutputs(golden, result));
   await withBackend('cpu', () =>
     tf.tidy(() => {
-      for (const [key, h] of Object.entries(host)) {
-        const kind: ParityRow['kind'] =
-          key === 'golden.logits' ? 'logits' : key === 'golden.logits_train' ? 'logits_train' : key === 'golden.grad.input' ? 'grad' : 'feature';
-        const r = kind === 'logits' || kind === 'logits_train' ? ref(key) : nchwToNhwc(ref(key));
-        try {
-          const c = compareTensors(tf.tensor(h.data, h.shape), r);
-          const isGrad = kind === 'grad';
-          const error = isGrad ? c.normRel : c.scaledMaxAbs;
-          const tolerance = isGrad ? gtol : tol;
-          const row: ParityRow = { key, kind, maxAbs: c.maxAbs, refMaxAbs: c.refMaxAbs, normRel: c.normRel, error, tolerance, pass: error <= tolerance };
-          result.rows.push(row);
-          if (!row.pass) result.pass = false;
-        } catch (e) {
-          result.errors.push(`${key}: ${(e as Error).message}`);
-        }
-      }
+      for (const [key, h] of Object.entries(host)) addParityRow(result, golden, key, tf.tensor(h.data, h.shape), options);
     }),
   );
   if (result.errors.length) result.pass = false;
