@@ -14,13 +14,13 @@ let api: Promise<NodeApi> | undefined;
 
 /**
  * Node's fs, path and zlib, imported on first use so that importing @vit/core stays harmless in
- * a browser (as weights/io.ts does); only the file readers and plot writers need them.
+ * a browser (as weights/io.ts does); only the file readers, plot writers and checkpoints need them.
  */
-export function nodeApi(what: string): Promise<NodeApi> {
+export function nodeApi(what: string, hint = 'in a browser, fetch the bytes and use the parsers (parseIdx, parseCifar10Batch, readTar)'): Promise<NodeApi> {
   api ??= Promise.all([import('node:fs/promises'), import('node:path'), import('node:zlib')]).then(([fs, path, zlib]) => ({ fs, path, zlib }));
   return api.catch(() => {
     api = undefined;
-    throw new VitError(`${what} needs Node.js (node:fs, node:zlib); in a browser, fetch the bytes and use the parsers (parseIdx, parseCifar10Batch, readTar)`, 'VIT_IO');
+    throw new VitError(`${what} needs Node.js (node:fs, node:zlib)${hint ? `; ${hint}` : ''}`, 'VIT_IO');
   });
 }
 

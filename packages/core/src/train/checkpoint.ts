@@ -19,6 +19,7 @@ import type { Module } from '../nn/module.js';
 import type { Optimizer, OptimizerConfig, OptimizerState } from '../optim/index.js';
 import type { ScheduleConfig } from '../optim/schedules.js';
 import { VERSION } from '../version.js';
+import { exists, nodeApi, type NodeApi } from '../data/node.js';
 import { loadSafetensorsFile, saveModelWeights, saveSafetensorsFile, writeFileAtomic } from '../weights/io.js';
 
 export const CHECKPOINT_FORMAT = 'vit-checkpoint';
@@ -71,26 +72,10 @@ export interface SaveCheckpointOptions {
   onStage?: (stage: CheckpointStage) => void | Promise<void>;
 }
 
-type NodeFs = typeof import('node:fs');
-type NodePath = typeof import('node:path');
+type NodeFs = NodeApi['fs'];
+type NodePath = NodeApi['path'];
 
-async function node(): Promise<{ fs: NodeFs; path: NodePath }> {
-  try {
-    const [fs, path] = await Promise.all([import('node:fs'), import('node:path')]);
-    return { fs, path };
-  } catch {
-    throw new VitError('Checkpoints need Node.js (node:fs)', 'VIT_IO');
-  }
-}
-
-async function exists(fs: NodeFs, p: string): Promise<boolean> {
-  try {
-    await fs.promises.stat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const node = () => nodeApi('Checkpoints', '');
 
 function siblings(path: NodePath, dir: string): { parent: string; base: string; old: string; stagingPrefix: string } {
   const abs = path.resolve(dir);
@@ -101,7 +86,7 @@ function siblings(path: NodePath, dir: string): { parent: string; base: string; 
 
 async function isCheckpointDir(fs: NodeFs, path: NodePath, dir: string): Promise<boolean> {
   try {
-    const cfg = JSON.parse(await fs.promises.readFile(path.join(dir, CHECKPOINT_FILES.config), 'utf8')) as { format?: unknown };
+    const cfg = JSON.parse(await fs.readFile(path.join(dir, CHECKPOINT_FILES.config), 'utf8')) as { format?: unknown };
     return cfg.format === CHECKPOINT_FORMAT;
   } catch {
     return false;
@@ -110,7 +95,7 @@ async function isCheckpointDir(fs: NodeFs, path: NodePath, dir: string): Promise
 
 async function fsyncDir(fs: NodeFs, dir: string): Promise<void> {
   try {
-    const h = await fs.promises.open(dir, 'r');
+    const h = await fs.open(dir, 'r');
     try {
       await h.sync();
     } finally {
@@ -129,16 +114,16 @@ async function fsyncDir(fs: NodeFs, dir: string): Promise<void> {
 async function recover(fs: NodeFs, path: NodePath, dir: string): Promise<void> {
   const { parent, old, stagingPrefix } = siblings(path, dir);
   const target = path.resolve(dir);
-  const hasTarget = await exists(fs, target);
-  if (!hasTarget && (await exists(fs, old))) await fs.promises.rename(old, target);
-  else if (hasTarget && (await exists(fs, old))) await fs.promises.rm(old, { recursive: true, force: true });
+  const hasTarget = await exists(target);
+  if (!hasTarget && (await exists(old))) await fs.rename(old, target);
+  else if (hasTarget && (await exists(old))) await fs.rm(old, { recursive: true, force: true });
   let names: string[] = [];
   try {
-    names = await fs.promises.readdir(parent);
+    names = await fs.readdir(parent);
   } catch {
     return;
   }
-  for (const n of names) if (n.startsWith(stagingPrefix)) await fs.promises.rm(path.join(parent, n), { recursive: true, force: true });
+  for (const n of names) if (n.startsWith(stagingPrefix)) await fs.rm(path.join(parent, n), { recursive: true, force: true });
 }
 
 /**
@@ -152,16 +137,16 @@ export async function saveCheckpoint(dir: string, content: CheckpointContent, op
   };
   const target = path.resolve(dir);
   const { parent, old, stagingPrefix } = siblings(path, dir);
-  await fs.promises.mkdir(parent, { recursive: true });
+  await fs.mkdir(parent, { recursive: true });
   await recover(fs, path, dir);
-  if (await exists(fs, target)) {
-    const entries = await fs.promises.readdir(target);
+  if (await exists(target)) {
+    const entries = await fs.readdir(target);
     if (entries.length > 0 && !(await isCheckpointDir(fs, path, target))) {
       throw new ConfigError(`Refusing to replace '${target}': it is not a ${CHECKPOINT_FORMAT} directory (no config.json of that format)`);
     }
   }
   const staging = path.join(parent, `${stagingPrefix}${typeof process !== 'undefined' ? process.pid : 0}-${Math.random().toString(36).slice(2, 10)}`);
-  await fs.promises.mkdir(staging);
+  await fs.mkdir(staging);
   try {
     await stage('staging');
     const cfg: CheckpointConfig = {
@@ -186,19 +171,19 @@ export async function saveCheckpoint(dir: string, content: CheckpointContent, op
     await fsyncDir(fs, staging);
     await stage('files-written');
   } catch (err) {
-    await fs.promises.rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined);
     throw err;
   }
   // The switch. Between the two renames only `.<name>.old` holds a checkpoint; `recover` handles it.
-  const hadTarget = await exists(fs, target);
+  const hadTarget = await exists(target);
   if (hadTarget) {
-    await fs.promises.rename(target, old);
+    await fs.rename(target, old);
     await stage('old-moved');
   }
-  await fs.promises.rename(staging, target);
+  await fs.rename(staging, target);
   await fsyncDir(fs, parent);
   await stage('new-installed');
-  if (hadTarget) await fs.promises.rm(old, { recursive: true, force: true });
+  if (hadTarget) await fs.rm(old, { recursive: true, force: true });
   await stage('done');
 }
 
@@ -235,7 +220,7 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
     const file = path.join(where, name);
     let text: string;
     try {
-      text = await fs.promises.readFile(file, 'utf8');
+      text = await fs.readFile(file, 'utf8');
     } catch (err) {
       if (!required && (err as { code?: string }).code === 'ENOENT') return null;
       throw new VitError(`Cannot read '${file}': ${(err as Error).message}`, 'VIT_IO');
@@ -254,7 +239,7 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   const weights = (await loadSafetensorsFile(path.join(where, CHECKPOINT_FILES.weights))).tensors;
   let optimizer: OptimizerState | null = null;
   const optFile = path.join(where, CHECKPOINT_FILES.optimizer);
-  if (await exists(fs, optFile)) {
+  if (await exists(optFile)) {
     try {
       const { tensors, metadata } = await loadSafetensorsFile(optFile);
       let json: Omit<OptimizerState, 'tensors'>;
