@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors.js';
+import { nodeApi } from '../data/node.js';
 import { writeFileAtomic } from '../weights/io.js';
 import type { Callback, EpochInfo, EpochRecord, FitResult, FitStartInfo, MetricName, StepInfo, Trainer } from './trainer.js';
 
@@ -123,8 +124,8 @@ export class ProgressBar implements Callback {
 export class HistoryWriter implements Callback {
   constructor(readonly file: string) {}
   private async write(t: Trainer): Promise<void> {
-    const [fs, path] = await Promise.all([import('node:fs'), import('node:path')]);
-    await fs.promises.mkdir(path.dirname(path.resolve(this.file)), { recursive: true });
+    const { fs, path } = await nodeApi('HistoryWriter', '');
+    await fs.mkdir(path.dirname(path.resolve(this.file)), { recursive: true });
     await writeFileAtomic(this.file, `${JSON.stringify(t.history, null, 1)}\n`);
   }
   async onEpochEnd(t: Trainer): Promise<void> {
