@@ -2,7 +2,7 @@ import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, ShapeError, createModel, getModelCard, loadSafetensorsFile, scaledDotProductAttention, splitHeads, mergeHeads } from '@vit/core';
+import { ConfigError, PatchEmbed, ShapeError, createModel, getModelCard, loadSafetensorsFile, scaledDotProductAttention, splitHeads, mergeHeads } from '@vit/core';
 import { compareTensors, setTestBackend } from '@vit/core/testing';
 import {
   CAIT_VARIANTS,
@@ -15,6 +15,7 @@ import {
   caitFromOfficialConfig,
   caitOptionsFromOfficial,
   caitParamCount,
+  convStemLayer,
   loadOfficialCaiTWeights,
   parseNormLayer,
   resamplePosEmbed,
@@ -57,6 +58,7 @@ describe('parameter counts', () => {
     for (const o of [
       { embedDim: 24, numHeads: 2, depth: 2, depthTokenOnly: 3, qkvBias: false, mlpRatio: 2.5, mlpRatioClstk: 3, imgSize: [24, 40], patchSize: [8, 4], inChans: 2, numClasses: 5 },
       { embedDim: 32, numHeads: 4, depth: 1, depthTokenOnly: 0, qkvBias: true, imgSize: 40, patchSize: 16, numClasses: 0 },
+      { embedDim: 48, numHeads: 2, depth: 1, depthTokenOnly: 1, qkvBias: true, imgSize: 32, patchSize: 8, numClasses: 3, patchLayer: convStemLayer },
     ] as const) {
       const m = new CaiT({ ...o, imgSize: o.imgSize as number | [number, number], patchSize: o.patchSize as number | [number, number] });
       try {
@@ -197,6 +199,75 @@ describe('CaiT', () => {
     } finally {
       m.dispose();
     }
+  });
+
+  it("talkingHeadsInit 'identity' sets every proj_l/proj_w to I with zero bias; the default keeps the official trunc_normal; a bad value is refused before allocating", async () => {
+    const before = tf.memory().numTensors;
+    const id = new CaiT({ ...small, talkingHeadsInit: 'identity' });
+    const official = new CaiT(small);
+    try {
+      for (let i = 0; i < small.depth; i++) {
+        for (const name of ['proj_l', 'proj_w']) {
+          const w = id.stateDict()[`blocks.${i}.attn.${name}.weight`]!;
+          expect(Array.from(await w.data())).toEqual([1, 0, 0, 1]);
+          expect(Array.from(await id.stateDict()[`blocks.${i}.attn.${name}.bias`]!.data())).toEqual([0, 0]);
+          const o = Array.from(await official.stateDict()[`blocks.${i}.attn.${name}.weight`]!.data());
+          expect(o.every((v) => Math.abs(v) < 0.2)).toBe(true);
+          expect(o).not.toEqual([1, 0, 0, 1]);
+        }
+      }
+      // Identity mixing leaves softmax rows summing to 1 (plain multi-head attention).
+      tf.tidy(() => {
+        const x = tf.randomNormal([1, 5, small.embedDim], 0, 1, 'float32', 2);
+        const map = ((id.blocks.at(0) as unknown as { attn: TalkingHeadAttention }).attn).attentionMap(x);
+        expect(compareTensors(tf.sum(map, -1), tf.ones([1, 2, 5])).maxAbs).toBeLessThan(1e-5);
+      });
+    } finally {
+      id.dispose();
+      official.dispose();
+    }
+    expect(() => new CaiT({ ...small, talkingHeadsInit: 'zeros' as never })).toThrow(/talkingHeadsInit must be 'normal' or 'identity', got 'zeros'/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it("patchLayer swaps the patch embedding (convStemLayer: patch_embed.stem.*); linearInit 'pytorch' keeps PyTorch's U(±1/√in); bad values are refused", () => {
+    const before = tf.memory().numTensors;
+    const m = new CaiT({ ...small, patchLayer: convStemLayer, linearInit: 'pytorch' });
+    const official = new CaiT(small);
+    try {
+      const keys = Object.keys(m.stateDict());
+      expect(keys.filter((k) => k.startsWith('patch_embed.'))).toEqual([
+        'patch_embed.stem.0.weight',
+        'patch_embed.stem.1.weight',
+        'patch_embed.stem.1.bias',
+        'patch_embed.stem.1.running_mean',
+        'patch_embed.stem.1.running_var',
+        'patch_embed.stem.3.weight',
+        'patch_embed.stem.4.weight',
+        'patch_embed.stem.4.bias',
+        'patch_embed.stem.4.running_mean',
+        'patch_embed.stem.4.running_var',
+        'patch_embed.proj.weight',
+        'patch_embed.proj.bias',
+      ]);
+      tf.tidy(() => {
+        expect(m.forward(tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 3) as tf.Tensor4D).shape).toEqual([2, 4]);
+        // PyTorch's default bound 1/√in = 1/4 for the 16-wide qkv; trunc_normal(.02) stays far inside it.
+        const w = m.stateDict()['blocks.0.attn.qkv.weight']!;
+        const std = (t: tf.Tensor) => Math.sqrt(tf.moments(t).variance.dataSync()[0]!);
+        expect(tf.max(tf.abs(w)).dataSync()[0]).toBeLessThanOrEqual(0.25);
+        expect(std(w)).toBeGreaterThan(0.1);
+        expect(std(official.stateDict()['blocks.0.attn.qkv.weight']!)).toBeLessThan(0.03);
+      });
+      expect(m.numParams()).toBe(caitParamCount({ ...small, patchLayer: convStemLayer }));
+    } finally {
+      m.dispose();
+      official.dispose();
+    }
+    expect(() => new CaiT({ ...small, linearInit: 'xavier' as never })).toThrow(/linearInit must be 'trunc_normal' or 'pytorch', got 'xavier'/);
+    expect(() => new CaiT({ ...small, patchLayer: convStemLayer, patchSize: 6, imgSize: 36 })).toThrow(/power-of-two patch size/);
+    expect(() => caitParamCount({ ...small, patchLayer: (o) => new PatchEmbed({ ...o, flatten: true }) })).toThrow(/patchEmbedLayer and convStemLayer only/);
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it('forward = head(norm(cat(cls, x))[:, 0]); avg pooling and pre-logits', () => {

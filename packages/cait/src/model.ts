@@ -14,6 +14,7 @@ import {
   Module,
   ModuleList,
   PatchEmbed,
+  ConvStemPatchEmbed,
   ShapeError,
   assignInit,
   resolveIndices,
@@ -29,6 +30,7 @@ import {
   layerScaleBlockClassAttention,
   talkingHeadAttention,
   timmMlp,
+  TalkingHeadAttention,
   type ActFactory,
   type AttentionFactory,
   type BlockFactory,
@@ -36,6 +38,18 @@ import {
   type NormFactory,
   type TokenBlockFactory,
 } from './blocks.js';
+
+/**
+ * Builds the patch embedding (official `Patch_layer`): NHWC `[B, H, W, inChans]` → tokens
+ * `[B, (H/p)·(W/p), embedDim]`, registered as `patch_embed`.
+ */
+export type PatchLayerFactory = (o: { imgSize: [number, number]; patchSize: [number, number]; inChans: number; embedDim: number }) => Module;
+
+/** The official patch embedding: one k = s = patch conv (`patch_embed.proj`). */
+export const patchEmbedLayer: PatchLayerFactory = (o) => new PatchEmbed({ ...o, flatten: true });
+
+/** A convolutional stem (core's {@link ConvStemPatchEmbed}: `patch_embed.stem.*`, `patch_embed.proj`). */
+export const convStemLayer: PatchLayerFactory = (o) => new ConvStemPatchEmbed({ ...o, flatten: true });
 
 /** Options of {@link CaiT}; defaults equal the official `cait_models` constructor's. */
 export interface CaiTOptions {
@@ -71,8 +85,22 @@ export interface CaiTOptions {
   mlpBlock?: MlpFactory;
   attnBlockTokenOnly?: AttentionFactory;
   mlpBlockTokenOnly?: MlpFactory;
+  /** Patch embedding (official `Patch_layer`); default the patchify conv. */
+  patchLayer?: PatchLayerFactory;
   /** LayerScale init value (official `init_scale`). */
   initScale?: number;
+  /**
+   * Init of every Linear: 'trunc_normal' (official `_init_weights`: std .02, zero bias) or
+   * 'pytorch' (PyTorch's default U(±1/√in), which a narrow model trained briefly needs: with std
+   * .02 its attention logits start near 0 and learn slowly).
+   */
+  linearInit?: 'trunc_normal' | 'pytorch';
+  /**
+   * Init of the talking-heads mixing layers `proj_l`/`proj_w`: 'normal' (official, trunc_normal
+   * std .02 like every Linear) or 'identity' (weight = I, bias 0: plain multi-head attention at
+   * init, which small models trained briefly need; see `cait_nano`).
+   */
+  talkingHeadsInit?: 'normal' | 'identity';
   /** Number of class-attention blocks. */
   depthTokenOnly?: number;
   /** MLP ratio of the class-attention blocks (official `mlp_ratio_clstk`). */
@@ -110,7 +138,10 @@ export const CAIT_DEFAULTS = {
   mlpBlock: timmMlp,
   attnBlockTokenOnly: classAttention,
   mlpBlockTokenOnly: timmMlp,
+  patchLayer: patchEmbedLayer,
   initScale: 1e-4,
+  linearInit: 'trunc_normal',
+  talkingHeadsInit: 'normal',
   depthTokenOnly: 2,
   mlpRatioClstk: 4,
   globalPool: 'token',
@@ -183,7 +214,7 @@ export class CaiT extends Module implements VisionModel {
 
   readonly cls_token: tf.Variable;
   readonly pos_embed: tf.Variable;
-  readonly patch_embed: PatchEmbed;
+  readonly patch_embed: Module;
   readonly pos_drop: Dropout;
   readonly blocks: ModuleList;
   readonly blocks_token_only: ModuleList;
@@ -216,6 +247,12 @@ export class CaiT extends Module implements VisionModel {
     if (this.imgSize[0] < this.patchSize[0] || this.imgSize[1] < this.patchSize[1]) {
       throw new ConfigError(`CaiT imgSize ${this.imgSize.join('x')} is smaller than one patch (${this.patchSize.join('x')})`);
     }
+    if (o.linearInit !== 'trunc_normal' && o.linearInit !== 'pytorch') {
+      throw new ConfigError(`CaiT linearInit must be 'trunc_normal' or 'pytorch', got '${String(o.linearInit)}'`);
+    }
+    if (o.talkingHeadsInit !== 'normal' && o.talkingHeadsInit !== 'identity') {
+      throw new ConfigError(`CaiT talkingHeadsInit must be 'normal' or 'identity', got '${String(o.talkingHeadsInit)}'`);
+    }
     if (o.globalPool !== 'token' && o.globalPool !== 'avg') throw new ConfigError(`CaiT globalPool must be 'token' or 'avg', got '${String(o.globalPool)}'`);
     const dim = o.embedDim;
     this.embedDim = dim;
@@ -234,12 +271,9 @@ export class CaiT extends Module implements VisionModel {
       // Registration order mirrors the official state_dict: cls_token, pos_embed, patch_embed, blocks…
       this.cls_token = this.addParameter('cls_token', initNormal([1, 1, dim]), { noWeightDecay: true });
       this.pos_embed = this.addParameter('pos_embed', initNormal([1, numPatches, dim]), { noWeightDecay: true });
-      // Porting note: timm's PatchEmbed (no norm) under the official name `patch_embed.proj`; size
-      // checks happen in `tokens()` so that `dynamicImgSize` can relax them.
-      this.patch_embed = this.register(
-        'patch_embed',
-        new PatchEmbed({ imgSize: this.imgSize, patchSize: this.patchSize, inChans: o.inChans, embedDim: dim, flatten: true }),
-      );
+      // Porting note: by default timm's PatchEmbed (no norm) under the official name
+      // `patch_embed.proj`; size checks happen in `tokens()` so that `dynamicImgSize` can relax them.
+      this.patch_embed = this.register('patch_embed', o.patchLayer({ imgSize: this.imgSize, patchSize: this.patchSize, inChans: o.inChans, embedDim: dim }));
       this.pos_drop = this.register('pos_drop', new Dropout(o.dropRate));
       // Appended one by one, so a block that throws leaves nothing unregistered (and undisposed).
       this.blocks = this.register('blocks', new ModuleList());
@@ -284,7 +318,8 @@ export class CaiT extends Module implements VisionModel {
       }
       this.norm = this.register('norm', normLayer(dim));
       this.head = this.register('head', o.numClasses > 0 ? new Linear(dim, o.numClasses) : new Identity());
-      this.initWeights();
+      this.initWeights(o.linearInit === 'trunc_normal');
+      if (o.talkingHeadsInit === 'identity') this.identityTalkingHeads();
     } catch (e) {
       // A block refused its options: release what was already allocated.
       this.dispose();
@@ -293,14 +328,30 @@ export class CaiT extends Module implements VisionModel {
   }
 
   /** The official `_init_weights`: every Linear trunc_normal(std .02) with zero bias; LayerNorms 1/0. */
-  private initWeights(): void {
+  private initWeights(linears: boolean): void {
     this.apply((m) => {
       if (m instanceof Linear) {
+        if (!linears) return;
         assignInit(m.weight, initNormal(m.weight.shape));
         if (m.bias) assignInit(m.bias, zeros(m.bias.shape));
       } else if (m instanceof LayerNorm) {
         if (m.weight) assignInit(m.weight, tf.ones(m.weight.shape));
         if (m.bias) assignInit(m.bias, zeros(m.bias.shape));
+      }
+    });
+  }
+
+  /**
+   * Porting note: not in the official code. With trunc_normal(.02) head mixing, a model with few
+   * heads starts with near-uniform, ~0.02-scaled attention whose proj_l gradients (~1e-17 in a
+   * 2-head cait_nano) sit far below Adam's eps, so token mixing never trains in a short run.
+   */
+  private identityTalkingHeads(): void {
+    this.apply((m) => {
+      if (!(m instanceof TalkingHeadAttention)) return;
+      for (const lin of [m.proj_l, m.proj_w]) {
+        assignInit(lin.weight, tf.eye(m.numHeads));
+        if (lin.bias) assignInit(lin.bias, zeros(lin.bias.shape));
       }
     });
   }

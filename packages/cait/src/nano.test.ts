@@ -10,7 +10,7 @@ const NAME = 'cait_nano';
 
 describeNanoVariant({
   name: NAME,
-  paramCount: 208_558,
+  paramCount: 224_846,
   tableParamCount: CAIT_VARIANTS.cait_nano.paramCount,
   extraTests: () => {
     it('28×28 inputs (Fashion-MNIST before resizing) give a ShapeError naming the fixed 32×32 size; dynamicImgSize: true runs them', () => {

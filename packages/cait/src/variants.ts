@@ -34,7 +34,7 @@ export function registerCaiTModels(): void {
         // timm's CaiT cfg: crop 1.0 (the official README's eval transform), bicubic, ImageNet mean/std.
         cropPct: v.cropPct ?? 1.0,
         interpolation: v.interpolation ?? 'bicubic',
-        firstConv: 'patch_embed.proj',
+        firstConv: v.firstConv ?? 'patch_embed.proj',
         classifier: 'head',
         paramCount: v.paramCount,
         top1: v.top1,

@@ -96,7 +96,7 @@ export const trainCommand: Command = {
   name: 'train',
   summary: 'Train (or fine-tune) a model on a dataset; writes checkpoints, history and plots to a run folder',
   usage:
-    'vit train --model <name> --data <spec> [--recipe default] [--epochs N] [--batch-size N] [--lr X] [--opt adamw|adam|sgd] [--sched cosine|multistep|none] [--warmup EPOCHS] [--weight-decay X] [--label-smoothing X] [--mixup A] [--cutmix A] [--drop-path X] [--img-size N] [--model-opts JSON] [--backend auto] [--seed N] [--out DIR] [--resume]',
+    'vit train --model <name> --data <spec> [--recipe default] [--epochs N] [--batch-size N] [--lr X] [--opt adamw|adam|sgd] [--sched cosine|multistep|none] [--warmup EPOCHS] [--weight-decay X] [--label-smoothing X] [--mixup A] [--cutmix A] [--drop-path X] [--crop-padding PX] [--flip P] [--img-size N] [--model-opts JSON] [--backend auto] [--seed N] [--out DIR] [--resume]',
   options: {
     model: { type: 'string' },
     data: { type: 'string' },
@@ -113,6 +113,8 @@ export const trainCommand: Command = {
     mixup: { type: 'string' },
     cutmix: { type: 'string' },
     'drop-path': { type: 'string' },
+    'crop-padding': { type: 'string' },
+    flip: { type: 'string' },
     'img-size': { type: 'string' },
     'model-opts': { type: 'string' },
     'clip-grad': { type: 'string' },
@@ -127,6 +129,7 @@ export const trainCommand: Command = {
     '  vit train --model conv2former_nano --data fashion-mnist --epochs 3',
     '  vit train --model resnet18_mrlal_cifar --data cifar10:~/cifar-10-binary.tar.gz --recipe seed-mrla --out runs/mrla',
     '  vit train --model litv2_nano --data folder:./flowers --img-size 64 --model-opts \'{"depths":[1,1,2,1]}\'',
+    '  vit train --model regionvit_nano --data fashion-mnist --epochs 4 --crop-padding 0   # no random crop: short runs fit faster',
     '  vit train --out runs/mrla --resume          # continue an interrupted run exactly where it stopped',
     '',
     DATA_SPEC_HELP,
@@ -186,6 +189,11 @@ export const trainCommand: Command = {
       labelSmoothing: fraction(pick('label-smoothing'), 'label-smoothing') ?? base.labelSmoothing,
       mixup: nonNeg(pick('mixup'), 'mixup') ?? base.mixup,
       cutmix: nonNeg(pick('cutmix'), 'cutmix') ?? base.cutmix,
+      augment: {
+        ...base.augment,
+        cropPadding: nonNegInt(pick('crop-padding'), 'crop-padding') ?? base.augment.cropPadding,
+        flip: num(pick('flip'), 'flip', (n) => n >= 0 && n <= 1, 'a probability in [0, 1]') ?? base.augment.flip,
+      },
     };
     const dropPath = fraction(pick('drop-path'), 'drop-path');
     const clipGrad = posNum(pick('clip-grad'), 'clip-grad');
@@ -228,6 +236,8 @@ export const trainCommand: Command = {
       'label-smoothing': recipe.labelSmoothing,
       mixup: recipe.mixup,
       cutmix: recipe.cutmix,
+      'crop-padding': recipe.augment.cropPadding,
+      flip: recipe.augment.flip,
       'drop-path': dropPath,
       'clip-grad': clipGrad,
       'img-size': imgSize,

@@ -6,7 +6,8 @@ import { expectClose, noLeak, seq } from './__fixtures__/helpers.js';
 import { ReLU, gelu } from './activation.js';
 import { Mlp } from './mlp.js';
 import { LayerNorm } from './norm.js';
-import { PatchEmbed } from './patch_embed.js';
+import { ConvStemPatchEmbed, PatchEmbed } from './patch_embed.js';
+import { ConfigError } from '../errors.js';
 import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
@@ -66,3 +67,52 @@ describe('PatchEmbed', () => {
     strict.dispose();
   });
 });
+
+describe('ConvStemPatchEmbed', () => {
+  it('is log2(patch) stride-2 3×3 convs (BN + GELU between, widths doubling to embedDim) with the PatchEmbed contract', () => {
+    const pe = new ConvStemPatchEmbed({ patchSize: 8, inChans: 3, embedDim: 16 });
+    expect(Object.keys(pe.stateDict())).toEqual([
+      'stem.0.weight',
+      'stem.1.weight',
+      'stem.1.bias',
+      'stem.1.running_mean',
+      'stem.1.running_var',
+      'stem.3.weight',
+      'stem.4.weight',
+      'stem.4.bias',
+      'stem.4.running_mean',
+      'stem.4.running_var',
+      'proj.weight',
+      'proj.bias',
+    ]);
+    expect(pe.stateDict()['stem.0.weight']!.shape).toEqual([3, 3, 3, 4]);
+    expect(pe.stateDict()['stem.3.weight']!.shape).toEqual([3, 3, 4, 8]);
+    expect(pe.stateDict()['proj.weight']!.shape).toEqual([3, 3, 8, 16]);
+    expect(pe.outputSize(32, 16)).toEqual([4, 2]);
+    pe.eval();
+    noLeak(() => {
+      const x = seq([2, 32, 16, 3]);
+      const tokens = pe.forward(x);
+      expect(tokens.shape).toEqual([2, 8, 16]);
+      // Row-major tokens of the stem's NHWC map.
+      const map = pe.proj.forward(pe.stem.forward(x));
+      expect(map.shape).toEqual([2, 4, 2, 16]);
+      expectClose(tf.slice(tokens, [1, 3, 0], [1, 1, 16]), Array.from(tf.slice(map, [1, 1, 1, 0], [1, 1, 1, 16]).dataSync()), 1e-6);
+    });
+    expect(() => pe.forward(tf.zeros([1, 12, 16, 3]))).toThrow('input height 12 and width 16 must be divisible by the patch size 8x8');
+    expect(() => pe.forward(tf.zeros([1, 16, 16, 1]))).toThrow(ShapeError);
+    pe.dispose();
+    const two = new ConvStemPatchEmbed({ patchSize: 2, embedDim: 6, flatten: false });
+    expect(Object.keys(two.stateDict())).toEqual(['proj.weight', 'proj.bias']);
+    noLeak(() => expect(two.forward(tf.zeros([1, 4, 6, 3])).shape).toEqual([1, 2, 3, 6]));
+    two.dispose();
+  });
+
+  it('refuses patch sizes that are not a square power of two, and widths the stem cannot halve', () => {
+    expect(() => new ConvStemPatchEmbed({ patchSize: 6, embedDim: 8 })).toThrow(/square power-of-two patch size ≥ 2.*got 6x6/);
+    expect(() => new ConvStemPatchEmbed({ patchSize: [4, 8], embedDim: 8 })).toThrow(ConfigError);
+    expect(() => new ConvStemPatchEmbed({ patchSize: 1, embedDim: 8 })).toThrow(ConfigError);
+    expect(() => new ConvStemPatchEmbed({ patchSize: 8, embedDim: 6 })).toThrow(/embedDim 6 must be divisible by 4/);
+  });
+});
+
