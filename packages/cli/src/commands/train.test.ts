@@ -33,7 +33,7 @@ describe('vit train / eval / predict', () => {
   it('trains, writes the run folder, evaluates, predicts and resumes', async () => {
     const run = join(dir, 'run');
     const before = tf.memory().numTensors;
-    const common = [...tiny, '--data', 'synthetic:60', '--img-size', '16', '--batch-size', '20', '--lr', '3e-3', '--backend', backend, '--out', run];
+    const common = [...tiny, '--data', 'synthetic:60', '--img-size', '16', '--batch-size', '20', '--lr', '3e-3', '--crop-padding', '0', '--flip', '0.25', '--backend', backend, '--out', run];
     const r = await vit('train', ...common, '--epochs', '2');
     expect(r.err).not.toMatch(/Error/);
     expect(r.code).toBe(0);
@@ -47,6 +47,8 @@ describe('vit train / eval / predict', () => {
     expect(summary.epochs).toBe(2);
     expect(summary.valTop1).toBeGreaterThanOrEqual(0);
     expect(summary.params).toBeGreaterThan(1000);
+    expect(summary.command['crop-padding']).toBe(0);
+    expect(summary.command.flip).toBe(0.25);
     const history = JSON.parse(readFileSync(join(run, 'history.json'), 'utf8'));
     expect(history.epochs).toHaveLength(2);
     expect(tf.memory().numTensors).toBe(before);
@@ -74,6 +76,8 @@ describe('vit train / eval / predict', () => {
     expect(again.out).toMatch(/epoch 3\/3/);
     expect(again.out).not.toMatch(/epoch 1\/3/);
     expect(JSON.parse(readFileSync(join(run, 'history.json'), 'utf8')).epochs).toHaveLength(3);
+    const resumed = JSON.parse(readFileSync(join(run, 'summary.json'), 'utf8'));
+    expect([resumed.command['crop-padding'], resumed.command.flip]).toEqual([0, 0.25]);
     expect(tf.memory().numTensors).toBe(before);
   }, 120_000);
 
@@ -83,6 +87,8 @@ describe('vit train / eval / predict', () => {
     expect((await vit('train', ...tiny, '--data', 'imagenet')).err).toMatch(/unknown data spec 'imagenet'/);
     expect((await vit('train', ...tiny, '--data', 'synthetic', '--recipe', 'fast')).err).toMatch(/unknown recipe 'fast'/);
     expect((await vit('train', ...tiny, '--data', 'synthetic', '--epochs', '0')).err).toMatch(/--epochs expects a positive integer/);
+    expect((await vit('train', ...tiny, '--data', 'synthetic', '--flip', '1.5')).err).toMatch(/--flip expects a probability in \[0, 1\], got '1.5'/);
+    expect((await vit('train', ...tiny, '--data', 'synthetic', '--crop-padding=-2')).err).toMatch(/--crop-padding expects an integer ≥ 0, got '-2'/);
     expect((await vit('train', ...tiny, '--data', 'synthetic', '--model-opts', '{dims')).err).toMatch(/--model-opts expects a JSON object/);
     expect((await vit('train', '--resume')).err).toMatch(/--resume needs --out/);
     expect((await vit('train', '--out', join(dir, 'nothing'), '--resume')).err).toMatch(/nothing to resume/);
