@@ -248,7 +248,7 @@ export const trainCommand: Command = {
 
     await mkdir(outDir, { recursive: true });
     const checkpoint = new ModelCheckpoint({ dir: outDir, monitor: 'valAcc', everySteps: 200 });
-    const callbacks: Callback[] = [new ProgressBar({ tty: process.stderr.isTTY }), new EpochLines(io, recipe.epochs), new HistoryWriter(join(outDir, 'history.json')), checkpoint];
+    const callbacks: Callback[] = [new ProgressBar({ tty: process.stderr.isTTY, epochLines: false }), new EpochLines(io, recipe.epochs), new HistoryWriter(join(outDir, 'history.json')), checkpoint];
 
     let trainer: Trainer;
     const loss = mixing ? new SoftTargetCrossEntropy() : new LabelSmoothingCrossEntropy(recipe.labelSmoothing);

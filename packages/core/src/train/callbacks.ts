@@ -49,6 +49,8 @@ export interface ProgressBarOptions {
   printEvery?: number;
   /** Bar width in characters (TTY mode, default 24). */
   width?: number;
+  /** Print the per-epoch summary line too (default true; false when something else prints it, as `vit train` does on stdout). */
+  epochLines?: boolean;
 }
 
 /**
@@ -60,6 +62,7 @@ export class ProgressBar implements Callback {
   private readonly tty: boolean;
   private readonly printEvery: number | undefined;
   private readonly width: number;
+  private readonly epochLines: boolean;
   private epochs = 0;
   private started = 0;
   private drawn = false;
@@ -69,6 +72,7 @@ export class ProgressBar implements Callback {
     this.tty = options.tty ?? !!this.stream.isTTY;
     this.printEvery = options.printEvery;
     this.width = options.width ?? 24;
+    this.epochLines = options.epochLines ?? true;
   }
 
   onFitStart(_t: Trainer, info: FitStartInfo): void {
@@ -111,7 +115,7 @@ export class ProgressBar implements Callback {
 
   onEpochEnd(_t: Trainer, r: EpochRecord): void {
     this.clear();
-    this.stream.write(`${formatEpochRecord(r, this.epochs)}\n`);
+    if (this.epochLines) this.stream.write(`${formatEpochRecord(r, this.epochs)}\n`);
   }
 
   onFitEnd(_t: Trainer, result: FitResult): void {

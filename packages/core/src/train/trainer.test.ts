@@ -192,10 +192,15 @@ describe('Trainer callbacks', () => {
     const model = mlp();
     let plain = '';
     let tty = '';
+    let quiet = '';
     const trainer = new Trainer({
       model,
       optimizer: adamw(model),
-      callbacks: [new ProgressBar({ stream: { write: (s: string) => (plain += s) } }), new ProgressBar({ stream: { write: (s: string) => (tty += s), isTTY: true, columns: 200 } })],
+      callbacks: [
+        new ProgressBar({ stream: { write: (s: string) => (plain += s) } }),
+        new ProgressBar({ stream: { write: (s: string) => (tty += s), isTTY: true, columns: 200 } }),
+        new ProgressBar({ stream: { write: (s: string) => (quiet += s) }, epochLines: false }),
+      ],
     });
     await trainer.fit(mlpSource(), { epochs: 2, validation: mlpSource() });
     const lines = plain.trim().split('\n');
@@ -205,6 +210,8 @@ describe('Trainer callbacks', () => {
     expect(lines[8]).toMatch(/^epoch 1\/2 \| train loss \d\.\d{4} acc [\d.]+% \| val loss \d\.\d{4} acc [\d.]+% top5 100\.00% \| lr 1\.00e-2 \| [\d.]+s [\d.]+ img\/s \(eval [\d.]+ img\/s\)$/);
     expect(tty).toMatch(/\r\x1b\[2Kepoch 1\/2 \[=*>? *\] 3\/8 /);
     expect(tty.split('\n')).toHaveLength(3); // only the two epoch lines end with a newline
+    // epochLines: false (vit train prints them on stdout): the step lines only.
+    expect(quiet.trim().split('\n')).toEqual(lines.filter((l) => !l.includes(' | ')));
     model.dispose();
     trainer.optimizer.dispose();
   });
