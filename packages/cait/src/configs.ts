@@ -65,7 +65,7 @@ export const CAIT_VARIANTS: Record<string, CaiTVariant> = {
   // self-attention blocks and 1 class-attention block, tuned to learn in a few epochs (the first
   // version, with the big models' settings, reached 32% after a Fashion-MNIST epoch; a PyTorch port
   // behaved the same): LayerScale init 0.1 (the paper's value for depth ≤ 18; at 1e-5 the
-  // self-attention gradients, ~1e-11, sit far below Adam's eps), identity talking-heads mixing,
+  // self-attention gradients, 1e-9 … 1e-18, sit far below Adam's eps), identity talking-heads mixing,
   // PyTorch's default Linear init instead of std .02, and a two-conv stem instead of the
   // patchify conv (in the PyTorch port on 5,000 images × 5 epochs: 58% → 77%).
   cait_nano: {

@@ -343,7 +343,7 @@ export class CaiT extends Module implements VisionModel {
 
   /**
    * Porting note: not in the official code. With trunc_normal(.02) head mixing, a model with few
-   * heads starts with near-uniform, ~0.02-scaled attention whose proj_l gradients (~1e-17 in a
+   * heads starts with near-uniform, ~0.02-scaled attention whose proj_l gradients (~5e-18 in a
    * 2-head cait_nano) sit far below Adam's eps, so token mixing never trains in a short run.
    */
   private identityTalkingHeads(): void {
