@@ -99,6 +99,20 @@ describe('vit train / eval / predict', () => {
     expect((await vit('predict', '--checkpoint', dir)).err).toMatch(/at least one image/);
   });
 
+  it('is reproducible: the same command and --seed give the same weights; another seed does not', async () => {
+    const run = async (name: string, seed: string) => {
+      const out = join(dir, name);
+      const r = await vit('train', ...tiny, '--data', 'synthetic:40', '--img-size', '16', '--batch-size', '20', '--epochs', '1', '--seed', seed, '--backend', backend, '--out', out, '--no-plots');
+      expect(r.code).toBe(0);
+      return readFileSync(join(out, 'final', 'model.safetensors'));
+    };
+    const a = await run('seed-a', '3');
+    const b = await run('seed-b', '3');
+    const c = await run('seed-c', '4');
+    expect(Buffer.compare(a, b)).toBe(0);
+    expect(Buffer.compare(a, c)).not.toBe(0);
+  }, 60_000);
+
   it('finds the bundled Fashion-MNIST subset', async () => {
     const bundled = bundledFashionMnistDir();
     expect(bundled).not.toBeNull();

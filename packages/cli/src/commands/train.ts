@@ -25,6 +25,7 @@ import {
   plotLearningCurves,
   plotPredictionGrid,
   writeFileAtomic,
+  withSeededRandom,
   VERSION,
   type Callback,
   type EpochRecord,
@@ -255,7 +256,9 @@ export const trainCommand: Command = {
     if (resume) {
       trainer = await Trainer.fromCheckpoint(lastDir, { callbacks, loss, schedule: scheduleFor(recipe), meta });
     } else {
-      const model = createModel(modelName, { ...modelOptions, numClasses: data.classNames.length }) as Module;
+      // Seeded init: tfjs draws an unseeded initializer's seed from Math.random, so without this two
+      // runs with the same --seed started from different weights.
+      const model = withSeededRandom(seed, () => createModel(modelName, { ...modelOptions, numClasses: data.classNames.length })) as Module;
       const optimizer = createOptimizer(model, {
         type: recipe.opt,
         lr: recipe.lr,
