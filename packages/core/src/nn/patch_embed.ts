@@ -21,6 +21,23 @@ export interface PatchEmbedOptions {
   strictImgSize?: boolean;
 }
 
+/** The patch grid of an h×w input. */
+function patchGrid(h: number, w: number, [ph, pw]: [number, number]): [number, number] {
+  return [Math.floor(h / ph), Math.floor(w / pw)];
+}
+
+/** Checks an NHWC input of a patch embedding (channels, divisibility by the patch); returns [B, H, W]. */
+function checkPatchInput(what: string, x: tf.Tensor, inChans: number, [ph, pw]: [number, number]): [number, number, number] {
+  if (x.rank !== 4 || x.shape[3] !== inChans) {
+    throw new ShapeError(`${what} expected NHWC input with ${inChans} channels, got shape [${x.shape.join(',')}]`);
+  }
+  const [b, h, w] = x.shape as [number, number, number, number];
+  if (h % ph !== 0 || w % pw !== 0) {
+    throw new ShapeError(`${what}: input height ${h} and width ${w} must be divisible by the patch size ${ph}x${pw}`);
+  }
+  return [b, h, w];
+}
+
 /** timm's `PatchEmbed`: a k = s = patch Conv2d (`proj`), optional flatten, optional `norm`. */
 export class PatchEmbed extends Module {
   readonly proj: Conv2d;
@@ -43,7 +60,7 @@ export class PatchEmbed extends Module {
     this.flatten = options.flatten ?? true;
     this.strict = options.strictImgSize ?? false;
     this.imgSize = options.imgSize === undefined ? null : toPair(options.imgSize, 'PatchEmbed imgSize');
-    this.gridSize = this.imgSize ? [Math.floor(this.imgSize[0] / this.patchSize[0]), Math.floor(this.imgSize[1] / this.patchSize[1])] : null;
+    this.gridSize = this.imgSize ? patchGrid(this.imgSize[0], this.imgSize[1], this.patchSize) : null;
     this.numPatches = this.gridSize ? this.gridSize[0] * this.gridSize[1] : null;
     this.proj = this.register('proj', new Conv2d(this.inChans, this.embedDim, this.patchSize, { stride: this.patchSize, bias: options.bias ?? true }));
     this.norm = options.norm ? this.register('norm', options.norm(this.embedDim)) : null;
@@ -51,18 +68,12 @@ export class PatchEmbed extends Module {
 
   /** The patch grid for an h×w input. */
   outputSize(h: number, w: number): [number, number] {
-    return [Math.floor(h / this.patchSize[0]), Math.floor(w / this.patchSize[1])];
+    return patchGrid(h, w, this.patchSize);
   }
 
   override forward(x: tf.Tensor): tf.Tensor {
-    if (x.rank !== 4 || x.shape[3] !== this.inChans) {
-      throw new ShapeError(`${this.typeName} expected NHWC input with ${this.inChans} channels, got shape [${x.shape.join(',')}]`);
-    }
-    const [b, h, w] = x.shape as [number, number, number, number];
+    const [b, h, w] = checkPatchInput(this.typeName, x, this.inChans, this.patchSize);
     const [ph, pw] = this.patchSize;
-    if (h % ph !== 0 || w % pw !== 0) {
-      throw new ShapeError(`${this.typeName}: input height ${h} and width ${w} must be divisible by the patch size ${ph}x${pw}`);
-    }
     if (this.strict && this.imgSize && (h !== this.imgSize[0] || w !== this.imgSize[1])) {
       throw new ShapeError(`${this.typeName} expected a ${this.imgSize[0]}x${this.imgSize[1]} input, got ${h}x${w}`);
     }
@@ -118,18 +129,12 @@ export class ConvStemPatchEmbed extends Module {
 
   /** The token grid for an h×w input. */
   outputSize(h: number, w: number): [number, number] {
-    return [Math.floor(h / this.patchSize[0]), Math.floor(w / this.patchSize[1])];
+    return patchGrid(h, w, this.patchSize);
   }
 
   override forward(x: tf.Tensor): tf.Tensor {
-    if (x.rank !== 4 || x.shape[3] !== this.inChans) {
-      throw new ShapeError(`${this.typeName} expected NHWC input with ${this.inChans} channels, got shape [${x.shape.join(',')}]`);
-    }
-    const [b, h, w] = x.shape as [number, number, number, number];
+    const [b, h, w] = checkPatchInput(this.typeName, x, this.inChans, this.patchSize);
     const [ph, pw] = this.patchSize;
-    if (h % ph !== 0 || w % pw !== 0) {
-      throw new ShapeError(`${this.typeName}: input height ${h} and width ${w} must be divisible by the patch size ${ph}x${pw}`);
-    }
     return tf.tidy(() => {
       const y = this.proj.forward(this.stem.forward(x));
       return this.flatten ? tf.reshape(y, [b, (h / ph) * (w / pw), this.embedDim]) : y;

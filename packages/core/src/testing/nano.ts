@@ -18,6 +18,8 @@ export interface DescribeNanoVariantOptions {
   tableParamCount?: number;
   /** Parameters that legitimately get no gradient at 32×32 (dotted names, in `namedParameters` order). */
   zeroGrad?: string[];
+  /** Why 28×28 inputs (Fashion-MNIST before resizing) run; adds a test that they give [1, 10] logits. */
+  runsAt28?: string;
   /** More tests for the same variant (e.g. its behaviour on 28×28 inputs), under the same leak check. */
   extraTests?: () => void;
 }
@@ -98,6 +100,20 @@ export function describeNanoVariant(o: DescribeNanoVariantOptions): void {
         m.dispose();
       }
     });
+
+    if (o.runsAt28) {
+      it(`28×28 inputs (Fashion-MNIST before resizing) run (${o.runsAt28})`, () => {
+        const m = createModel<Net>(o.name);
+        try {
+          m.eval();
+          tf.tidy(() => {
+            expect(m.forward(tf.zeros([1, 28, 28, 3]) as tf.Tensor4D).shape).toEqual([1, 10]);
+          });
+        } finally {
+          m.dispose();
+        }
+      });
+    }
 
     o.extraTests?.();
   });
