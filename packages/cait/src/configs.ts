@@ -1,4 +1,4 @@
-import { ConfigError } from '@vit/core';
+import { ConfigError, ConvStemPatchEmbed } from '@vit/core';
 import { convStemLayer, patchEmbedLayer, type CaiTOptions } from './model.js';
 
 /** One registered CaiT variant: its options and what its model card states. */
@@ -124,18 +124,7 @@ export function caitParamCount(options: CaiTOptions): number {
 
 function patchLayerParams(layer: unknown, inChans: number, p: number, pw: number, c: number): number {
   if (layer === patchEmbedLayer) return inChans * p * pw * c + c;
-  if (layer === convStemLayer) {
-    // Stride-2 3×3 convs without bias + BatchNorm, widths doubling up to c, then `proj` with bias.
-    let total = 0;
-    let cin = inChans;
-    const stages = Math.log2(p);
-    for (let i = 0; i < stages - 1; i++) {
-      const out = c / 2 ** (stages - 1 - i);
-      total += 9 * cin * out + 2 * out;
-      cin = out;
-    }
-    return total + 9 * cin * c + c;
-  }
+  if (layer === convStemLayer) return ConvStemPatchEmbed.numParams({ inChans, embedDim: c, patchSize: [p, pw] });
   throw new ConfigError('caitParamCount knows the parameters of patchEmbedLayer and convStemLayer only; build the model and use numParams() for another patchLayer');
 }
 

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { setTestBackend } from '../testing/backend.js';
 import { values } from './__fixtures__/kernel_harness.js';
-import { GRADIENT_FIXES, installGradientFixes } from './gradients.js';
+import { GRADIENT_FIXES, installGradientFixes, requireTfjsGradients } from './gradients.js';
 
 beforeAll(async () => {
   await setTestBackend();
@@ -67,6 +67,16 @@ describe('installGradientFixes', () => {
     const again = installGradientFixes();
     expect(again.sort()).toEqual([...GRADIENT_FIXES].sort());
     for (const k of GRADIENT_FIXES) expect(tf.getGradient(k), k).toBeDefined();
+  });
+});
+
+describe('requireTfjsGradients', () => {
+  it("passes with @tensorflow/tfjs imported and names the missing gradients and the import otherwise", () => {
+    expect(() => requireTfjsGradients()).not.toThrow();
+    const without = new Set([tf.Mean, tf.Conv2D]);
+    expect(() => requireTfjsGradients((k) => (without.has(k) ? undefined : tf.getGradient(k)))).toThrow(
+      /none for Mean, Conv2D\).*import '@tensorflow\/tfjs'.*tfjs-core alone registers no gradients/,
+    );
   });
 });
 

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError } from '../errors.js';
 
 /**
  * Gradients tfjs 4.22 lacks or gets wrong, registered with `tf.registerGradient` (process-wide,
@@ -258,4 +259,22 @@ export function installGradientFixes(): string[] {
   }
   if (gatherFix && tf.getGradient(tf.GatherV2) === gatherFix) done.push(tf.GatherV2);
   return done;
+}
+
+/** Kernels whose gradient every model here needs; tfjs registers them in `@tensorflow/tfjs`, not in tfjs-core. */
+const CORE_GRADIENTS: readonly string[] = [tf.Add, tf.Multiply, tf.RealDiv, tf.Sum, tf.Mean, tf.Reshape, tf.Conv2D, tf.BatchMatMul, tf.Exp];
+
+/**
+ * Throws when tfjs's own gradients are not registered: importing only `@tensorflow/tfjs-core`
+ * (plus a backend) gives a working forward pass but no backward one, and tfjs's error ("gradient
+ * function not found for RealDiv") does not say what to import. `lookup` is for tests.
+ */
+export function requireTfjsGradients(lookup: (kernelName: string) => tf.GradConfig | undefined = tf.getGradient): void {
+  const missing = CORE_GRADIENTS.filter((k) => lookup(k) === undefined);
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `tfjs's gradients are not registered (none for ${missing.join(', ')}), so nothing can be trained. ` +
+        "Add `import '@tensorflow/tfjs'` (or '@tensorflow/tfjs-node') before training: @tensorflow/tfjs-core alone registers no gradients.",
+    );
+  }
 }

@@ -53,5 +53,5 @@ export {
   type KernelReplacement,
   type InstallKernelsOptions,
 } from './install.js';
-export { installGradientFixes, GRADIENT_FIXES } from './gradients.js';
+export { installGradientFixes, requireTfjsGradients, GRADIENT_FIXES } from './gradients.js';
 export { installNodeWebGPU, registerWebGPUBackend, type DawnResult, type NodeWebGPUOptions } from './dawn.js';

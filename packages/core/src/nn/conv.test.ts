@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, ShapeError } from '../errors.js';
 import { REF } from './__fixtures__/reference.js';
 import { expectClose, noLeak, seq } from './__fixtures__/helpers.js';
-import { Conv1d, Conv2d } from './conv.js';
+import { Conv1d, Conv2d, conv2dNHWC } from './conv.js';
 import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
@@ -53,6 +53,65 @@ describe('Conv2d', () => {
       expect(tf.max(tf.abs(tf.sub(y, same))).dataSync()[0]).toBeGreaterThan(1e-2);
     });
     conv.dispose();
+  });
+
+  describe('kernel taps that only read padding', () => {
+    // [input shape, weight shape, stride, padding, dilation, groups]
+    const cases: Array<[string, number[], number[], number, number, number, number]> = [
+      ['depthwise 7×7 on 2×2', [2, 2, 2, 4], [7, 7, 4, 1], 1, 3, 1, 4],
+      ['depthwise 7×7 on 1×1', [2, 1, 1, 4], [7, 7, 4, 1], 1, 3, 1, 4],
+      ['depthwise 7×7 stride 2 on 2×2', [2, 2, 2, 4], [7, 7, 4, 1], 2, 3, 1, 4],
+      ['conv 3×3 on 1×1', [2, 1, 1, 3], [3, 3, 3, 5], 1, 1, 1, 1],
+      ['conv 5×1 on a 1×6 strip', [2, 1, 6, 3], [5, 1, 3, 2], 1, 2, 1, 1],
+      ['dilated 3×3 (5×5) on 1×1', [2, 1, 1, 3], [3, 3, 3, 2], 1, 2, 2, 1],
+      ['stride 5 past the last read row', [2, 5, 5, 2], [3, 3, 2, 3], 5, 1, 1, 1],
+    ];
+    for (const [name, xs, ws, stride, padding, dilation, groups] of cases) {
+      it(`are cut with the same output and gradients: ${name}`, () => {
+        const x = seq(xs) as tf.Tensor4D;
+        const w = seq(ws, 0.29, 0.5, 0.5) as tf.Tensor4D;
+        const spec = { stride, padding, dilation, groups };
+        // Reference: tfjs's own conv over the explicitly padded input, nothing cut; a dilated
+        // kernel is spread with zeros by a gather (tfjs has no gradient for dilated convs).
+        const spread = (ww: tf.Tensor4D): tf.Tensor4D => {
+          if (dilation === 1) return ww;
+          const [kh, kw, i, o] = ww.shape;
+          const e = (kh - 1) * dilation + 1;
+          const idx: number[] = [];
+          for (let a = 0; a < e; a++) for (let b = 0; b < e; b++) idx.push(a % dilation || b % dilation ? kh * kw : (a / dilation) * kw + b / dilation);
+          const flat = tf.concat([tf.reshape(ww, [kh * kw, i * o]), tf.zeros([1, i * o])]);
+          return tf.reshape(tf.gather(flat, tf.tensor1d(idx, 'int32')), [e, e, i, o]);
+        };
+        const ref = (xx: tf.Tensor4D, ww: tf.Tensor4D) => {
+          const xp = tf.pad(xx, [[0, 0], [padding, padding], [padding, padding], [0, 0]]);
+          return groups > 1 ? tf.depthwiseConv2d(xp, spread(ww), stride, 'valid') : tf.conv2d(xp, spread(ww), stride, 'valid');
+        };
+        const before = tf.memory().numTensors;
+        tf.tidy(() => {
+          const want = ref(x, w);
+          const got = conv2dNHWC(x, w, null, spec);
+          expect(got.shape).toEqual(want.shape);
+          expectClose(got, Array.from(want.dataSync()));
+          const dy = seq(want.shape, 0.53, 0.2);
+          const [gx, gw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(conv2dNHWC(a, b, null, spec), dy)))([x, w]);
+          const [rx, rw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(ref(a as tf.Tensor4D, b as tf.Tensor4D), dy)))([x, w]);
+          expectClose(gx!, Array.from(rx!.dataSync()));
+          expectClose(gw!, Array.from(rw!.dataSync()));
+        });
+        expect(tf.memory().numTensors).toBe(before);
+        tf.dispose([x, w]);
+      });
+    }
+
+    it('are not convolved: a 7×7 depthwise kernel on a 2×2 map runs as 3×3', async () => {
+      const x = seq([1, 2, 2, 4]) as tf.Tensor4D;
+      const w = seq([7, 7, 4, 1]) as tf.Tensor4D;
+      const info = await tf.profile(() => tf.tidy(() => conv2dNHWC(x, w, null, { padding: 3, groups: 4 })).dispose());
+      const conv = info.kernels.filter((k) => /DepthwiseConv2d/.test(k.name));
+      expect(conv.length).toBeGreaterThan(0);
+      for (const k of conv) expect(k.inputShapes[1]!.slice(0, 2)).toEqual([3, 3]);
+      tf.dispose([x, w]);
+    });
   });
 
   it('declares layouts and kinds', () => {

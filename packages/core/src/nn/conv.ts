@@ -68,10 +68,14 @@ export function conv2dNHWC(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | nu
     throw new ShapeError(`conv2d: padded input ${h + 2 * ph}x${w + 2 * pw} is smaller than the (dilated) kernel ${ekh}x${ekw}; input shape [${x.shape.join(',')}]`);
   }
   return tf.tidy((): tf.Tensor4D => {
-    let xp = x as tf.Tensor4D;
-    if (ph > 0 || pw > 0) xp = tf.pad(xp, [[0, 0], [ph, ph], [pw, pw], [0, 0]]);
     let k = weight as tf.Tensor4D;
     if (dh > 1 || dw > 1) k = dilateKernel(k, dh, dw);
+    // Kernel taps that only ever read padding (a 7×7 kernel on a 2×2 map) are cut off, and the
+    // padding with them: the result is the same, and backward does not convolve the padding.
+    const rows = usefulTaps(h, ekh, sh, ph);
+    const cols = usefulTaps(w, ekw, sw, pw);
+    if (rows.size < ekh || cols.size < ekw) k = tf.slice(k, [rows.first, cols.first, 0, 0], [rows.size, cols.size, -1, -1]);
+    const xp = padFor(x as tf.Tensor4D, rows, cols, ekh, ekw, ph, pw, sh, sw);
     const strides: [number, number] = [sh, sw];
     const b = (bias ?? undefined) as tf.Tensor1D | undefined;
     if (groups === 1) return tf.fused.conv2d({ x: xp, filter: k, strides, pad: 'valid', bias: b });
@@ -91,6 +95,60 @@ export function conv2dNHWC(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | nu
     const y = tf.concat(ys, 3);
     return b ? tf.add(y, b) : y;
   });
+}
+
+interface Taps {
+  /** First useful tap of the (dilated) kernel and how many there are. */
+  first: number;
+  size: number;
+  /** Padding before and length of the padded input that a 'valid' conv with these taps needs. */
+  before: number;
+  length: number;
+}
+
+/**
+ * The kernel taps (along one axis) that read the input for at least one output position: tap i
+ * reads `o·s + i − p` for o in [0, out), and is useless when that is outside [0, n) for every o.
+ */
+function usefulTaps(n: number, k: number, s: number, p: number): Taps {
+  const out = convOutputSize(n, k, s, p, 1);
+  const reads = (i: number) => {
+    for (let o = 0; o < out; o++) {
+      const at = o * s + i - p;
+      if (at >= 0 && at < n) return true;
+    }
+    return false;
+  };
+  let first = 0;
+  while (first < k - 1 && !reads(first)) first++;
+  let last = k - 1;
+  while (last > first && !reads(last)) last--;
+  const size = last - first + 1;
+  return { first, size, before: p - first, length: (out - 1) * s + size };
+}
+
+/**
+ * The padded input for a 'valid' conv with the useful taps: PyTorch's symmetric padding on an axis
+ * whose kernel is whole; on a cut axis, the padding the kept taps read (rows that no output reaches
+ * are dropped only when they would add an output row).
+ */
+function padFor(x: tf.Tensor4D, rows: Taps, cols: Taps, kh: number, kw: number, ph: number, pw: number, sh: number, sw: number): tf.Tensor4D {
+  const [, h, w] = x.shape;
+  const axis = (n: number, t: Taps, k: number, p: number, s: number): [number, number, number] => {
+    if (t.size === k) return [p, p, n];
+    // `before` is never negative: the tap at offset p reads input position 0 for output 0.
+    const after = t.length - t.before - n;
+    if (after >= 0) return [t.before, after, n];
+    // Input rows past the last one read: harmless unless they make one more output row.
+    const keep = t.before + n - t.size < t.length - t.size + s ? n : n + after;
+    return [t.before, 0, keep];
+  };
+  const [top, bottom, hk] = axis(h, rows, kh, ph, sh);
+  const [left, right, wk] = axis(w, cols, kw, pw, sw);
+  let y = x;
+  if (hk < h || wk < w) y = tf.slice(y, [0, 0, 0, 0], [-1, hk, wk, -1]);
+  if (top > 0 || bottom > 0 || left > 0 || right > 0) y = tf.pad(y, [[0, 0], [top, bottom], [left, right], [0, 0]]);
+  return y;
 }
 
 /** Every s-th row and column from the first, via gather (tfjs has no StridedSlice gradient). */

@@ -8,6 +8,7 @@ import { Mlp } from './mlp.js';
 import { LayerNorm } from './norm.js';
 import { ConvStemPatchEmbed, PatchEmbed } from './patch_embed.js';
 import { ConfigError } from '../errors.js';
+import { Conv2d } from './conv.js';
 import { setTestBackend } from '../testing/backend.js';
 
 beforeAll(async () => {
@@ -113,6 +114,23 @@ describe('ConvStemPatchEmbed', () => {
     expect(() => new ConvStemPatchEmbed({ patchSize: [4, 8], embedDim: 8 })).toThrow(ConfigError);
     expect(() => new ConvStemPatchEmbed({ patchSize: 1, embedDim: 8 })).toThrow(ConfigError);
     expect(() => new ConvStemPatchEmbed({ patchSize: 8, embedDim: 6 })).toThrow(/embedDim 6 must be divisible by 4/);
+    expect(() => ConvStemPatchEmbed.numParams({ patchSize: 8, embedDim: 6 })).toThrow(/embedDim 6 must be divisible by 4/);
+  });
+
+  it('states its widths and parameter count without being built', () => {
+    expect(ConvStemPatchEmbed.stemWidths(16, 192)).toEqual([24, 48, 96]);
+    expect(ConvStemPatchEmbed.stemWidths(2, 6)).toEqual([]);
+    for (const o of [
+      { patchSize: 16, inChans: 3, embedDim: 192 },
+      { patchSize: 8, inChans: 1, embedDim: 16 },
+      { patchSize: 4, embedDim: 10 },
+      { patchSize: 2, inChans: 5, embedDim: 6 },
+    ]) {
+      const pe = new ConvStemPatchEmbed(o);
+      expect(ConvStemPatchEmbed.numParams(o)).toBe(pe.numParams());
+      expect(pe.stem.children().filter((m) => m instanceof Conv2d).map((m) => (m as Conv2d).outChannels)).toEqual(ConvStemPatchEmbed.stemWidths(o.patchSize, o.embedDim));
+      pe.dispose();
+    }
   });
 });
 

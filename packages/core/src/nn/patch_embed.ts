@@ -104,27 +104,46 @@ export class ConvStemPatchEmbed extends Module {
   constructor(options: Omit<PatchEmbedOptions, 'norm' | 'bias' | 'strictImgSize'>) {
     super();
     this.patchSize = toPair(options.patchSize, 'ConvStemPatchEmbed patchSize');
-    const [p, q] = this.patchSize;
-    const stages = Math.log2(p);
-    if (p !== q || p < 2 || !Number.isInteger(stages)) {
-      throw new ConfigError(`ConvStemPatchEmbed needs a square power-of-two patch size ≥ 2 (one stride-2 conv per halving), got ${p}x${q}`);
-    }
     this.inChans = options.inChans ?? 3;
     this.embedDim = options.embedDim;
-    if (this.embedDim % 2 ** (stages - 1) !== 0) {
-      throw new ConfigError(`ConvStemPatchEmbed embedDim ${this.embedDim} must be divisible by ${2 ** (stages - 1)} (the stem halves it per stage)`);
-    }
+    const widths = ConvStemPatchEmbed.stemWidths(this.patchSize, this.embedDim);
     this.flatten = options.flatten ?? true;
     this.stem = this.register('stem', new Sequential());
     let c = this.inChans;
-    for (let i = 0; i < stages - 1; i++) {
-      const out = this.embedDim / 2 ** (stages - 1 - i);
+    for (const out of widths) {
       this.stem.append(new Conv2d(c, out, 3, { stride: 2, padding: 1, bias: false }));
       this.stem.append(new BatchNorm2d(out));
       this.stem.append(new GELU());
       c = out;
     }
     this.proj = this.register('proj', new Conv2d(c, this.embedDim, 3, { stride: 2, padding: 1 }));
+  }
+
+  /**
+   * Output widths of the stem's stride-2 convs (before `proj`): one per halving but the last,
+   * doubling up to `embedDim` (patch 16, dim 192: 24, 48, 96). Checks the patch size and width.
+   */
+  static stemWidths(patchSize: number | readonly [number, number], embedDim: number): number[] {
+    const [p, q] = toPair(patchSize, 'ConvStemPatchEmbed patchSize');
+    const stages = Math.log2(p);
+    if (p !== q || p < 2 || !Number.isInteger(stages)) {
+      throw new ConfigError(`ConvStemPatchEmbed needs a square power-of-two patch size ≥ 2 (one stride-2 conv per halving), got ${p}x${q}`);
+    }
+    if (embedDim % 2 ** (stages - 1) !== 0) {
+      throw new ConfigError(`ConvStemPatchEmbed embedDim ${embedDim} must be divisible by ${2 ** (stages - 1)} (the stem halves it per stage)`);
+    }
+    return Array.from({ length: stages - 1 }, (_, i) => embedDim / 2 ** (stages - 1 - i));
+  }
+
+  /** Parameters of a ConvStemPatchEmbed without building it (BatchNorm's weight and bias included, its running stats not). */
+  static numParams(options: { inChans?: number; embedDim: number; patchSize: number | readonly [number, number] }): number {
+    let total = 0;
+    let cin = options.inChans ?? 3;
+    for (const out of ConvStemPatchEmbed.stemWidths(options.patchSize, options.embedDim)) {
+      total += 9 * cin * out + 2 * out;
+      cin = out;
+    }
+    return total + 9 * cin * options.embedDim + options.embedDim;
   }
 
   /** The token grid for an h×w input. */

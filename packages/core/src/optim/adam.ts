@@ -28,15 +28,16 @@ abstract class AdamBase extends Optimizer {
   protected adamStep(p: tf.Variable, g: tf.Tensor, lr: number, st: ParamState): void {
     const m = this.slot(st, 'exp_avg', p);
     const v = this.slot(st, 'exp_avg_sq', p);
+    const k = (x: number) => this.scalar(x);
     // exp_avg.lerp_(grad, 1 − β1): torch's lerp switches formula at weight 0.5.
     const w = 1 - this.beta1;
-    m.assign(w < 0.5 ? tf.add(m, tf.mul(tf.sub(g, m), w)) : tf.sub(g, tf.mul(tf.sub(g, m), 1 - w)));
-    v.assign(tf.add(tf.mul(v, this.beta2), tf.mul(tf.mul(g, g), 1 - this.beta2)));
+    m.assign(w < 0.5 ? tf.add(m, tf.mul(tf.sub(g, m), k(w))) : tf.sub(g, tf.mul(tf.sub(g, m), k(1 - w))));
+    v.assign(tf.add(tf.mul(v, k(this.beta2)), tf.mul(tf.mul(g, g), k(1 - this.beta2))));
     const bc1 = 1 - Math.pow(this.beta1, st.step);
     const bc2 = 1 - Math.pow(this.beta2, st.step);
     const stepSize = lr / bc1;
-    const denom = tf.add(tf.div(tf.sqrt(v), Math.sqrt(bc2)), this.eps);
-    p.assign(tf.sub(p, tf.mul(tf.div(m, denom), stepSize)));
+    const denom = tf.add(tf.div(tf.sqrt(v), k(Math.sqrt(bc2))), k(this.eps));
+    p.assign(tf.sub(p, tf.mul(tf.div(m, denom), k(stepSize))));
   }
 
   protected slotNames(): string[] {
@@ -68,7 +69,7 @@ export class Adam extends AdamBase {
   }
 
   protected update(p: tf.Variable, g: tf.Tensor, group: ParamGroup, st: ParamState): void {
-    const grad = group.weightDecay !== 0 ? tf.add(g, tf.mul(p, group.weightDecay)) : g;
+    const grad = group.weightDecay !== 0 ? tf.add(g, tf.mul(p, this.scalar(group.weightDecay))) : g;
     this.adamStep(p, grad, group.lr, st);
   }
 
@@ -89,7 +90,7 @@ export class AdamW extends AdamBase {
   }
 
   protected update(p: tf.Variable, g: tf.Tensor, group: ParamGroup, st: ParamState): void {
-    if (group.weightDecay !== 0) p.assign(tf.mul(p, 1 - group.lr * group.weightDecay));
+    if (group.weightDecay !== 0) p.assign(tf.mul(p, this.scalar(1 - group.lr * group.weightDecay)));
     this.adamStep(p, g, group.lr, st);
   }
 

@@ -32,14 +32,14 @@ export class SGD extends Optimizer {
 
   protected update(p: tf.Variable, g: tf.Tensor, group: ParamGroup, st: ParamState): void {
     let d = g;
-    if (group.weightDecay !== 0) d = tf.add(d, tf.mul(p, group.weightDecay));
+    if (group.weightDecay !== 0) d = tf.add(d, tf.mul(p, this.scalar(group.weightDecay)));
     if (this.momentum !== 0) {
       const first = !st.slots.has('momentum_buffer');
       const buf = this.slot(st, 'momentum_buffer', p, () => tf.clone(d));
-      if (!first) buf.assign(tf.add(tf.mul(buf, this.momentum), tf.mul(d, 1 - this.dampening)));
-      d = this.nesterov ? tf.add(d, tf.mul(buf, this.momentum)) : buf;
+      if (!first) buf.assign(tf.add(tf.mul(buf, this.scalar(this.momentum)), tf.mul(d, this.scalar(1 - this.dampening))));
+      d = this.nesterov ? tf.add(d, tf.mul(buf, this.scalar(this.momentum))) : buf;
     }
-    p.assign(tf.sub(p, tf.mul(d, group.lr)));
+    p.assign(tf.sub(p, tf.mul(d, this.scalar(group.lr))));
   }
 
   protected slotNames(): string[] {

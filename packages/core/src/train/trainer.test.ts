@@ -42,6 +42,27 @@ function adamw(model: Module, lr = 1e-2) {
 const metricsOnly = (h: EpochRecord[]) => h.map(({ seconds: _s, trainImagesPerSecond: _t, valImagesPerSecond: _v, ...rest }) => rest);
 
 describe('Trainer.fit', () => {
+  it("refuses to start without tfjs's gradients, naming the import that registers them, and changes nothing", async () => {
+    // What a program that imports only @tensorflow/tfjs-core sees: tfjs keeps gradients in a global registry.
+    const registry = (globalThis as unknown as { _tfGlobals: Map<string, Map<string, tf.GradConfig>> })._tfGlobals.get('gradRegistry')!;
+    const realDiv = registry.get(tf.RealDiv)!;
+    expect(realDiv).toBeDefined();
+    const model = mlp();
+    const before = snapshot(model);
+    const trainer = new Trainer({ model, optimizer: adamw(model) });
+    registry.delete(tf.RealDiv);
+    try {
+      await expect(trainer.fit(mlpSource(), { epochs: 1 })).rejects.toThrow(/none for RealDiv.*import '@tensorflow\/tfjs'/);
+    } finally {
+      registry.set(tf.RealDiv, realDiv);
+    }
+    expect(bitEqual(snapshot(model), before)).toBe(true);
+    expect(trainer.step).toBe(0);
+    const res = await trainer.fit(mlpSource(), { epochs: 1 });
+    expect(res.status).toBe('completed');
+    model.dispose();
+  });
+
   it('fits a tiny MLP on synthetic data to ~100% training accuracy, with schedule and label smoothing', async () => {
     const model = mlp();
     const train = mlpSource();

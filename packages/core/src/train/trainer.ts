@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { requireTfjsGradients } from '../backends/gradients.js';
 import { ConfigError, ShapeError, VitError } from '../errors.js';
 import type { Batch, BatchSource } from '../data/types.js';
 import { Rng } from '../data/rng.js';
@@ -333,6 +334,7 @@ export class Trainer {
     if (!train || typeof train.epoch !== 'function') throw new ConfigError('fit needs a BatchSource (numBatches, numExamples, epoch(e))');
     if (!(train.numBatches > 0)) throw new ConfigError(`The training data has no batches (numBatches ${train.numBatches}); is the dataset smaller than one batch with dropLast?`);
     if (this.running) throw new VitError('fit is already running on this trainer', 'VIT_TRAIN');
+    requireTfjsGradients();
     this.running = true;
     this.stoppedBy = null;
     this.classNames = train.classNames;
