@@ -13,13 +13,14 @@ function posInt(v: unknown, flag: string, dflt: number): number {
 export const benchCommand: Command = {
   name: 'bench',
   summary: 'Measure forward and training-step images/s and peak memory (median of runs after warm-up)',
-  usage: 'vit bench --model <name|glob> [--backend auto] [--batch 32] [--img-size N] [--train] [--runs 5] [--warmup 2] [--json]',
+  usage: 'vit bench --model <name|glob> [--backend auto] [--batch 32] [--img-size N] [--train [--opt sgd|adamw]] [--runs 5] [--warmup 2] [--json]',
   options: {
     model: { type: 'string' },
     backend: { type: 'string' },
     batch: { type: 'string' },
     'img-size': { type: 'string' },
     train: { type: 'boolean' },
+    opt: { type: 'string' },
     runs: { type: 'string' },
     warmup: { type: 'string' },
     json: { type: 'boolean' },
@@ -28,9 +29,12 @@ export const benchCommand: Command = {
     'Examples:',
     '  vit bench --model cait_xxs24_224 --batch 8',
     "  vit bench --model '*_nano' --train --backend wasm --json",
+    '  vit bench --model conv2former_nano --train --opt adamw --batch 128 --backend wasm',
     '',
     'Forward runs in eval mode; --train also times a training step (forward, cross entropy, backward,',
-    'SGD update) in train mode. Peak memory is the largest tensor memory seen during a phase.',
+    'update) in train mode. The update is plain SGD by default; --opt adamw runs what `vit train`',
+    "runs (AdamW and the gradient norm it reads back every step), so its images/s predict training's.",
+    'Peak memory is the largest tensor memory seen during a phase.',
     'For comparisons across backends, run tools/bench/run.mjs (ratios against tensorflow in one run).',
   ].join('\n'),
   async run({ values }, io) {
@@ -43,6 +47,9 @@ export const benchCommand: Command = {
     const warmup = values.warmup === undefined ? 2 : Number(values.warmup);
     if (!Number.isInteger(warmup) || warmup < 0) throw new UsageError(`--warmup expects an integer ≥ 0, got '${String(values.warmup)}'`);
     const size = values['img-size'] === undefined ? undefined : posInt(values['img-size'], 'img-size', 1);
+    const optimizer = (values.opt ?? 'sgd') as string;
+    if (optimizer !== 'sgd' && optimizer !== 'adamw') throw new UsageError(`--opt expects sgd or adamw, got '${optimizer}'`);
+    if (values.opt !== undefined && values.train !== true) throw new UsageError('--opt sets the training step\'s update: add --train');
     const backend = await useBackend(values.backend ?? 'auto');
     const results: Array<{ model: string } & BenchmarkResult> = [];
     for (const name of names) {
@@ -50,12 +57,12 @@ export const benchCommand: Command = {
       const inputSize = size ?? card.inputSize[0];
       const model = createModel(name, size ? { imgSize: size } : {}) as Module;
       try {
-        const r = await benchmarkModel(model, { batchSize, inputSize, channels: card.inputSize[2], train: values.train === true, runs, warmup });
+        const r = await benchmarkModel(model, { batchSize, inputSize, channels: card.inputSize[2], train: values.train === true, optimizer, runs, warmup });
         results.push({ model: name, ...r });
         if (!values.json) {
           io.out(
             `${name.padEnd(28)} ${String(inputSize).padStart(4)}px  batch ${batchSize}  fwd ${r.forwardImagesPerSec?.toFixed(1) ?? '—'} img/s` +
-              (values.train ? `  train ${r.trainImagesPerSec?.toFixed(1) ?? '—'} img/s` : '') +
+              (values.train ? `  train (${optimizer}) ${r.trainImagesPerSec?.toFixed(1) ?? '—'} img/s` : '') +
               `  peak ${formatBytes(r.peakBytes)}  (${backend})`,
           );
         }
@@ -63,7 +70,7 @@ export const benchCommand: Command = {
         model.dispose();
       }
     }
-    if (values.json) io.out(JSON.stringify({ backend, batchSize, runs, warmup, results }, null, 2));
+    if (values.json) io.out(JSON.stringify({ backend, batchSize, runs, warmup, ...(values.train ? { optimizer } : {}), results }, null, 2));
     return EXIT.OK;
   },
 };

@@ -141,4 +141,21 @@ describe('vit bench', () => {
     expect((await vit('bench', '--model', 'nothing_*')).err).toMatch(/no registered model matches/);
     expect((await vit('bench')).code).toBe(2);
   });
+
+  it("--opt adamw times the training step `vit train` runs; bad or misplaced --opt is a usage error", async () => {
+    const before = tf.memory().numTensors;
+    const r = await vit('bench', '--model', 'cait_nano', '--batch', '2', '--runs', '1', '--warmup', '0', '--train', '--opt', 'adamw', '--json', '--backend', backend);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.optimizer).toBe('adamw');
+    expect(j.results[0].train.leakedTensors).toBe(0);
+    expect(j.results[0].trainImagesPerSec).toBeGreaterThan(0);
+    expect(tf.memory().numTensors).toBe(before);
+    const text = await vit('bench', '--model', 'cait_nano', '--batch', '1', '--runs', '1', '--warmup', '0', '--train', '--opt', 'adamw', '--backend', backend);
+    expect(text.out).toMatch(/train \(adamw\) [\d.]+ img\/s/);
+    const bad = await vit('bench', '--model', 'cait_nano', '--train', '--opt', 'lamb');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--opt expects sgd or adamw, got 'lamb'/);
+    expect((await vit('bench', '--model', 'cait_nano', '--opt', 'adamw')).err).toMatch(/add --train/);
+  });
 });

@@ -52,6 +52,22 @@ describe('benchmarkModel', () => {
     m.dispose();
   });
 
+  it("times the Trainer's update with optimizer 'adamw' (moments held during the step, freed after)", async () => {
+    const m = new Tiny();
+    const before = tf.memory().numTensors;
+    const opts = { batchSize: 2, inputSize: [8, 6] as [number, number], warmup: 1, runs: 2, forward: false };
+    const sgd = await benchmarkModel(m, opts);
+    const adamw = await benchmarkModel(m, { ...opts, optimizer: 'adamw' });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(adamw.train!.leakedTensors).toBe(0);
+    expect(adamw.train!.runsMs).toHaveLength(2);
+    expect([sgd.optimizer, adamw.optimizer]).toEqual(['sgd', 'adamw']);
+    // AdamW's two moments per parameter are alive during its steps; SGD keeps no state.
+    expect(adamw.train!.peakBytes!).toBeGreaterThan(sgd.train!.peakBytes! + 4 * m.numParams());
+    await expect(benchmarkModel(m, { ...opts, optimizer: 'adam' as 'sgd' })).rejects.toThrow(/optimizer must be 'sgd' or 'adamw', got 'adam'/);
+    m.dispose();
+  });
+
   it('runs only the phases asked for and stops a phase at maxPhaseMs', async () => {
     const m = new Tiny();
     const r = await benchmarkModel(m, { batchSize: 1, inputSize: 4, train: false, warmup: 0, runs: 50, maxPhaseMs: 0, memory: false });

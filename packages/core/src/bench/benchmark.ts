@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
 import type { Module } from '../nn/module.js';
+import { AdamW } from '../optim/adam.js';
+import { globalNorm } from '../optim/clip.js';
 
 /** A model the benchmark can drive: NHWC in, logits `[B, classes]` out. */
 export interface BenchmarkableModel extends Pick<Module, 'train' | 'eval' | 'parameters' | 'numParams'> {
@@ -16,7 +18,7 @@ export interface BenchmarkOptions {
   channels?: number;
   /** Measure inference (eval mode, no gradients); default true. */
   forward?: boolean;
-  /** Measure a training step: forward, softmax cross-entropy on random labels, backward, SGD update (train mode); default true. */
+  /** Measure a training step: forward, softmax cross-entropy on random labels, backward, update (`optimizer`; train mode); default true. */
   train?: boolean;
   /** Untimed runs before timing each phase: WebGPU compiles shaders, wasm and tensorflow warm caches (default 2). */
   warmup?: number;
@@ -26,7 +28,13 @@ export interface BenchmarkOptions {
   maxPhaseMs?: number;
   /** Measure peak tensor memory with `tf.profile` in one extra, untimed run per phase (default true). */
   memory?: boolean;
-  /** Learning rate of the SGD step (default 1e-3; small so repeated steps stay finite). */
+  /**
+   * The update of a training step. 'sgd' (default): tfjs's plain SGD, the backward pass's cost and
+   * little else. 'adamw': what `Trainer` runs (our AdamW with weight decay 0.05, plus the global
+   * gradient norm it reads back every step), so the images/s predict `fit`'s speed.
+   */
+  optimizer?: 'sgd' | 'adamw';
+  /** Learning rate of the update (default 1e-3; small so repeated steps stay finite). */
   learningRate?: number;
   /** Seed of the random input and labels (default 0). */
   seed?: number;
@@ -63,6 +71,8 @@ export interface BenchmarkResult {
   train?: PhaseResult;
   forwardImagesPerSec?: number;
   trainImagesPerSec?: number;
+  /** The training step's update (present when the training step was measured). */
+  optimizer?: 'sgd' | 'adamw';
   /** Largest `peakBytes` over the measured phases. */
   peakBytes?: number;
 }
@@ -83,7 +93,7 @@ function positiveInt(name: string, v: number, min = 1): number {
 /**
  * Throughput and peak memory of one model on the current backend. Each step ends with an
  * `await data()` of its result so asynchronous backends (WebGPU) are timed to completion, not to
- * submission. The model's parameters change during the training phase (SGD steps); its mode is
+ * submission. The model's parameters change during the training phase (update steps); its mode is
  * eval afterwards.
  */
 export async function benchmarkModel(model: BenchmarkableModel, options: BenchmarkOptions = {}): Promise<BenchmarkResult> {
@@ -103,7 +113,11 @@ export async function benchmarkModel(model: BenchmarkableModel, options: Benchma
   const x = tf.randomNormal(inputShape, 0, 1, 'float32', seed) as tf.Tensor4D;
   const result: BenchmarkResult = { backend: tf.getBackend(), batchSize, inputShape, params: model.numParams(), baseBytes: tf.memory().numBytes };
   const vars = model.parameters({ trainableOnly: true });
-  const optimizer = tf.train.sgd(options.learningRate ?? 1e-3);
+  const kind = options.optimizer ?? 'sgd';
+  if (kind !== 'sgd' && kind !== 'adamw') throw new ConfigError(`benchmark: optimizer must be 'sgd' or 'adamw', got '${String(kind)}'`);
+  const lr = options.learningRate ?? 1e-3;
+  const sgd = kind === 'sgd' ? tf.train.sgd(lr) : undefined;
+  const adamw = kind === 'adamw' ? new AdamW(vars, { lr, weightDecay: 0.05 }) : undefined;
   let labels: tf.Tensor | undefined;
 
   const forwardStep = async () => {
@@ -111,14 +125,29 @@ export async function benchmarkModel(model: BenchmarkableModel, options: Benchma
     await y.data();
     y.dispose();
   };
+  const lossOf = () => {
+    const logits = model.forward(x) as tf.Tensor2D;
+    labels ??= tf.keep(tf.oneHot(tf.randomUniform([batchSize], 0, logits.shape[1]!, 'int32', seed + 1) as tf.Tensor1D, logits.shape[1]!));
+    return tf.losses.softmaxCrossEntropy(labels, logits) as tf.Scalar;
+  };
   const trainStep = async () => {
+    if (adamw) {
+      // As Trainer.trainStep: gradients, their global norm read back with the loss, then the update.
+      const { value, grads, norm } = tf.tidy(() => {
+        const r = tf.variableGrads(lossOf, vars);
+        return { ...r, norm: globalNorm(r.grads) };
+      });
+      try {
+        await Promise.all([value.data(), norm.data()]);
+        adamw.step(grads);
+      } finally {
+        tf.dispose([value, norm, ...Object.values(grads)]);
+      }
+      return;
+    }
     const loss = tf.tidy(() => {
-      const { value, grads } = tf.variableGrads(() => {
-        const logits = model.forward(x) as tf.Tensor2D;
-        labels ??= tf.keep(tf.oneHot(tf.randomUniform([batchSize], 0, logits.shape[1]!, 'int32', seed + 1) as tf.Tensor1D, logits.shape[1]!));
-        return tf.losses.softmaxCrossEntropy(labels, logits) as tf.Scalar;
-      }, vars);
-      optimizer.applyGradients(grads);
+      const { value, grads } = tf.variableGrads(lossOf, vars);
+      sgd!.applyGradients(grads);
       return value;
     });
     await loss.data();
@@ -180,13 +209,15 @@ export async function benchmarkModel(model: BenchmarkableModel, options: Benchma
     if (doTrain) {
       model.train();
       result.train = await phase('train', trainStep);
+      result.optimizer = kind;
       result.trainImagesPerSec = result.train.imagesPerSec;
     }
   } finally {
     model.eval();
     x.dispose();
     labels?.dispose();
-    optimizer.dispose();
+    sgd?.dispose();
+    adamw?.dispose();
   }
   const peaks = [result.forward?.peakBytes, result.train?.peakBytes].filter((p): p is number => p !== undefined);
   if (peaks.length) result.peakBytes = Math.max(...peaks);

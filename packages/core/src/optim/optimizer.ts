@@ -317,8 +317,7 @@ export abstract class Optimizer {
     }
     if (problems.length) throw new VitError(`Cannot load optimizer state (${problems.length} problem${problems.length > 1 ? 's' : ''}); nothing was changed:\n  ${problems.join('\n  ')}`, 'VIT_OPTIM');
 
-    for (const st of this.state.values()) for (const v of st.slots.values()) v.dispose();
-    this.state.clear();
+    this.dispose();
     sd.groups.forEach((sg, i) => {
       const g = this.paramGroups[i]!;
       g.lr = sg.lr;
@@ -339,10 +338,14 @@ export abstract class Optimizer {
   /** The slot names this optimizer keeps per parameter. */
   protected abstract slotNames(): string[];
 
-  /** Disposes the optimizer's state tensors (not the parameters). */
+  /**
+   * Disposes the optimizer's state tensors (not the parameters) and forgets the step counts. The
+   * optimizer can still step afterwards, starting from fresh state.
+   */
   dispose(): void {
     for (const st of this.state.values()) for (const v of st.slots.values()) v.dispose();
     this.state.clear();
+    this.stepCount = 0;
   }
 }
 

@@ -190,6 +190,26 @@ describe('optimizer behaviour', () => {
     for (const v of used.dataSync()) expect(v).toBeCloseTo(1 * (1 - 0.05) - 0.1, 6);
   });
 
+  it('dispose frees the state tensors and leaves an optimizer that starts afresh', () => {
+    const a = tf.variable(tf.ones([3]));
+    const b = tf.variable(tf.ones([2, 2]));
+    live.push(a, b);
+    const opt = new AdamW([['a', a], ['b', b]], { lr: 0.1 });
+    const loss = () => tf.add(tf.sum(tf.square(a)), tf.sum(b)) as tf.Scalar;
+    const before = tf.memory().numTensors;
+    tf.dispose(opt.minimize(loss));
+    expect(tf.memory().numTensors).toBe(before + 4); // exp_avg and exp_avg_sq of each
+    opt.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    expect(opt.paramState(a)).toBeUndefined();
+    expect(opt.stepCount).toBe(0);
+    expect(Object.keys(opt.stateDict().tensors)).toEqual([]);
+    tf.dispose(opt.minimize(loss));
+    expect(opt.paramState(a)!.step).toBe(1);
+    opt.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('validates its inputs and its state', () => {
     const v = tf.variable(tf.zeros([2, 2]));
     live.push(v);
