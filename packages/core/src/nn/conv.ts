@@ -75,7 +75,7 @@ export function conv2dNHWC(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | nu
     const rows = usefulTaps(h, ekh, sh, ph);
     const cols = usefulTaps(w, ekw, sw, pw);
     if (rows.size < ekh || cols.size < ekw) k = tf.slice(k, [rows.first, cols.first, 0, 0], [rows.size, cols.size, -1, -1]);
-    const xp = padFor(x as tf.Tensor4D, rows, cols, ekh, ekw, ph, pw, sh, sw);
+    const xp = padFor(x as tf.Tensor4D, rows, cols);
     const strides: [number, number] = [sh, sw];
     const b = (bias ?? undefined) as tf.Tensor1D | undefined;
     if (groups === 1) return tf.fused.conv2d({ x: xp, filter: k, strides, pad: 'valid', bias: b });
@@ -101,14 +101,17 @@ interface Taps {
   /** First useful tap of the (dilated) kernel and how many there are. */
   first: number;
   size: number;
-  /** Padding before and length of the padded input that a 'valid' conv with these taps needs. */
+  /** Zero padding before and after the input, and how many input rows to keep, for a 'valid' conv with these taps. */
   before: number;
-  length: number;
+  after: number;
+  keep: number;
 }
 
 /**
  * The kernel taps (along one axis) that read the input for at least one output position: tap i
  * reads `o·s + i − p` for o in [0, out), and is useless when that is outside [0, n) for every o.
+ * A whole kernel keeps PyTorch's symmetric padding; a cut one gets the padding its taps read, and
+ * input rows past the last one read are dropped.
  */
 function usefulTaps(n: number, k: number, s: number, p: number): Taps {
   const out = convOutputSize(n, k, s, p, 1);
@@ -124,30 +127,21 @@ function usefulTaps(n: number, k: number, s: number, p: number): Taps {
   let last = k - 1;
   while (last > first && !reads(last)) last--;
   const size = last - first + 1;
-  return { first, size, before: p - first, length: (out - 1) * s + size };
+  if (size === k) return { first, size, before: p, after: p, keep: n };
+  // `before` is never negative: the tap at offset p reads input position 0 for output 0.
+  const before = p - first;
+  const after = (out - 1) * s + size - before - n;
+  return { first, size, before, after: Math.max(0, after), keep: n + Math.min(0, after) };
 }
 
-/**
- * The padded input for a 'valid' conv with the useful taps: PyTorch's symmetric padding on an axis
- * whose kernel is whole; on a cut axis, the padding the kept taps read (rows that no output reaches
- * are dropped only when they would add an output row).
- */
-function padFor(x: tf.Tensor4D, rows: Taps, cols: Taps, kh: number, kw: number, ph: number, pw: number, sh: number, sw: number): tf.Tensor4D {
+/** The input padded (and cropped) as `usefulTaps` says, for a 'valid' conv. */
+function padFor(x: tf.Tensor4D, rows: Taps, cols: Taps): tf.Tensor4D {
   const [, h, w] = x.shape;
-  const axis = (n: number, t: Taps, k: number, p: number, s: number): [number, number, number] => {
-    if (t.size === k) return [p, p, n];
-    // `before` is never negative: the tap at offset p reads input position 0 for output 0.
-    const after = t.length - t.before - n;
-    if (after >= 0) return [t.before, after, n];
-    // Input rows past the last one read: harmless unless they make one more output row.
-    const keep = t.before + n - t.size < t.length - t.size + s ? n : n + after;
-    return [t.before, 0, keep];
-  };
-  const [top, bottom, hk] = axis(h, rows, kh, ph, sh);
-  const [left, right, wk] = axis(w, cols, kw, pw, sw);
   let y = x;
-  if (hk < h || wk < w) y = tf.slice(y, [0, 0, 0, 0], [-1, hk, wk, -1]);
-  if (top > 0 || bottom > 0 || left > 0 || right > 0) y = tf.pad(y, [[0, 0], [top, bottom], [left, right], [0, 0]]);
+  if (rows.keep < h || cols.keep < w) y = tf.slice(y, [0, 0, 0, 0], [-1, rows.keep, cols.keep, -1]);
+  if (rows.before > 0 || rows.after > 0 || cols.before > 0 || cols.after > 0) {
+    y = tf.pad(y, [[0, 0], [rows.before, rows.after], [cols.before, cols.after], [0, 0]]);
+  }
   return y;
 }
 
