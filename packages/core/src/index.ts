@@ -1,4 +1,5 @@
 export * from './errors.js';
+export * from './autodiff/index.js';
 export * from './nn/index.js';
 export * from './ops/index.js';
 export * from './weights/index.js';

@@ -3,6 +3,8 @@ import { ConfigError } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import { AdamW } from '../optim/adam.js';
 import { globalNorm } from '../optim/clip.js';
+import { valueAndGrads } from '../autodiff/grad.js';
+import { measurePeakBytes } from './memory.js';
 
 /** A model the benchmark can drive: NHWC in, logits `[B, classes]` out. */
 export interface BenchmarkableModel extends Pick<Module, 'train' | 'eval' | 'parameters' | 'numParams'> {
@@ -26,7 +28,7 @@ export interface BenchmarkOptions {
   runs?: number;
   /** Stop timing a phase early once this many milliseconds are spent (after at least one timed run). */
   maxPhaseMs?: number;
-  /** Measure peak tensor memory with `tf.profile` in one extra, untimed run per phase (default true). */
+  /** Measure peak tensor memory (`measurePeakBytes`) in one extra, untimed run per phase (default true). */
   memory?: boolean;
   /**
    * The update of a training step. 'sgd' (default): tfjs's plain SGD, the backward pass's cost and
@@ -53,8 +55,14 @@ export interface PhaseResult {
   imagesPerSec: number;
   /** The first warm-up run (shader compilation, first-call allocation). */
   firstMs: number;
-  /** Peak bytes of live tensors during one step (weights and optimizer state included), from `tf.profile`. */
+  /** Peak bytes of tensor buffers alive during one step (weights and optimizer state included); distinct buffers (`measurePeakBytes`). */
   peakBytes?: number;
+  /**
+   * What one step adds at its peak to what was alive before it (weights, optimizer state, the
+   * input): activations, what autodiff saves, gradients. The counterpart of PyTorch's peak RSS
+   * over the built model (`../shared/perf`'s `train_extra_mb`).
+   */
+  stepBytes?: number;
   /** Tensors a step left behind (should be 0; the benchmark disposes what it creates). */
   leakedTensors: number;
 }
@@ -134,7 +142,7 @@ export async function benchmarkModel(model: BenchmarkableModel, options: Benchma
     if (adamw) {
       // As Trainer.trainStep: gradients, their global norm read back with the loss, then the update.
       const { value, grads, norm } = tf.tidy(() => {
-        const r = tf.variableGrads(lossOf, vars);
+        const r = valueAndGrads(lossOf, vars);
         return { ...r, norm: globalNorm(r.grads) };
       });
       try {
@@ -146,7 +154,7 @@ export async function benchmarkModel(model: BenchmarkableModel, options: Benchma
       return;
     }
     const loss = tf.tidy(() => {
-      const { value, grads } = tf.variableGrads(lossOf, vars);
+      const { value, grads } = valueAndGrads(lossOf, vars);
       sgd!.applyGradients(grads);
       return value;
     });
@@ -189,13 +197,11 @@ export async function benchmarkModel(model: BenchmarkableModel, options: Benchma
       leakedTensors,
     };
     if (memory) {
-      // tf.profile's peak counts every live tensor (weights included); awaiting the step inside keeps the async read in scope.
-      const info = await tf.profile(async () => {
-        await step();
-        return tf.scalar(0);
-      });
-      (info.result as tf.Tensor).dispose();
-      r.peakBytes = info.peakBytes;
+      // Distinct buffers (tf.profile counts a buffer again for every tensor sharing it), over the
+      // weights, optimizer state and input alive before the step.
+      const m = await measurePeakBytes(step);
+      r.peakBytes = m.startBytes + m.peakBytes;
+      r.stepBytes = m.peakBytes;
     }
     return r;
   };

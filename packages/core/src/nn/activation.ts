@@ -15,9 +15,33 @@ export function gelu(x: tf.Tensor, approximate: GeluApproximate = 'none'): tf.Te
       return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
     }
     if (approximate !== 'none') throw new ConfigError(`GELU approximate must be 'none' or 'tanh', got '${String(approximate)}'`);
-    return tf.mul(tf.mul(0.5, x), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+    return geluErf(x);
   });
 }
+
+/**
+ * Exact GELU as one differentiable op: the composed form (4 kernels) keeps x, x/√2, erf(·)+1 and
+ * 0.5·x for its backward pass; this keeps x alone and computes dx = dy·(Φ(x) + x·φ(x)) from it.
+ * The forward runs the composed form's kernels, so values are bit-identical to it.
+ */
+export function geluErf(x: tf.Tensor): tf.Tensor {
+  const op = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([xi]);
+    return {
+      value: tf.mul(tf.mul(0.5, xi), tf.add(1, tf.erf(tf.mul(xi, Math.SQRT1_2)))),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const s = saved[0]!;
+          const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.mul(s, Math.SQRT1_2))));
+          const pdf = tf.mul(INV_SQRT_2PI, tf.exp(tf.mul(-0.5, tf.square(s))));
+          return tf.mul(dy, tf.add(cdf, tf.mul(s, pdf)));
+        }),
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return op(x);
+}
+
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 export class GELU extends Module {
   readonly approximate: GeluApproximate;

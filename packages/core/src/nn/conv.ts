@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
 import { kaimingUniform, uniform } from './init.js';
+import { isRecording } from '../autodiff/checkpoint.js';
 import { Module } from './module.js';
 
 export type Pair = number | readonly [number, number];
@@ -75,27 +76,63 @@ export function conv2dNHWC(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | nu
     const rows = usefulTaps(h, ekh, sh, ph);
     const cols = usefulTaps(w, ekw, sw, pw);
     if (rows.size < ekh || cols.size < ekw) k = tf.slice(k, [rows.first, cols.first, 0, 0], [rows.size, cols.size, -1, -1]);
-    const xp = padFor(x as tf.Tensor4D, rows, cols);
+    // The conv pads by itself (explicit padding): a padded copy of x would be one more
+    // activation-sized buffer, and the one autodiff keeps for the backward pass. Only a cut kernel
+    // that also drops trailing input rows needs the input sliced (and then padded) first.
+    const crop = rows.keep < h || cols.keep < w;
+    const xp = crop ? padFor(x as tf.Tensor4D, rows, cols) : (x as tf.Tensor4D);
+    const pad: 'valid' | tf.backend_util.ExplicitPadding =
+      crop || (rows.before === 0 && rows.after === 0 && cols.before === 0 && cols.after === 0)
+        ? 'valid'
+        : [
+            [0, 0],
+            [rows.before, rows.after],
+            [cols.before, cols.after],
+            [0, 0],
+          ];
     const strides: [number, number] = [sh, sw];
     const b = (bias ?? undefined) as tf.Tensor1D | undefined;
-    if (groups === 1) return tf.fused.conv2d({ x: xp, filter: k, strides, pad: 'valid', bias: b });
+    // Under a gradient tape tfjs's fused conv (a customGrad) also keeps its output for the backward
+    // pass, which a linear activation never reads: one more activation-sized buffer whenever the
+    // next op keeps nothing (a residual add). The plain conv keeps x and the filter only.
+    if (isRecording()) {
+      let y: tf.Tensor4D;
+      if (groups === 1) y = tf.conv2d(xp, k, strides, pad);
+      else if (groups === c && (wi === c || wi === 1)) {
+        const m = wi === c ? wo : wo / c;
+        if (wi === 1) k = tf.reshape(k, [k.shape[0], k.shape[1], c, m]);
+        y = sh !== sw ? subsample(tf.depthwiseConv2d(xp, k, 1, pad as DwPad), sh, sw) : tf.depthwiseConv2d(xp, k, strides, pad as DwPad);
+      } else {
+        const xs = tf.split(xp, groups, 3) as tf.Tensor4D[];
+        const ks = tf.split(k, groups, 3);
+        y = tf.concat(xs.map((xi, g) => tf.conv2d(xi, ks[g]! as tf.Tensor4D, strides, pad)), 3);
+      }
+      return b ? tf.add(y, b) : y;
+    }
+    if (groups === 1) return tf.fused.conv2d({ x: xp, filter: k, strides, pad, bias: b });
     if (groups === c && (wi === c || wi === 1)) {
       const m = wi === c ? wo : wo / c;
       if (wi === 1) k = tf.reshape(k, [k.shape[0], k.shape[1], c, m]);
       // TF's DepthwiseConv2dNative only takes equal strides; subsample a stride-1 result otherwise.
       if (sh !== sw) {
-        const full = tf.fused.depthwiseConv2d({ x: xp, filter: k, strides: 1, pad: 'valid', bias: b });
+        const full = tf.fused.depthwiseConv2d({ x: xp, filter: k, strides: 1, pad: pad as DwPad, bias: b });
         return subsample(full, sh, sw);
       }
-      return tf.fused.depthwiseConv2d({ x: xp, filter: k, strides, pad: 'valid', bias: b });
+      return tf.fused.depthwiseConv2d({ x: xp, filter: k, strides, pad: pad as DwPad, bias: b });
     }
     const xs = tf.split(xp, groups, 3) as tf.Tensor4D[];
     const ks = tf.split(k, groups, 3);
-    const ys = xs.map((xi, g) => tf.conv2d(xi, ks[g]! as tf.Tensor4D, strides, 'valid'));
+    const ys = xs.map((xi, g) => tf.conv2d(xi, ks[g]! as tf.Tensor4D, strides, pad));
     const y = tf.concat(ys, 3);
     return b ? tf.add(y, b) : y;
   });
 }
+
+/**
+ * tfjs types fused depthwise padding without the explicit form, but its kernels and gradients
+ * compute the geometry with `computeConv2DInfo`, which takes it (tests check every backend).
+ */
+type DwPad = 'valid' | 'same' | number;
 
 interface Taps {
   /** First useful tap of the (dilated) kernel and how many there are. */

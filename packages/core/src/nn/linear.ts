@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
+import { isRecording } from '../autodiff/checkpoint.js';
 import { kaimingUniform, uniform } from './init.js';
 import { Module } from './module.js';
 
@@ -45,8 +46,13 @@ export class Linear extends Module {
     return tf.tidy(() => {
       const lead = shape.slice(0, -1);
       const x2 = shape.length === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, this.inFeatures]) as tf.Tensor2D;
-      // Fused matmul+bias: one kernel on GPU backends, same gradients.
-      const y = tf.fused.matMul({ a: x2, b: this.weight as tf.Tensor2D, bias: this.bias ?? undefined });
+      // Fused matmul+bias: one kernel. Under a gradient tape, plain matMul + add: tfjs's fused op
+      // (a customGrad) would also keep its output for a backward pass that never reads it.
+      const y = isRecording()
+        ? this.bias
+          ? tf.add(tf.matMul(x2, this.weight), this.bias)
+          : tf.matMul(x2, this.weight)
+        : tf.fused.matMul({ a: x2, b: this.weight as tf.Tensor2D, bias: this.bias ?? undefined });
       return shape.length === 2 ? y : tf.reshape(y, [...lead, this.outFeatures]);
     });
   }

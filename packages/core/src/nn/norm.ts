@@ -1,15 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
+import { isRecomputing } from '../autodiff/checkpoint.js';
+import { batchNormTrain, layerNormLastAxis } from '../ops/norm.js';
 import { Module } from './module.js';
 
 function positiveInt(what: string, v: number): void {
   if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`${what} must be a positive integer, got ${v}`);
-}
-
-/** (x − mean)/√(var + eps) over the last axis, biased variance as PyTorch. */
-function normalizeLastAxis(x: tf.Tensor, eps: number): tf.Tensor {
-  const { mean, variance } = tf.moments(x, -1, true);
-  return tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
 }
 
 export interface LayerNormOptions {
@@ -40,12 +36,7 @@ export class LayerNorm extends Module {
     if (x.rank < 1 || x.shape[x.rank - 1] !== this.normalizedShape) {
       throw new ShapeError(`${this.typeName} expected input [..., ${this.normalizedShape}], got shape [${x.shape.join(',')}]`);
     }
-    return tf.tidy(() => {
-      let y = normalizeLastAxis(x, this.eps);
-      if (this.weight) y = tf.mul(y, this.weight);
-      if (this.bias) y = tf.add(y, this.bias);
-      return y;
-    });
+    return layerNormLastAxis(x, this.weight, this.bias, this.eps);
   }
 }
 
@@ -91,10 +82,9 @@ export class LayerNorm2d extends Module {
       throw new ShapeError(`${this.typeName} expected NHWC input with ${this.numChannels} channels, got shape [${x.shape.join(',')}]`);
     }
     return tf.tidy(() => {
-      const y = normalizeLastAxis(x, this.eps);
       const w = this.paramShape.length === 1 ? this.weight : tf.reshape(this.weight, [this.numChannels]);
       const b = this.paramShape.length === 1 ? this.bias : tf.reshape(this.bias, [this.numChannels]);
-      return tf.add(tf.mul(y, w), b);
+      return layerNormLastAxis(x, w, b, this.eps);
     });
   }
 }
@@ -146,26 +136,28 @@ export class BatchNorm2d extends Module {
     if (useBatchStats && n <= 1) {
       throw new ShapeError(`${this.typeName} in training needs more than 1 value per channel, got input shape [${x.shape.join(',')}]`);
     }
-    return tf.tidy(() => {
-      let mean: tf.Tensor;
-      let variance: tf.Tensor;
-      if (useBatchStats) {
-        ({ mean, variance } = tf.moments(x, [0, 1, 2]));
-        if (this.training && this.running_mean && this.running_var) {
+    if (useBatchStats) {
+      // One op with its own gradient: it keeps x and the statistics for the backward pass, not
+      // the 4 activation-sized tensors of the composed form.
+      const { y, mean, variance } = batchNormTrain(x as tf.Tensor4D, this.weight, this.bias, this.eps);
+      try {
+        if (this.training && this.running_mean && this.running_var && !isRecomputing()) {
           const m = this.momentum;
-          const bm = mean;
-          const bv = variance;
-          // `assign` is not taped, so the update adds nothing to any gradient; the variables keep
-          // their new data when this tidy disposes the temporaries.
+          // `assign` is not taped, so the update adds nothing to any gradient. A checkpointed
+          // block's backward pass runs its forward again; that second pass must not count.
           tf.tidy(() => {
-            this.running_mean!.assign(tf.add(tf.mul(this.running_mean!, 1 - m), tf.mul(bm, m)));
-            this.running_var!.assign(tf.add(tf.mul(this.running_var!, 1 - m), tf.mul(bv, (m * n) / (n - 1))));
+            this.running_mean!.assign(tf.add(tf.mul(this.running_mean!, 1 - m), tf.mul(mean, m)));
+            this.running_var!.assign(tf.add(tf.mul(this.running_var!, 1 - m), tf.mul(variance, (m * n) / (n - 1))));
           });
         }
-      } else {
-        mean = this.running_mean!;
-        variance = this.running_var!;
+      } finally {
+        tf.dispose([mean, variance]);
       }
+      return y;
+    }
+    return tf.tidy(() => {
+      const mean = this.running_mean!;
+      const variance = this.running_var!;
       let scale = tf.rsqrt(tf.add(variance, this.eps));
       if (this.weight) scale = tf.mul(scale, this.weight);
       const y = tf.mul(tf.sub(x, mean), scale);

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { valueAndGrads } from '../autodiff/grad.js';
 import { ConfigError, VitError } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { paramGroupsWeightDecay, type WeightDecayGroupOptions } from './param_groups.js';
@@ -155,9 +156,9 @@ export abstract class Optimizer {
     return this.paramGroups.flatMap((g) => g.params.map((p) => [p.name, p.variable] as NamedVariable));
   }
 
-  /** `tf.variableGrads` over this optimizer's trainable parameters. The caller disposes the results. */
+  /** The loss and its gradients over this optimizer's trainable parameters (`valueAndGrads`). The caller disposes the results. */
   computeGradients(loss: () => tf.Scalar): { value: tf.Scalar; grads: tf.NamedTensorMap } {
-    return tf.variableGrads(loss, this.variables());
+    return valueAndGrads(loss, this.variables());
   }
 
   /**

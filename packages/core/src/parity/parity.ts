@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { valueAndGradsOf } from '../autodiff/grad.js';
 import { FormatError } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import { getArchitecture } from '../registry/registry.js';
@@ -101,7 +102,8 @@ export function parityOutputs(golden: GoldenCase, result: ParityResult): Record<
       }
       const probe = golden.tensors.get('golden.probe');
       if (probe && golden.tensors.has('golden.grad.input')) {
-        o['golden.grad.input'] = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(model.forward(inp as tf.Tensor4D), probe)))(x);
+        const g = valueAndGradsOf(() => tf.sum(tf.mul(model.forward(x as tf.Tensor4D), probe)), [x]);
+        o['golden.grad.input'] = g.grads[0]!;
       }
       return o;
     });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { valueAndGrads } from '../autodiff/grad.js';
 import { requireTfjsGradients } from '../backends/gradients.js';
 import { ConfigError, ShapeError, VitError } from '../errors.js';
 import type { Batch, BatchSource } from '../data/types.js';
@@ -487,7 +488,7 @@ export class Trainer {
       out = withSeededRandom(this.rng, () =>
         tf.tidy(() => {
           let pred: tf.Tensor | undefined;
-          const { value, grads } = tf.variableGrads(() => {
+          const { value, grads } = valueAndGrads(() => {
             const logits = this.checkLogits(this.model.forward(batch.x), n, numClasses);
             pred = tf.keep(tf.argMax(logits, -1));
             return this.loss.forward(logits, batch.y);

@@ -1,0 +1,110 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * Normalisation layers as single differentiable ops with hand-written gradients (`tf.customGrad`).
+ * Composed from tfjs kernels, a LayerNorm or a training BatchNorm keeps 3–5 activation-sized
+ * tensors for its backward pass (x − μ, its square, x̂, x̂·γ…); these keep only their input x
+ * (usually kept anyway: it is the previous layer's output) and the per-row or per-channel
+ * statistics, as PyTorch's native kernels do, and recompute x̂ in the backward pass. The forward
+ * runs the same kernels in the same order as the composed form, so values are bit-identical to it;
+ * gradients agree to float rounding (tests compare both on every backend).
+ */
+
+type CustomGradFn = Parameters<typeof tf.customGrad>[0];
+
+/** μ and 1/√(σ² + eps) over `axes` (kept dims), biased variance: the kernels of `tf.moments`. */
+function statistics(x: tf.Tensor, axes: number[], eps: number): { mean: tf.Tensor; variance: tf.Tensor; rstd: tf.Tensor } {
+  const mean = tf.mean(x, axes, true);
+  const variance = tf.mean(tf.square(tf.sub(x, mean)), axes, true);
+  return { mean, variance, rstd: tf.rsqrt(tf.add(variance, eps)) };
+}
+
+export interface BatchNormTrainResult {
+  /** (x − μ)/√(σ² + eps)·γ + β. */
+  y: tf.Tensor4D;
+  /** Batch mean `[C]` (not differentiable; for the running statistics). */
+  mean: tf.Tensor1D;
+  /** Biased batch variance `[C]` (not differentiable). */
+  variance: tf.Tensor1D;
+}
+
+/**
+ * BatchNorm of an NHWC map with batch statistics over N, H, W (training mode), `gamma`/`beta`
+ * `[C]` or null. Backward (PyTorch's): with x̂ recomputed from the saved x, μ, 1/σ,
+ * dβ = Σdy, dγ = Σdy·x̂, dx = γ/σ·(dy − dβ/N − x̂·dγ/N).
+ */
+export function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor | null, beta: tf.Tensor | null, eps: number): BatchNormTrainResult {
+  const c = x.shape[3];
+  const n = x.shape[0] * x.shape[1] * x.shape[2];
+  let stats: [tf.Tensor1D, tf.Tensor1D] | undefined;
+  const g = gamma ?? tf.ones([c]);
+  const b = beta ?? tf.zeros([c]);
+  const op = tf.customGrad(((xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor, save: tf.GradSaveFunc) => {
+    const { mean, variance, rstd } = statistics(xi, [0, 1, 2], eps);
+    // As the composed layer: (x − μ)·(rstd·γ) + β.
+    const y = tf.add(tf.mul(tf.sub(xi, mean), tf.mul(rstd, gi)), bi);
+    stats = [tf.keep(tf.reshape(mean, [c])), tf.keep(tf.reshape(variance, [c]))];
+    save([xi, mean, rstd, gi]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [sx, sm, sr, sg] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+          const xhat = tf.mul(tf.sub(sx, sm), sr);
+          const dbeta = tf.sum(dy, [0, 1, 2]);
+          const dgamma = tf.sum(tf.mul(dy, xhat), [0, 1, 2]);
+          const k = tf.mul(tf.reshape(sr, [c]), sg);
+          const dx = tf.mul(tf.sub(tf.sub(dy, tf.div(dbeta, n)), tf.mul(xhat, tf.div(dgamma, n))), k);
+          return [dx, dgamma, dbeta];
+        }),
+    };
+  }) as unknown as CustomGradFn);
+  try {
+    const y = op(x, g, b) as tf.Tensor4D;
+    return { y, mean: stats![0], variance: stats![1] };
+  } finally {
+    if (!gamma) g.dispose();
+    if (!beta) b.dispose();
+  }
+}
+
+/**
+ * LayerNorm over the last axis, `gamma`/`beta` `[C]` or null. Saves x, μ and 1/σ per row.
+ * Backward: x̂ recomputed; with ĝ = dy·γ, dx = (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))/σ, dγ = Σdy·x̂,
+ * dβ = Σdy over the rows.
+ */
+export function layerNormLastAxis(x: tf.Tensor, gamma: tf.Tensor | null, beta: tf.Tensor | null, eps: number): tf.Tensor {
+  const c = x.shape[x.rank - 1]!;
+  const last = x.rank - 1;
+  const rows = Array.from({ length: last }, (_, i) => i);
+  const inputs: tf.Tensor[] = [x];
+  if (gamma) inputs.push(gamma);
+  if (beta) inputs.push(beta);
+  const op = tf.customGrad(((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const [xi, gi, bi] = [args[0] as tf.Tensor, gamma ? (args[1] as tf.Tensor) : null, beta ? (args[gamma ? 2 : 1] as tf.Tensor) : null];
+    const { mean, rstd } = statistics(xi, [last], eps);
+    // As the composed layer: (x − μ)·rstd, then ·γ, then +β.
+    let y = tf.mul(tf.sub(xi, mean), rstd);
+    if (gi) y = tf.mul(y, gi);
+    if (bi) y = tf.add(y, bi);
+    save(gi ? [xi, mean, rstd, gi] : [xi, mean, rstd]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [sx, sm, sr, sg] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | undefined];
+          const xhat = tf.mul(tf.sub(sx, sm), sr);
+          const gh = sg ? tf.mul(dy, sg) : dy;
+          const m1 = tf.mean(gh, last, true);
+          const m2 = tf.mean(tf.mul(gh, xhat), last, true);
+          const dx = tf.mul(tf.sub(tf.sub(gh, m1), tf.mul(xhat, m2)), sr);
+          const out: tf.Tensor[] = [dx];
+          if (sg) out.push(tf.reshape(tf.sum(tf.mul(dy, xhat), rows), [c]));
+          if (beta) out.push(tf.reshape(tf.sum(dy, rows), [c]));
+          return out;
+        }),
+    };
+  }) as unknown as CustomGradFn);
+  return op(...inputs);
+}
