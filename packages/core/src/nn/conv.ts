@@ -80,16 +80,24 @@ export function conv2dNHWC(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | nu
     // activation-sized buffer, and the one autodiff keeps for the backward pass. Only a cut kernel
     // that also drops trailing input rows needs the input sliced (and then padded) first.
     const crop = rows.keep < h || cols.keep < w;
-    const xp = crop ? padFor(x as tf.Tensor4D, rows, cols) : (x as tf.Tensor4D);
-    const pad: 'valid' | tf.backend_util.ExplicitPadding =
-      crop || (rows.before === 0 && rows.after === 0 && cols.before === 0 && cols.after === 0)
+    const none = rows.before === 0 && rows.after === 0 && cols.before === 0 && cols.after === 0;
+    // tfjs-node's kernels take only 'valid' and 'same': 'same' where TF's padding is PyTorch's
+    // (odd kernels at stride 1), else a padded copy.
+    const explicitOk = tf.getBackend() !== 'tensorflow';
+    const same = !crop && !none && tfSamePads(h, rows.size, sh, rows) && tfSamePads(w, cols.size, sw, cols);
+    const copy = crop || (!none && !explicitOk && !same);
+    const xp = copy ? padFor(x as tf.Tensor4D, rows, cols) : (x as tf.Tensor4D);
+    const pad: 'valid' | 'same' | tf.backend_util.ExplicitPadding =
+      copy || none
         ? 'valid'
-        : [
-            [0, 0],
-            [rows.before, rows.after],
-            [cols.before, cols.after],
-            [0, 0],
-          ];
+        : explicitOk
+          ? [
+              [0, 0],
+              [rows.before, rows.after],
+              [cols.before, cols.after],
+              [0, 0],
+            ]
+          : 'same';
     const strides: [number, number] = [sh, sw];
     const b = (bias ?? undefined) as tf.Tensor1D | undefined;
     // Under a gradient tape tfjs's fused conv (a customGrad) also keeps its output for the backward
@@ -169,6 +177,14 @@ function usefulTaps(n: number, k: number, s: number, p: number): Taps {
   const before = p - first;
   const after = (out - 1) * s + size - before - n;
   return { first, size, before, after: Math.max(0, after), keep: n + Math.min(0, after) };
+}
+
+/** Whether TF's 'same' padding of n by a kernel of k at stride s is `taps`' (before, after) with the same output size. */
+function tfSamePads(n: number, k: number, s: number, taps: Taps): boolean {
+  const out = Math.ceil(n / s);
+  const total = Math.max((out - 1) * s + k - n, 0);
+  const before = Math.floor(total / 2);
+  return taps.before === taps.after && before === taps.before && total - before === taps.after && out === convOutputSize(n, k, s, taps.before, 1);
 }
 
 /** The input padded (and cropped) as `usefulTaps` says, for a 'valid' conv. */

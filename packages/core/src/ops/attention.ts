@@ -54,11 +54,61 @@ export function attentionWeights(q: tf.Tensor, k: tf.Tensor, options: AttentionO
   });
 }
 
-/** softmax(scale·q·kᵀ + bias, masked)·v. q `[…, Nq, d]`, k `[…, Nk, d]`, v `[…, Nk, dv]` → `[…, Nq, dv]`. */
+/**
+ * softmax(scale·q·kᵀ + bias, masked)·v. q `[…, Nq, d]`, k `[…, Nk, d]`, v `[…, Nk, dv]` → `[…, Nq, dv]`.
+ *
+ * One differentiable op when q, k and v share their leading dims: it keeps q, k, v and the
+ * probabilities P for the backward pass (the composed form also keeps scale·q), and computes
+ * dV = Pᵀ·dO, dS = P ⊙ (dO·Vᵀ − rowsum(dO·Vᵀ ⊙ P)) (zero where masked), dQ = scale·dS·K,
+ * dK = dSᵀ·(scale·Q), dbias = dS summed to the bias's shape. The forward runs the composed form's
+ * kernels, so values are identical to it.
+ */
 export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, options: AttentionOptions = {}): tf.Tensor {
   if (v.rank !== k.rank || v.shape[v.rank - 2] !== k.shape[k.rank - 2]) {
     throw new ShapeError(`attention expected v [..., Nk, dv] matching k [..., Nk, d], got k [${k.shape.join(',')}], v [${v.shape.join(',')}]`);
   }
   if (options.scale !== undefined && !Number.isFinite(options.scale)) throw new ConfigError(`attention scale must be finite, got ${options.scale}`);
-  return tf.tidy(() => tf.matMul(attentionWeights(q, k, options), v));
+  const lead = (t: tf.Tensor) => t.shape.slice(0, -2).join(',');
+  const sameLead = lead(q) === lead(k) && lead(k) === lead(v);
+  if (!sameLead || q.rank < 2) return tf.tidy(() => tf.matMul(attentionWeights(q, k, options), v));
+  const d = q.shape[q.rank - 1]!;
+  if (k.shape[k.rank - 1] !== d) {
+    throw new ShapeError(`attention expected q [..., Nq, d] and k [..., Nk, d] of equal rank and d, got q [${q.shape.join(',')}], k [${k.shape.join(',')}]`);
+  }
+  const scale = options.scale ?? 1 / Math.sqrt(d);
+  const { bias, mask } = options;
+  const keepOf = () => (mask ? (mask.dtype === 'bool' ? mask : tf.notEqual(mask, 0)) : null);
+  const inputs = bias ? [q, k, v, bias] : [q, k, v];
+  const op = tf.customGrad(((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const [qi, ki, vi, bi] = args as tf.Tensor[];
+    // The composed form's kernels, in its order.
+    let logits = tf.matMul(tf.mul(qi!, scale), ki!, false, true);
+    if (bi) logits = tf.add(logits, bi);
+    const keep = keepOf();
+    if (keep) logits = tf.where(tf.broadcastTo(keep, logits.shape), logits, tf.broadcastTo(tf.scalar(options.maskValue ?? FLOAT32_MIN), logits.shape));
+    const p = tf.softmax(logits);
+    // The mask is saved too: the caller's copy is usually gone by the backward pass.
+    save(keep ? [qi!, ki!, vi!, p, keep] : [qi!, ki!, vi!, p]);
+    return {
+      value: tf.matMul(p, vi!),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [sq, sk, sv, sp, km] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | undefined];
+          const dv = tf.matMul(sp, dy, true, false);
+          const dp = tf.matMul(dy, sv, false, true);
+          let ds = tf.mul(sp, tf.sub(dp, tf.sum(tf.mul(dp, sp), -1, true)));
+          if (km) ds = tf.where(tf.broadcastTo(km, ds.shape), ds, tf.zerosLike(ds));
+          const dq = tf.mul(tf.matMul(ds, sk), scale);
+          const dk = tf.matMul(ds, tf.mul(sq, scale), true, false);
+          const out = [dq, dk, dv];
+          if (bi) {
+            const axes = tf.backend_util.getReductionAxes(bi.shape, ds.shape);
+            out.push(tf.reshape(axes.length ? tf.sum(ds, axes) : ds, bi.shape));
+          }
+          return out;
+        }),
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return op(...inputs);
 }

@@ -22,9 +22,9 @@ function statistics(x: tf.Tensor, axes: number[], eps: number): { mean: tf.Tenso
 export interface BatchNormTrainResult {
   /** (x − μ)/√(σ² + eps)·γ + β. */
   y: tf.Tensor4D;
-  /** Batch mean `[C]` (not differentiable; for the running statistics). */
+  /** Batch mean `[C]` (not differentiable; for the running statistics). The caller disposes it. */
   mean: tf.Tensor1D;
-  /** Biased batch variance `[C]` (not differentiable). */
+  /** Biased batch variance `[C]` (not differentiable). The caller disposes it. */
   variance: tf.Tensor1D;
 }
 
