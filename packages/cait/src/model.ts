@@ -449,6 +449,11 @@ export class CaiT extends Module implements VisionModel {
   }
 
   /** Replaces the classifier with a fresh `Linear(embedDim, n)` (timm's init), or Identity for 0. */
+  /** `setGradCheckpointing` recomputes each self-attention and class-attention block. */
+  protected override gradCheckpointUnits(): Module[] {
+    return [...this.blocks, ...this.blocks_token_only];
+  }
+
   resetClassifier(numClasses: number): void {
     if (!Number.isInteger(numClasses) || numClasses < 0) throw new ConfigError(`resetClassifier expects a non-negative integer, got ${numClasses}`);
     this.head.dispose();

@@ -321,6 +321,11 @@ export class Conv2Former extends Module implements VisionModel {
     });
   }
 
+  /** `setGradCheckpointing` recomputes each block of every stage. */
+  protected override gradCheckpointUnits(): Module[] {
+    return [...this.stages].flatMap((s) => [...s]);
+  }
+
   resetClassifier(numClasses: number): void {
     if (!Number.isInteger(numClasses) || numClasses < 0) {
       throw new ConfigError(`resetClassifier: numClasses must be a non-negative integer, got ${numClasses}`);

@@ -355,6 +355,11 @@ export class LITv2 extends Module implements VisionModel {
     });
   }
 
+  /** `setGradCheckpointing` recomputes each block of every stage (the DTM downsamples are kept). */
+  protected override gradCheckpointUnits(): Module[] {
+    return [...this.layers].flatMap((l) => [...l.blocks]);
+  }
+
   resetClassifier(numClasses: number): void {
     if (!Number.isInteger(numClasses) || numClasses < 0) {
       throw new ConfigError(`resetClassifier: numClasses must be a non-negative integer, got ${numClasses}`);

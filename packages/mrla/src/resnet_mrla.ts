@@ -250,6 +250,11 @@ export class ResNetMRLA extends Module implements VisionModel {
     return this.fc;
   }
 
+  /** `setGradCheckpointing` recomputes each residual block (with its MRLA layer) of every stage. */
+  protected override gradCheckpointUnits(): Module[] {
+    return this.stages.flatMap((s) => [...s]);
+  }
+
   resetClassifier(numClasses: number): void {
     if (!Number.isInteger(numClasses) || numClasses < 0) throw new ConfigError(`numClasses must be a non-negative integer, got ${numClasses}`);
     this.fc.dispose();

@@ -293,6 +293,11 @@ export class RegionViT extends Module implements VisionModel {
   }
 
   /** Replaces the classifier (0 → Identity: the logits are the pooled features). */
+  /** `setGradCheckpointing` recomputes each regional-to-local block of every stage. */
+  protected override gradCheckpointUnits(): Module[] {
+    return [...this.layers].flatMap((l) => l.blocks);
+  }
+
   resetClassifier(numClasses: number): void {
     if (!Number.isInteger(numClasses) || numClasses < 0) throw new ConfigError(`resetClassifier expects a non-negative integer, got ${numClasses}`);
     this.head.dispose();

@@ -19,6 +19,13 @@ import { vjp } from './grad.js';
 let recomputing = 0;
 const PLAIN = Symbol('vit.plainForward');
 
+let recomputations = 0;
+
+/** How many checkpointed forwards have been recomputed in this process (for tests and benchmarks). */
+export function recomputeCount(): number {
+  return recomputations;
+}
+
 /** True while a checkpointed function's forward runs again in the backward pass. */
 export function isRecomputing(): boolean {
   return recomputing > 0;
@@ -82,9 +89,12 @@ export function checkpoint<T extends tf.Tensor | tf.Tensor[]>(fn: (...inputs: tf
     backwardsFunc: (dy, saved) => {
       const dys = Array.isArray(dy) ? dy : [dy];
       recomputing++;
+      recomputations++;
       let r: { values: tf.Tensor[]; grads: Array<tf.Tensor | null> };
+      // Only float inputs have gradients (a boolean mask passed along has none).
+      const diff = saved.map((t, i) => (t.dtype === 'float32' ? i : -1)).filter((i) => i >= 0);
       try {
-        const xs = [...saved, ...params];
+        const xs = [...diff.map((i) => saved[i]!), ...params];
         r = withDraws(draws, true, () =>
           vjp(
             () => {
@@ -100,8 +110,11 @@ export function checkpoint<T extends tf.Tensor | tf.Tensor[]>(fn: (...inputs: tf
       }
       tf.dispose(r.values);
       const grads: Record<string, () => tf.Tensor> = {};
+      const at = new Map<number, number>();
+      diff.forEach((i, j) => at.set(i, j));
       all.forEach((t, i) => {
-        const g = r.grads[i] ?? tf.zeros(t.shape, 'float32');
+        const j = i < inputs.length ? at.get(i) : diff.length + (i - inputs.length);
+        const g = (j === undefined ? null : r.grads[j]) ?? tf.zeros(t.shape, 'float32');
         grads[i] = () => g;
       });
       return grads;
@@ -125,25 +138,18 @@ export function setModuleCheckpointing(modules: Iterable<Module>, enable: boolea
       holder[PLAIN] = plain;
       holder.forward = function (this: Module, ...args: unknown[]) {
         if (!isRecording()) return plain.apply(this, args);
-        const tensorAt: number[] = [];
-        args.forEach((a, i) => {
-          if (a instanceof tf.Tensor) tensorAt.push(i);
-        });
-        if (tensorAt.length === 0) throw new ConfigError(`${m.constructor.name}: a checkpointed forward needs at least one tensor argument`);
+        // Tensors anywhere in the arguments (a mask inside an options object too) are inputs: the
+        // recomputation runs after the caller has freed its own copies.
+        const { leaves, rebuild } = tensorLeaves(args);
+        if (leaves.length === 0) throw new ConfigError(`${m.constructor.name}: a checkpointed forward needs at least one tensor argument`);
         const run = (...ts: tf.Tensor[]) => {
-          const full = [...args];
-          tensorAt.forEach((at, j) => (full[at] = ts[j]));
-          const y = plain.apply(this, full);
+          const y = plain.apply(this, rebuild(ts));
           if (!(y instanceof tf.Tensor) && !(Array.isArray(y) && y.every((t) => t instanceof tf.Tensor))) {
             throw new ConfigError(`${m.constructor.name}: a checkpointed forward must return a tensor or an array of tensors`);
           }
           return y as tf.Tensor | tf.Tensor[];
         };
-        return checkpoint(
-          run,
-          tensorAt.map((i) => args[i] as tf.Tensor),
-          m.parameters({ trainableOnly: true }),
-        );
+        return checkpoint(run, leaves, m.parameters({ trainableOnly: true }));
       };
     } else if (holder[PLAIN]) {
       holder.forward = holder[PLAIN];
@@ -151,6 +157,37 @@ export function setModuleCheckpointing(modules: Iterable<Module>, enable: boolea
     }
   }
 }
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null);
+
+/** The tensors in `args` (at the top level, in arrays and plain objects) and a way to rebuild `args` with others in their places. */
+function tensorLeaves(args: unknown[]): { leaves: tf.Tensor[]; rebuild: (ts: tf.Tensor[]) => unknown[] } {
+  const leaves: tf.Tensor[] = [];
+  const walk = (v: unknown): unknown => {
+    if (v instanceof tf.Tensor) {
+      leaves.push(v);
+      return LEAF;
+    }
+    if (Array.isArray(v)) return v.map(walk);
+    if (isPlainObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+    return v;
+  };
+  const shape = args.map(walk);
+  const rebuild = (ts: tf.Tensor[]) => {
+    let i = 0;
+    const fill = (v: unknown): unknown => {
+      if (v === LEAF) return ts[i++];
+      if (Array.isArray(v)) return v.map(fill);
+      if (isPlainObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, fill(x)]));
+      return v;
+    };
+    return shape.map(fill);
+  };
+  return { leaves, rebuild };
+}
+
+const LEAF = Symbol('vit.tensorLeaf');
 
 /** Whether `setModuleCheckpointing` wrapped this module's forward. */
 export function isCheckpointed(m: Module): boolean {

@@ -1,4 +1,4 @@
 export { valueAndGrads, valueAndGradsOf } from './grad.js';
 export type { GradsResult } from './grad.js';
 export { vjp } from './grad.js';
-export { checkpoint, isCheckpointed, isRecomputing, isRecording, setModuleCheckpointing } from './checkpoint.js';
+export { checkpoint, isCheckpointed, isRecomputing, isRecording, recomputeCount, setModuleCheckpointing } from './checkpoint.js';

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, WeightLoadError, type WeightProblem } from '../errors.js';
+import { setModuleCheckpointing } from '../autodiff/checkpoint.js';
 
 /**
  * How a parameter's layout differs from PyTorch's. `weights/convert.ts` is the one place that
@@ -294,6 +295,32 @@ export abstract class Module {
   }
 
   /** Number of parameter elements, each shared variable counted once (PyTorch's `sum(p.numel())`). */
+  /**
+   * Activation checkpointing, timm's `set_grad_checkpointing`: each of `gradCheckpointUnits()`
+   * (a model's blocks) runs its forward without keeping intermediates for the backward pass, which
+   * recomputes them (`@vit/core` `checkpoint`). Gradients are unchanged; a training step then holds
+   * one tensor per block instead of all of every block's, for about one more forward pass of work.
+   */
+  setGradCheckpointing(enable = true): this {
+    const units = this.gradCheckpointUnits();
+    if (units.length === 0) throw new ConfigError(`${this.typeName} has no blocks to checkpoint (it does not override gradCheckpointUnits())`);
+    setModuleCheckpointing(units, enable);
+    this.gradCheckpointingOn = enable;
+    return this;
+  }
+
+  /** Whether `setGradCheckpointing(true)` is in effect. */
+  get gradCheckpointing(): boolean {
+    return this.gradCheckpointingOn;
+  }
+
+  private gradCheckpointingOn = false;
+
+  /** The modules `setGradCheckpointing` recomputes (a model's blocks); none by default. */
+  protected gradCheckpointUnits(): Module[] {
+    return [];
+  }
+
   numParams(options: { trainableOnly?: boolean } = {}): number {
     return this.parameters(options).reduce((s, v) => s + v.size, 0);
   }

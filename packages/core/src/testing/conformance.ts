@@ -1,5 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { recomputeCount } from '../autodiff/checkpoint.js';
+import { valueAndGrads } from '../autodiff/grad.js';
 import { ShapeError } from '../errors.js';
+import { withSeededRandom } from '../train/random.js';
 import type { Module } from '../nn/module.js';
 import { isVisionModel, type VisionModel } from '../registry/contract.js';
 import { createModel, type CreateModelOptions } from '../registry/registry.js';
@@ -130,6 +133,58 @@ export function checkGradients(s: ConformanceSubject, model: VisionModel): void 
   }
 }
 
+/**
+ * `setGradCheckpointing(true)` changes no gradient (the recomputed blocks run the same kernels;
+ * random draws are replayed, so this runs with whatever dropout the variant has), leaves the
+ * BatchNorm running statistics as one plain step does, and `setGradCheckpointing(false)` restores
+ * the plain forward.
+ */
+export function checkGradCheckpointing(s: ConformanceSubject, model: VisionModel): void {
+  const named = model.namedParameters({ trainableOnly: true });
+  const buffersBefore = model.buffers().map((b) => b.clone());
+  model.train();
+  const step = (): { grads: tf.Tensor[]; buffers: tf.Tensor[] } => {
+    for (const [b, v] of model.buffers().map((b, i) => [b, buffersBefore[i]!] as const)) b.assign(v);
+    return withSeededRandom(11, () =>
+      tf.tidy(() => {
+        const x = seededInput(s.inputShape, 8);
+        const probe = tf.randomNormal([s.inputShape[0], model.numClasses], 0, 1, 'float32', 9);
+        const { value, grads } = valueAndGrads(() => tf.sum(tf.mul(model.forward(x), probe)) as tf.Scalar, named.map(([, v]) => v));
+        return { grads: [value, ...named.map(([, v]) => grads[v.name] ?? tf.zeros(v.shape))], buffers: model.buffers().map((b) => b.clone()) };
+      }),
+    );
+  };
+  try {
+    const plain = step();
+    model.setGradCheckpointing(true);
+    if (!model.gradCheckpointing) throw new ConformanceError(s.name, 'grad checkpointing', 'gradCheckpointing is false after setGradCheckpointing(true)');
+    const runs = recomputeCount();
+    const ckpt = step();
+    const recomputed = recomputeCount() - runs;
+    model.setGradCheckpointing(false);
+    const problems: string[] = [];
+    const names = ['loss', ...named.map(([n]) => n)];
+    plain.grads.forEach((g, i) => {
+      const d = maxAbsDiff(g, ckpt.grads[i]!);
+      const scale = Math.max(1, tf.tidy(() => tf.max(tf.abs(g)).dataSync()[0]!));
+      if (!(d <= 1e-6 * scale)) problems.push(`${names[i]}: differs by ${d}`);
+    });
+    plain.buffers.forEach((b, i) => {
+      const d = maxAbsDiff(b, ckpt.buffers[i]!);
+      if (d !== 0) problems.push(`buffer ${i}: differs by ${d} (a recomputed forward updated running statistics?)`);
+    });
+    tf.dispose([...plain.grads, ...plain.buffers, ...ckpt.grads, ...ckpt.buffers]);
+    if (model.gradCheckpointing) problems.push('gradCheckpointing is still true after setGradCheckpointing(false)');
+    if (recomputed === 0) problems.push('no block was recomputed in the backward pass');
+    if (problems.length) throw new ConformanceError(s.name, 'grad checkpointing', problems.join('; '));
+  } finally {
+    model.setGradCheckpointing(false);
+    for (const [b, v] of model.buffers().map((b, i) => [b, buffersBefore[i]!] as const)) b.assign(v);
+    tf.dispose(buffersBefore);
+    model.eval();
+  }
+}
+
 /** A fresh model loaded with this one's state dict gives identical outputs. */
 export function checkStateDictRoundTrip(s: ConformanceSubject, model: VisionModel): void {
   const other = asVision(s.name, s.build());
@@ -199,6 +254,7 @@ export function runConformance(s: ConformanceSubject): void {
     checkStateDictRoundTrip(s, model);
     checkInputValidation(s, model);
     checkGradients(s, model);
+    checkGradCheckpointing(s, model);
     const leaked = tf.memory().numTensors - afterBuild;
     if (leaked !== 0) throw new ConformanceError(s.name, 'tensor leak', `${leaked} tensors left after the checks`);
   } finally {
