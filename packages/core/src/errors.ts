@@ -69,6 +69,21 @@ export class WeightLoadError extends VitError {
   }
 }
 
+/**
+ * The backend ran out of memory (on wasm: its 4 GiB heap; the WebAssembly instance is unusable
+ * afterwards, so nothing more can be read from it). The message says what ran out, for which
+ * batch, and what to try.
+ */
+export class OutOfMemoryError extends VitError {
+  constructor(
+    message: string,
+    readonly backend: string,
+    override readonly cause?: unknown,
+  ) {
+    super(message, 'VIT_OOM');
+  }
+}
+
 /** A weight file that cannot be parsed (truncated, corrupt header, unknown dtype…). */
 export class FormatError extends VitError {
   constructor(message: string) {

@@ -14,6 +14,15 @@ import { createModel } from '../registry/registry.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointConfigInput, type SaveCheckpointOptions } from './checkpoint.js';
 import { confusionMatrix, topKCorrect } from './metrics.js';
 import { withSeededRandom } from './random.js';
+import { backendMemoryLimit, isOutOfMemory, outOfMemoryError } from './memory.js';
+import { trackBuffers } from '../bench/memory.js';
+
+interface StepTensors {
+  value: tf.Scalar;
+  grads: tf.NamedTensorMap;
+  norm: tf.Scalar;
+  pred: tf.Tensor;
+}
 
 /** One optimizer step, as callbacks see it. */
 export interface StepInfo {
@@ -148,6 +157,28 @@ export interface TrainerOptions {
   meta?: Record<string, unknown>;
   /** Record the training loss in `history.steps` every this many steps (default 10). */
   logEvery?: number;
+  /**
+   * Gradient accumulation: each batch is split into this many micro-batches whose gradients are
+   * summed (each micro-batch's loss weighted by its share of the batch) before one optimizer step.
+   * For a model without BatchNorm that is the update of the whole batch, to float rounding;
+   * BatchNorm normalises each micro-batch with its own statistics (and updates its running
+   * statistics once per micro-batch), as in PyTorch. Default 1.
+   */
+  accumSteps?: number;
+  /**
+   * The largest micro-batch: a number, `'auto'` or `'off'`. `'auto'` (the default) applies where
+   * the backend has a memory ceiling (`memoryLimit`, wasm's 4 GiB heap): before the first step of
+   * a batch shape the trainer measures a step's memory at 2 and 4 images, predicts it for the
+   * batch, and splits batches that would not fit into micro-batches that do (saying so once
+   * through `onNotice`).
+   */
+  microBatch?: number | 'auto' | 'off';
+  /** Bytes a training step may use in all (weights and optimizer state included); default: the backend's ceiling (wasm 4 GiB), else none. */
+  memoryLimit?: number;
+  /** Activation checkpointing: `model.setGradCheckpointing(true)` (the model must support it). */
+  gradCheckpointing?: boolean;
+  /** One-line notices (automatic micro-batching). Default: `console.error`. */
+  onNotice?: (message: string) => void;
 }
 
 export interface EvaluateOptions {
@@ -249,6 +280,12 @@ export class Trainer {
   private stoppedBy: StoppedBy | null = null;
   private classNames: readonly string[] | undefined;
   private running = false;
+  readonly accumSteps: number;
+  readonly microBatch: number | 'auto' | 'off';
+  readonly memoryLimit: number | undefined;
+  private readonly onNotice: (message: string) => void;
+  /** Micro-batch size per batch shape, once planned. */
+  private readonly microPlans = new Map<string, number>();
 
   constructor(options: TrainerOptions) {
     const { model, optimizer } = options;
@@ -270,6 +307,16 @@ export class Trainer {
     else this.schedule = options.schedule;
     this.state = freshState(this.seed);
     this.rng = new Rng(this.seed);
+    this.accumSteps = options.accumSteps ?? 1;
+    if (!(Number.isInteger(this.accumSteps) && this.accumSteps >= 1)) throw new ConfigError(`accumSteps must be a positive integer, got ${options.accumSteps}`);
+    this.microBatch = options.microBatch ?? 'auto';
+    if (!(this.microBatch === 'auto' || this.microBatch === 'off' || (Number.isInteger(this.microBatch) && this.microBatch >= 1))) {
+      throw new ConfigError(`microBatch must be a positive integer, 'auto' or 'off', got ${String(options.microBatch)}`);
+    }
+    if (options.memoryLimit !== undefined && !(options.memoryLimit > 0)) throw new ConfigError(`memoryLimit must be a positive number of bytes, got ${options.memoryLimit}`);
+    this.memoryLimit = options.memoryLimit;
+    this.onNotice = options.onNotice ?? ((m) => console.error(m));
+    if (options.gradCheckpointing) model.setGradCheckpointing(true);
   }
 
   /** Epoch in progress (or next), batches done in it, optimizer steps done. */
@@ -475,8 +522,9 @@ export class Trainer {
   }
 
   private async trainStep(batch: Batch, epoch: number): Promise<{ loss: number; correct: number; gradNorm: number; lr: number; batchSize: number }> {
-    let n: number;
-    let out: { value: tf.Scalar; grads: tf.NamedTensorMap; norm: tf.Scalar; pred: tf.Tensor } | undefined;
+    let n = batch.x?.shape?.[0] ?? 0;
+    let micro = n;
+    let out: StepTensors | undefined;
     // The forward pass updates buffers (BatchNorm running stats) in place; keep the previous values
     // (clones share data, nothing is copied) so a non-finite step can be rolled back entirely.
     const buffers = this.model.buffers().map((b) => [b, b.clone()] as const);
@@ -485,26 +533,22 @@ export class Trainer {
       const vars = this.optimizer.variables();
       if (vars.length === 0) throw new ConfigError('The optimizer has no trainable parameters');
       const numClasses = (batch.y.rank === 2 ? batch.y.shape[1] : undefined) as number | undefined;
-      out = withSeededRandom(this.rng, () =>
-        tf.tidy(() => {
-          let pred: tf.Tensor | undefined;
-          const { value, grads } = valueAndGrads(() => {
-            const logits = this.checkLogits(this.model.forward(batch.x), n, numClasses);
-            pred = tf.keep(tf.argMax(logits, -1));
-            return this.loss.forward(logits, batch.y);
-          }, vars);
-          if (this.clipGradNorm !== undefined) {
-            const c = clipGradNorm(grads, this.clipGradNorm);
-            return { value, grads: c.grads, norm: c.totalNorm, pred: pred! };
-          }
-          return { value, grads, norm: globalNorm(grads), pred: pred! };
-        }),
-      );
+      micro = this.planMicroBatch(batch, n, vars);
+      out = micro >= n ? this.batchGradients(batch, n, vars, numClasses) : this.accumulatedGradients(batch, n, micro, vars, numClasses);
     } catch (err) {
-      tf.dispose(buffers.map(([, c]) => c));
+      try {
+        tf.dispose(buffers.map(([, c]) => c));
+      } catch {
+        // An aborted wasm instance cannot free anything any more.
+      }
+      if (isOutOfMemory(err)) throw outOfMemoryError(err, { what: 'a training step', batchSize: n, microBatch: micro });
       throw err;
     } finally {
-      tf.dispose([batch.x, batch.y]);
+      try {
+        tf.dispose([batch.x, batch.y]);
+      } catch {
+        // (as above)
+      }
     }
     const { value, grads, norm, pred } = out;
     try {
@@ -529,9 +573,174 @@ export class Trainer {
       let correct = 0;
       for (let i = 0; i < n; i++) if (predV[i] === batch.labels[i]) correct++;
       return { loss, correct, gradNorm, lr, batchSize: n };
+    } catch (err) {
+      if (isOutOfMemory(err)) throw outOfMemoryError(err, { what: 'a training step (the optimizer update)', batchSize: n, microBatch: micro });
+      throw err;
     } finally {
-      tf.dispose([value, norm, pred, ...Object.values(grads), ...buffers.map(([, c]) => c)]);
+      try {
+        tf.dispose([value, norm, pred, ...Object.values(grads), ...buffers.map(([, c]) => c)]);
+      } catch {
+        // An aborted wasm instance cannot free anything any more.
+      }
     }
+  }
+
+  /** Loss, gradients, their global norm (after clipping when asked) and the predictions of one whole batch. */
+  private batchGradients(batch: Batch, n: number, vars: tf.Variable[], numClasses: number | undefined): StepTensors {
+    return withSeededRandom(this.rng, () =>
+      tf.tidy(() => {
+        let pred: tf.Tensor | undefined;
+        const { value, grads } = valueAndGrads(() => {
+          const logits = this.checkLogits(this.model.forward(batch.x), n, numClasses);
+          pred = tf.keep(tf.argMax(logits, -1));
+          return this.loss.forward(logits, batch.y);
+        }, vars);
+        return { value, ...this.normAndClip(grads), pred: pred! };
+      }),
+    );
+  }
+
+  /**
+   * The same from micro-batches of at most `micro` examples: each micro-batch's loss is weighted by
+   * its share of the batch (the loss is a mean over examples), so the summed gradients are those
+   * of the whole batch's mean loss.
+   */
+  private accumulatedGradients(batch: Batch, n: number, micro: number, vars: tf.Variable[], numClasses: number | undefined): StepTensors {
+    let value: tf.Scalar | undefined;
+    let acc: tf.NamedTensorMap | undefined;
+    const preds: tf.Tensor[] = [];
+    try {
+      for (let start = 0; start < n; start += micro) {
+        const m = Math.min(micro, n - start);
+        const r = withSeededRandom(this.rng, () =>
+          tf.tidy(() => {
+            const x = tf.slice(batch.x, [start, 0, 0, 0], [m, -1, -1, -1]);
+            const y = tf.slice(batch.y, [start, ...batch.y.shape.slice(1).map(() => 0)], [m, ...batch.y.shape.slice(1).map(() => -1)]);
+            let pred: tf.Tensor | undefined;
+            const g = valueAndGrads(() => {
+              const logits = this.checkLogits(this.model.forward(x as tf.Tensor4D), m, numClasses);
+              pred = tf.keep(tf.argMax(logits, -1));
+              return tf.mul(this.loss.forward(logits, y), m / n) as tf.Scalar;
+            }, vars);
+            return { ...g, pred: pred! };
+          }),
+        );
+        preds.push(r.pred);
+        if (!value || !acc) {
+          value = r.value;
+          acc = r.grads;
+          continue;
+        }
+        const prevValue = value;
+        const prevAcc = acc;
+        ({ value, acc } = tf.tidy(() => {
+          const sum: tf.NamedTensorMap = {};
+          for (const k of new Set([...Object.keys(prevAcc), ...Object.keys(r.grads)])) {
+            const a = prevAcc[k];
+            const b = r.grads[k];
+            sum[k] = a && b ? tf.add(a, b) : tf.clone((a ?? b)!);
+          }
+          return { value: tf.add(prevValue, r.value) as tf.Scalar, acc: sum };
+        }));
+        tf.dispose([prevValue, r.value, ...Object.values(prevAcc), ...Object.values(r.grads)]);
+      }
+      const grads = acc!;
+      const total = value!;
+      return tf.tidy(() => ({ value: tf.clone(total), ...this.normAndClip(grads), pred: tf.concat(preds, 0) }));
+    } finally {
+      tf.dispose([...preds, ...(value ? [value] : []), ...Object.values(acc ?? {})]);
+    }
+  }
+
+  private normAndClip(grads: tf.NamedTensorMap): { grads: tf.NamedTensorMap; norm: tf.Scalar } {
+    if (this.clipGradNorm !== undefined) {
+      const c = clipGradNorm(grads, this.clipGradNorm);
+      return { grads: c.grads, norm: c.totalNorm };
+    }
+    return { grads: Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, tf.clone(g)])), norm: globalNorm(grads) };
+  }
+
+  /**
+   * The micro-batch size for a batch of `n`: `accumSteps` and a numeric `microBatch` as given; with
+   * `'auto'` on a backend with a memory ceiling, what a measured step predicts will fit (planned
+   * once per batch shape).
+   */
+  private planMicroBatch(batch: Batch, n: number, vars: tf.Variable[]): number {
+    let m = Math.ceil(n / this.accumSteps);
+    if (typeof this.microBatch === 'number') m = Math.min(m, this.microBatch);
+    const limit = this.memoryLimit ?? backendMemoryLimit();
+    if (this.microBatch !== 'auto' || limit === undefined) return m;
+    const key = `${batch.x.shape.slice(1).join('x')}/${n}`;
+    let plan = this.microPlans.get(key);
+    if (plan === undefined) {
+      plan = this.measureMicroBatch(batch, n, vars, limit);
+      this.microPlans.set(key, plan);
+    }
+    return Math.min(m, plan);
+  }
+
+  /**
+   * Runs a forward and backward pass at 2 and 4 images (buffers restored, the trainer's random
+   * stream untouched), fits peak bytes = c + a·images, and returns the largest micro-batch size
+   * (in equal parts of the batch) whose predicted step fits in 85% of `limit` besides what is
+   * alive now and the optimizer state still to come.
+   */
+  private measureMicroBatch(batch: Batch, n: number, vars: tf.Variable[], limit: number): number {
+    const sizes = [...new Set([Math.min(2, n), Math.min(4, n)])];
+    const saved = this.model.buffers().map((b) => b.clone());
+    const peaks: number[] = [];
+    try {
+      for (const s of sizes) {
+        const t = trackBuffers();
+        const start = t.current;
+        try {
+          withSeededRandom(0x5eed, () => {
+            const r = tf.tidy(() => {
+              const x = tf.slice(batch.x, [0, 0, 0, 0], [s, -1, -1, -1]);
+              const y = tf.slice(batch.y, batch.y.shape.map(() => 0), [s, ...batch.y.shape.slice(1).map(() => -1)]);
+              const { value, grads } = valueAndGrads(() => this.loss.forward(this.model.forward(x as tf.Tensor4D) as tf.Tensor2D, y), vars);
+              return [value, ...Object.values(grads)];
+            });
+            tf.dispose(r);
+          });
+          peaks.push(t.peak - start);
+        } finally {
+          t.stop();
+        }
+      }
+    } catch (err) {
+      if (isOutOfMemory(err)) throw outOfMemoryError(err, { what: `a training step of ${sizes[sizes.length - 1]} images (measuring memory before the first step)`, batchSize: n });
+      this.onNotice(`[vit] could not measure a training step's memory (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); batches are not split`);
+      return n;
+    } finally {
+      this.model.buffers().forEach((b, i) => b.assign(saved[i]!));
+      tf.dispose(saved);
+    }
+    const [s1, s2] = [sizes[0]!, sizes[sizes.length - 1]!];
+    const [p1, p2] = [peaks[0]!, peaks[peaks.length - 1]!];
+    const a = s2 > s1 ? Math.max((p2 - p1) / (s2 - s1), 1) : Math.max(p1 / s1, 1);
+    const c = Math.max(p1 - a * s1, 0);
+    const paramBytes = vars.reduce((sum, v) => sum + v.size * 4, 0);
+    // Optimizer moments not created yet (before the first step) and the accumulated gradients.
+    const reserve = (this.state.step === 0 ? 2 * paramBytes : 0) + paramBytes;
+    const budget = limit * 0.85 - tf.memory().numBytes - reserve;
+    const need = c + a * n;
+    if (need <= budget) return n;
+    const fit = Math.floor((budget - c) / a);
+    const gb = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+    if (fit < 1) {
+      throw outOfMemoryError(new Error(`predicted ${gb(c + a)} for one image, ${gb(Math.max(budget, 0))} available`), {
+        what: 'a training step of even one image',
+        batchSize: n,
+      });
+    }
+    const parts = Math.ceil(n / fit);
+    const micro = Math.ceil(n / parts);
+    this.onNotice(
+      `[vit] a training step of ${n} images needs about ${gb(need)}, more than the ${gb(budget)} left on ${tf.getBackend()} (${gb(limit)} in all): ` +
+        `each batch runs as ${parts} micro-batches of up to ${micro} with one optimizer step (BatchNorm sees ${micro} images at a time; --accum-steps/--micro-batch choose, --grad-checkpointing needs less)`,
+    );
+    return micro;
   }
 
   // ---------------------------------------------------------------------------------------------
