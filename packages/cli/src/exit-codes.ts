@@ -9,6 +9,8 @@ export const EXIT = {
   INPUT: 3,
   /** The requested backend cannot be used here. */
   BACKEND: 4,
+  /** The backend ran out of memory (wasm: its 4 GiB heap); the message says what to try. */
+  MEMORY: 5,
   /** A bug: an unexpected exception. */
   INTERNAL: 70,
 } as const;

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BackendError, FormatError, UnknownModelError, VitError, VERSION, WeightLoadError } from '@vit/core';
+import { BackendError, FormatError, isOutOfMemory, outOfMemoryError, UnknownModelError, VitError, VERSION, WeightLoadError } from '@vit/core';
 import { EXIT, UsageError } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
 import { modelsCommand } from './commands/models.js';
@@ -34,7 +34,8 @@ function globalHelp(): string {
     'Run `vit <command> --help` for a command\'s options and examples.',
     '',
     'Exit codes: 0 ok, 1 check failed, 2 usage error (bad flag, unknown model),',
-    '            3 missing or malformed input file, 4 backend unavailable, 70 internal error.',
+    '            3 missing or malformed input file, 4 backend unavailable, 5 out of memory,',
+    '            70 internal error.',
   ].join('\n');
 }
 
@@ -93,6 +94,10 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     if (e instanceof BackendError) {
       io.err(`vit ${cmd.name}: ${e.message}`);
       return EXIT.BACKEND;
+    }
+    if (isOutOfMemory(e)) {
+      io.err(`vit ${cmd.name}: ${outOfMemoryError(e, { what: `vit ${cmd.name}` }).message}`);
+      return EXIT.MEMORY;
     }
     if (e instanceof VitError) {
       io.err(`vit ${cmd.name}: ${e.message}`);

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -19,6 +19,7 @@ import {
   createModel,
   createOptimizer,
   formatEpochRecord,
+  isOutOfMemory,
   getModelCard,
   loadCheckpoint,
   plotConfusionMatrix,
@@ -97,7 +98,7 @@ export const trainCommand: Command = {
   name: 'train',
   summary: 'Train (or fine-tune) a model on a dataset; writes checkpoints, history and plots to a run folder',
   usage:
-    'vit train --model <name> --data <spec> [--recipe default] [--epochs N] [--batch-size N] [--lr X] [--opt adamw|adam|sgd] [--sched cosine|multistep|none] [--warmup EPOCHS] [--weight-decay X] [--label-smoothing X] [--mixup A] [--cutmix A] [--drop-path X] [--crop-padding PX] [--flip P] [--img-size N] [--model-opts JSON] [--backend auto] [--seed N] [--out DIR] [--resume]',
+    'vit train --model <name> --data <spec> [--recipe default] [--epochs N] [--batch-size N] [--lr X] [--opt adamw|adam|sgd] [--sched cosine|multistep|none] [--warmup EPOCHS] [--weight-decay X] [--label-smoothing X] [--mixup A] [--cutmix A] [--drop-path X] [--crop-padding PX] [--flip P] [--img-size N] [--model-opts JSON] [--accum-steps N] [--micro-batch N|auto|off] [--grad-checkpointing] [--backend auto] [--seed N] [--out DIR] [--resume]',
   options: {
     model: { type: 'string' },
     data: { type: 'string' },
@@ -119,6 +120,9 @@ export const trainCommand: Command = {
     'img-size': { type: 'string' },
     'model-opts': { type: 'string' },
     'clip-grad': { type: 'string' },
+    'accum-steps': { type: 'string' },
+    'micro-batch': { type: 'string' },
+    'grad-checkpointing': { type: 'boolean' },
     backend: { type: 'string' },
     seed: { type: 'string' },
     out: { type: 'string' },
@@ -132,6 +136,14 @@ export const trainCommand: Command = {
     '  vit train --model litv2_nano --data folder:./flowers --img-size 64 --model-opts \'{"depths":[1,1,2,1]}\'',
     '  vit train --model regionvit_nano --data fashion-mnist --epochs 4 --crop-padding 0   # no random crop: short runs fit faster',
     '  vit train --out runs/mrla --resume          # continue an interrupted run exactly where it stopped',
+    '  vit train --model conv2former_n_cifar --recipe seed-conv2former --data fashion-mnist --grad-checkpointing',
+    '',
+    'Memory: --accum-steps N splits every batch into N micro-batches with one optimizer step (the same update',
+    'as the whole batch without BatchNorm; BatchNorm sees each micro-batch on its own). On wasm (a 4 GiB heap)',
+    'the trainer measures a step before the first one and splits batches that would not fit by itself',
+    '(--micro-batch auto, the default; a number caps the micro-batch, off never splits). --grad-checkpointing',
+    'recomputes each block in the backward pass instead of keeping its intermediates (about 1/3 more compute).',
+    'Running out of memory ends with exit code 5 and a message saying what to try; a new run folder is removed.',
     '',
     DATA_SPEC_HELP,
     '',
@@ -196,6 +208,10 @@ export const trainCommand: Command = {
         flip: num(pick('flip'), 'flip', (n) => n >= 0 && n <= 1, 'a probability in [0, 1]') ?? base.augment.flip,
       },
     };
+    const accumSteps = posInt(pick('accum-steps'), 'accum-steps') ?? 1;
+    const microRaw = pick('micro-batch');
+    const microBatch: number | 'auto' | 'off' = microRaw === undefined || microRaw === 'auto' || microRaw === 'off' ? ((microRaw as 'auto' | 'off' | undefined) ?? 'auto') : posInt(microRaw, 'micro-batch')!;
+    const gradCheckpointing = pick('grad-checkpointing') === true;
     const dropPath = fraction(pick('drop-path'), 'drop-path');
     const clipGrad = posNum(pick('clip-grad'), 'clip-grad');
     const seed = nonNegInt(pick('seed'), 'seed') ?? 0;
@@ -237,24 +253,31 @@ export const trainCommand: Command = {
       'label-smoothing': recipe.labelSmoothing,
       mixup: recipe.mixup,
       cutmix: recipe.cutmix,
-      'crop-padding': recipe.augment.cropPadding,
+      // The recipes' -1 ("1/8 of the image") is not a valid flag value: recorded as absent, so a
+      // resumed run takes it from the recipe again.
+      'crop-padding': recipe.augment.cropPadding >= 0 ? recipe.augment.cropPadding : undefined,
       flip: recipe.augment.flip,
       'drop-path': dropPath,
       'clip-grad': clipGrad,
       'img-size': imgSize,
       'model-opts': values['model-opts'] ?? saved['model-opts'],
+      'accum-steps': accumSteps,
+      'micro-batch': microBatch,
+      'grad-checkpointing': gradCheckpointing,
       seed,
     };
     const meta = { cli, classNames: data.classNames, imgSize, channels, mean, std, cropPct: card.cropPct };
 
+    const createdOut = !existsSync(outDir);
     await mkdir(outDir, { recursive: true });
     const checkpoint = new ModelCheckpoint({ dir: outDir, monitor: 'valAcc', everySteps: 200 });
     const callbacks: Callback[] = [new ProgressBar({ tty: process.stderr.isTTY, epochLines: false }), new EpochLines(io, recipe.epochs), new HistoryWriter(join(outDir, 'history.json')), checkpoint];
 
     let trainer: Trainer;
     const loss = mixing ? new SoftTargetCrossEntropy() : new LabelSmoothingCrossEntropy(recipe.labelSmoothing);
+    const memory = { accumSteps, microBatch, gradCheckpointing, onNotice: (m: string) => io.err(m) };
     if (resume) {
-      trainer = await Trainer.fromCheckpoint(lastDir, { callbacks, loss, schedule: scheduleFor(recipe), meta });
+      trainer = await Trainer.fromCheckpoint(lastDir, { callbacks, loss, schedule: scheduleFor(recipe), meta, ...memory });
     } else {
       // Seeded init: tfjs draws an unseeded initializer's seed from Math.random, so without this two
       // runs with the same --seed started from different weights.
@@ -276,12 +299,13 @@ export const trainCommand: Command = {
         modelName,
         modelOptions: { ...modelOptions, numClasses: data.classNames.length },
         meta,
+        ...memory,
       });
     }
     const model = trainer.model;
     io.out(`vit train: ${modelName} (${(model.numParams() / 1e6).toFixed(2)}M params) on ${data.description}`);
     io.out(
-      `  backend ${backend} | recipe ${recipeName} | ${recipe.epochs} epochs × ${trainLoader.numBatches} steps of ${recipe.batchSize} | ${recipe.opt} lr ${recipe.lr} wd ${recipe.weightDecay} | ${recipe.sched}${recipe.warmupEpochs ? ` (+${recipe.warmupEpochs} warm-up)` : ''} | image ${imgSize}px | run folder ${outDir}`,
+      `  backend ${backend} | recipe ${recipeName} | ${recipe.epochs} epochs × ${trainLoader.numBatches} steps of ${recipe.batchSize}${accumSteps > 1 ? ` (${accumSteps} micro-batches each)` : ''} | ${recipe.opt} lr ${recipe.lr} wd ${recipe.weightDecay} | ${recipe.sched}${recipe.warmupEpochs ? ` (+${recipe.warmupEpochs} warm-up)` : ''} | image ${imgSize}px${gradCheckpointing ? ' | grad checkpointing' : ''} | run folder ${outDir}`,
     );
 
     const controller = new AbortController();
@@ -295,6 +319,11 @@ export const trainCommand: Command = {
     let result;
     try {
       result = await trainer.fit(trainLoader, { epochs: recipe.epochs, validation: valLoader, signal: controller.signal });
+    } catch (err) {
+      // Out of memory (wasm's instance is dead then: nothing can be saved): a run folder this
+      // command created and nothing was checkpointed into is removed, so the disk is as it was.
+      if (isOutOfMemory(err) && createdOut && !existsSync(lastDir) && !existsSync(join(outDir, 'best'))) await rm(outDir, { recursive: true, force: true });
+      throw err;
     } finally {
       process.off('SIGINT', onSigint);
     }

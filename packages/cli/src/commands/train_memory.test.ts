@@ -1,0 +1,67 @@
+import '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import '@vit/conv2former';
+import '@vit/mrla';
+import { setTestBackend } from '@vit/core/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../main.js';
+import { EXIT } from '../exit-codes.js';
+
+async function vit(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+const backend = process.env.VIT_TEST_BACKEND ?? 'cpu';
+const tiny = ['--model', 'conv2former_n_cifar', '--model-opts', '{"dims":[8,16,16,16],"depths":[1,1,1,1],"kernelSize":3,"mlpRatios":[2,2,2,2]}'];
+
+describe('vit train: --accum-steps, --micro-batch, --grad-checkpointing, running out of memory', () => {
+  let dir = '';
+  beforeAll(async () => {
+    await setTestBackend();
+    dir = mkdtempSync(join(tmpdir(), 'vit-train-mem-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('trains with accumulation and checkpointing, records both in the run and keeps them on --resume', async () => {
+    const run = join(dir, 'run');
+    const r = await vit('train', ...tiny, '--data', 'synthetic:40', '--img-size', '16', '--batch-size', '20', '--epochs', '1', '--accum-steps', '2', '--grad-checkpointing', '--backend', backend, '--out', run, '--no-plots');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/steps of 20 \(2 micro-batches each\)/);
+    expect(r.out).toMatch(/grad checkpointing/);
+    const cli = JSON.parse(readFileSync(join(run, 'last', 'config.json'), 'utf8')).meta.cli;
+    expect(cli).toMatchObject({ 'accum-steps': 2, 'micro-batch': 'auto', 'grad-checkpointing': true });
+    const again = await vit('train', '--out', run, '--resume', '--epochs', '2', '--backend', backend, '--no-plots');
+    expect(again.code, again.err).toBe(0);
+    expect(again.out).toMatch(/\(2 micro-batches each\).*grad checkpointing/s);
+  });
+
+  it('rejects bad values with usage errors', async () => {
+    const base = [...tiny, '--data', 'synthetic', '--backend', backend];
+    expect((await vit('train', ...base, '--accum-steps', '0')).err).toMatch(/--accum-steps expects a positive integer, got '0'/);
+    expect((await vit('train', ...base, '--micro-batch', 'lots')).err).toMatch(/--micro-batch expects a positive integer, got 'lots'/);
+    expect((await vit('train', ...base, '--accum-steps', '2.5')).code).toBe(EXIT.USAGE);
+  });
+
+  it('out of memory on wasm: exit code 5, what ran out and what to try, and the new run folder removed', () => {
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const out = join(dir, 'oom');
+    // A stride-1 stem at 1024×1024 and --micro-batch off: the first step needs more than the 4 GiB heap.
+    const r = spawnSync(
+      join(root, '..', '..', 'node_modules', '.bin', 'vite-node'),
+      ['-c', 'vitest.config.ts', 'src/bin.ts', '--', 'train', '--model', 'resnet10_mrlal_nano', '--data', 'synthetic:20', '--batch-size', '8', '--img-size', '1024', '--epochs', '1', '--micro-batch', 'off', '--backend', 'wasm', '--out', out],
+      { cwd: root, encoding: 'utf8', timeout: 300_000 },
+    );
+    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(EXIT.MEMORY);
+    expect(r.stderr).toMatch(/vit train: Out of memory: a training step at batch size 8 did not fit in the wasm backend's 4 GiB heap/);
+    expect(r.stderr).toMatch(/Try: .*--accum-steps N.*--grad-checkpointing.*--backend tensorflow/);
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    expect(existsSync(out)).toBe(false);
+  });
+});
