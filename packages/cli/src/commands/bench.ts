@@ -13,7 +13,7 @@ function posInt(v: unknown, flag: string, dflt: number): number {
 export const benchCommand: Command = {
   name: 'bench',
   summary: 'Measure forward and training-step images/s and peak memory (median of runs after warm-up)',
-  usage: 'vit bench --model <name|glob> [--backend auto] [--batch 32] [--img-size N] [--train [--opt sgd|adamw]] [--runs 5] [--warmup 2] [--json]',
+  usage: 'vit bench --model <name|glob> [--backend auto] [--batch 32] [--img-size N] [--train [--opt sgd|adamw] [--grad-checkpointing]] [--runs 5] [--warmup 2] [--json]',
   options: {
     model: { type: 'string' },
     backend: { type: 'string' },
@@ -21,6 +21,7 @@ export const benchCommand: Command = {
     'img-size': { type: 'string' },
     train: { type: 'boolean' },
     opt: { type: 'string' },
+    'grad-checkpointing': { type: 'boolean' },
     runs: { type: 'string' },
     warmup: { type: 'string' },
     json: { type: 'boolean' },
@@ -34,8 +35,11 @@ export const benchCommand: Command = {
     'Forward runs in eval mode; --train also times a training step (forward, cross entropy, backward,',
     'update) in train mode. The update is plain SGD by default; --opt adamw runs what `vit train`',
     "runs (AdamW and the gradient norm it reads back every step), so its images/s predict training's.",
-    'Peak memory is the largest tensor memory seen during a phase.',
-    'For comparisons across backends, run tools/bench/run.mjs (ratios against tensorflow in one run).',
+    '--grad-checkpointing times the training step with activation checkpointing (less memory, more compute).',
+    'Peak memory is the largest memory of tensor buffers seen during a phase (weights included); "step" is',
+    'what a training step adds to what was alive before it (activations, what autodiff keeps, gradients).',
+    'For comparisons across backends, run tools/bench/run.mjs (ratios against tensorflow in one run);',
+    'against PyTorch on this machine, tools/bench/peer.mjs (docs/performance.md).',
   ].join('\n'),
   async run({ values }, io) {
     const pattern = values.model as string | undefined;
@@ -50,6 +54,8 @@ export const benchCommand: Command = {
     const optimizer = (values.opt ?? 'sgd') as string;
     if (optimizer !== 'sgd' && optimizer !== 'adamw') throw new UsageError(`--opt expects sgd or adamw, got '${optimizer}'`);
     if (values.opt !== undefined && values.train !== true) throw new UsageError('--opt sets the training step\'s update: add --train');
+    const gradCheckpointing = values['grad-checkpointing'] === true;
+    if (gradCheckpointing && values.train !== true) throw new UsageError('--grad-checkpointing applies to the training step: add --train');
     const backend = await useBackend(values.backend ?? 'auto');
     const results: Array<{ model: string } & BenchmarkResult> = [];
     for (const name of names) {
@@ -57,13 +63,13 @@ export const benchCommand: Command = {
       const inputSize = size ?? card.inputSize[0];
       const model = createModel(name, size ? { imgSize: size } : {}) as Module;
       try {
-        const r = await benchmarkModel(model, { batchSize, inputSize, channels: card.inputSize[2], train: values.train === true, optimizer, runs, warmup });
+        const r = await benchmarkModel(model, { batchSize, inputSize, channels: card.inputSize[2], train: values.train === true, optimizer, runs, warmup, gradCheckpointing });
         results.push({ model: name, ...r });
         if (!values.json) {
           io.out(
             `${name.padEnd(28)} ${String(inputSize).padStart(4)}px  batch ${batchSize}  fwd ${r.forwardImagesPerSec?.toFixed(1) ?? '—'} img/s` +
-              (values.train ? `  train (${optimizer}) ${r.trainImagesPerSec?.toFixed(1) ?? '—'} img/s` : '') +
-              `  peak ${formatBytes(r.peakBytes)}  (${backend})`,
+              (values.train ? `  train (${optimizer}${gradCheckpointing ? ', checkpointed' : ''}) ${r.trainImagesPerSec?.toFixed(1) ?? '—'} img/s` : '') +
+              `  peak ${formatBytes(r.peakBytes)}${r.train?.stepBytes !== undefined ? `  step ${formatBytes(r.train.stepBytes)}` : ''}  (${backend})`,
           );
         }
       } finally {

@@ -255,7 +255,7 @@ export const trainCommand: Command = {
       cutmix: recipe.cutmix,
       // The recipes' -1 ("1/8 of the image") is not a valid flag value: recorded as absent, so a
       // resumed run takes it from the recipe again.
-      'crop-padding': recipe.augment.cropPadding >= 0 ? recipe.augment.cropPadding : undefined,
+      'crop-padding': (recipe.augment.cropPadding ?? -1) >= 0 ? recipe.augment.cropPadding : undefined,
       flip: recipe.augment.flip,
       'drop-path': dropPath,
       'clip-grad': clipGrad,

@@ -49,6 +49,16 @@ describe('vit train: --accum-steps, --micro-batch, --grad-checkpointing, running
     expect((await vit('train', ...base, '--accum-steps', '2.5')).code).toBe(EXIT.USAGE);
   });
 
+  it('vit bench --grad-checkpointing times the checkpointed training step and reports what a step adds', async () => {
+    const r = await vit('bench', '--model', 'conv2former_nano', '--batch', '2', '--runs', '1', '--warmup', '0', '--train', '--grad-checkpointing', '--json', '--backend', backend);
+    expect(r.code, r.err).toBe(0);
+    const res = JSON.parse(r.out).results[0];
+    expect(res.gradCheckpointing).toBe(true);
+    expect(res.train.stepBytes).toBeGreaterThan(0);
+    expect(res.train.stepBytes).toBeLessThan(res.train.peakBytes);
+    expect((await vit('bench', '--model', 'conv2former_nano', '--grad-checkpointing')).err).toMatch(/--grad-checkpointing applies to the training step: add --train/);
+  });
+
   it('out of memory on wasm: exit code 5, what ran out and what to try, and the new run folder removed', () => {
     const root = fileURLToPath(new URL('../..', import.meta.url));
     const out = join(dir, 'oom');

@@ -125,13 +125,16 @@ class PruningTape extends Array<TapeNode> {
       // instead of the input, unless an earlier node keeps that input already.
       const e = engine();
       e.state.kernelDepth++;
+      let y: tf.Tensor;
       try {
-        const y = tf.keep(node.outputs[0]!.clone());
+        y = tf.keep(node.outputs[0]!.clone());
         saved[0]!.dispose();
         saved[0] = y;
       } finally {
         e.state.kernelDepth--;
       }
+      // dy·sign(y) is dy·step(x) (y ≥ 0; NaN stays NaN) in two kernels; tfjs-node composes Step from five.
+      node.gradient = (dys) => ({ x: () => tf.mul(dys[0]!, tf.sign(y)) });
       return;
     }
     const pair = PRODUCTS[node.kernelName];

@@ -9,6 +9,8 @@ import { measurePeakBytes } from './memory.js';
 /** A model the benchmark can drive: NHWC in, logits `[B, classes]` out. */
 export interface BenchmarkableModel extends Pick<Module, 'train' | 'eval' | 'parameters' | 'numParams'> {
   forward(x: tf.Tensor4D): tf.Tensor;
+  setGradCheckpointing?(enable?: boolean): unknown;
+  readonly gradCheckpointing?: boolean;
 }
 
 export interface BenchmarkOptions {
@@ -38,6 +40,8 @@ export interface BenchmarkOptions {
   optimizer?: 'sgd' | 'adamw';
   /** Learning rate of the update (default 1e-3; small so repeated steps stay finite). */
   learningRate?: number;
+  /** Time the training step with activation checkpointing (`setGradCheckpointing`) on; the forward phase is unaffected. */
+  gradCheckpointing?: boolean;
   /** Seed of the random input and labels (default 0). */
   seed?: number;
   /** Called after every run, for progress output. */
@@ -83,6 +87,8 @@ export interface BenchmarkResult {
   optimizer?: 'sgd' | 'adamw';
   /** Largest `peakBytes` over the measured phases. */
   peakBytes?: number;
+  /** The training step ran with activation checkpointing. */
+  gradCheckpointing?: boolean;
 }
 
 const now = () => (typeof performance !== 'undefined' ? performance.now() : Date.now());
@@ -214,11 +220,17 @@ export async function benchmarkModel(model: BenchmarkableModel, options: Benchma
     }
     if (doTrain) {
       model.train();
+      if (options.gradCheckpointing) {
+        if (!model.setGradCheckpointing) throw new ConfigError('benchmark: this model has no setGradCheckpointing');
+        model.setGradCheckpointing(true);
+        result.gradCheckpointing = true;
+      }
       result.train = await phase('train', trainStep);
       result.optimizer = kind;
       result.trainImagesPerSec = result.train.imagesPerSec;
     }
   } finally {
+    if (options.gradCheckpointing) model.setGradCheckpointing?.(false);
     model.eval();
     x.dispose();
     labels?.dispose();

@@ -29,13 +29,18 @@ export function geluErf(x: tf.Tensor): tf.Tensor {
     save([xi]);
     return {
       value: tf.mul(tf.mul(0.5, xi), tf.add(1, tf.erf(tf.mul(xi, Math.SQRT1_2)))),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
-        tf.tidy(() => {
-          const s = saved[0]!;
-          const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.mul(s, Math.SQRT1_2))));
-          const pdf = tf.mul(INV_SQRT_2PI, tf.exp(tf.mul(-0.5, tf.square(s))));
-          return tf.mul(dy, tf.add(cdf, tf.mul(s, pdf)));
-        }),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const s = saved[0]!;
+        // Each factor in a scope of its own: the backward pass holds 2–3 temporaries of x's size
+        // at a time, not the 11 one scope would keep to its end.
+        const cdf = tf.tidy(() => tf.mul(0.5, tf.add(1, tf.erf(tf.mul(s, Math.SQRT1_2)))));
+        const xpdf = tf.tidy(() => tf.mul(s, tf.mul(INV_SQRT_2PI, tf.exp(tf.mul(-0.5, tf.square(s))))));
+        const slope = tf.add(cdf, xpdf);
+        tf.dispose([cdf, xpdf]);
+        const dx = tf.mul(dy, slope);
+        slope.dispose();
+        return dx;
+      },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return op(x);

@@ -50,12 +50,17 @@ export function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor | null, beta: tf
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
         tf.tidy(() => {
           const [sx, sm, sr, sg] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
-          const xhat = tf.mul(tf.sub(sx, sm), sr);
+          // Nested scopes free each full-size temporary as soon as it is used (2–3 alive at a time).
+          const xhat = tf.tidy(() => tf.mul(tf.sub(sx, sm), sr));
           const dbeta = tf.sum(dy, [0, 1, 2]);
-          const dgamma = tf.sum(tf.mul(dy, xhat), [0, 1, 2]);
+          const dgamma = tf.tidy(() => tf.sum(tf.mul(dy, xhat), [0, 1, 2]));
           const k = tf.mul(tf.reshape(sr, [c]), sg);
-          const dx = tf.mul(tf.sub(tf.sub(dy, tf.div(dbeta, n)), tf.mul(xhat, tf.div(dgamma, n))), k);
-          return [dx, dgamma, dbeta];
+          const centred = tf.tidy(() => tf.sub(dy, tf.div(dbeta, n)));
+          const proj = tf.tidy(() => tf.mul(xhat, tf.div(dgamma, n)));
+          xhat.dispose();
+          const diff = tf.sub(centred, proj);
+          tf.dispose([centred, proj]);
+          return [tf.mul(diff, k), dgamma, dbeta];
         }),
     };
   }) as unknown as CustomGradFn);
@@ -94,13 +99,22 @@ export function layerNormLastAxis(x: tf.Tensor, gamma: tf.Tensor | null, beta: t
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
         tf.tidy(() => {
           const [sx, sm, sr, sg] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | undefined];
-          const xhat = tf.mul(tf.sub(sx, sm), sr);
+          // Nested scopes free each full-size temporary as soon as it is used (2–3 alive at a time).
+          const xhat = tf.tidy(() => tf.mul(tf.sub(sx, sm), sr));
+          const out: tf.Tensor[] = [];
+          const dgamma = sg ? tf.tidy(() => tf.reshape(tf.sum(tf.mul(dy, xhat), rows), [c])) : null;
           const gh = sg ? tf.mul(dy, sg) : dy;
           const m1 = tf.mean(gh, last, true);
-          const m2 = tf.mean(tf.mul(gh, xhat), last, true);
-          const dx = tf.mul(tf.sub(tf.sub(gh, m1), tf.mul(xhat, m2)), sr);
-          const out: tf.Tensor[] = [dx];
-          if (sg) out.push(tf.reshape(tf.sum(tf.mul(dy, xhat), rows), [c]));
+          const m2 = tf.tidy(() => tf.mean(tf.mul(gh, xhat), last, true));
+          const centred = tf.sub(gh, m1);
+          if (gh !== dy) gh.dispose();
+          const proj = tf.mul(xhat, m2);
+          xhat.dispose();
+          const diff = tf.sub(centred, proj);
+          tf.dispose([centred, proj]);
+          out.push(tf.mul(diff, sr));
+          diff.dispose();
+          if (dgamma) out.push(dgamma);
           if (beta) out.push(tf.reshape(tf.sum(dy, rows), [c]));
           return out;
         }),
