@@ -102,9 +102,23 @@ export class TalkingHeadAttention extends Module {
     this.proj_drop = this.register('proj_drop', new Dropout(projDrop));
   }
 
-  /** Applies a Linear over the head axis of `[B, H, N, M]` (official `proj(attn.permute(0,2,3,1)).permute(0,3,1,2)`). */
+  /**
+   * Applies a Linear over the head axis of `[B, H, N, M]` (official
+   * `proj(attn.permute(0,2,3,1)).permute(0,3,1,2)`): out[b,g] = Σ_h W[h,g]·attn[b,h] + bias[g], as
+   * one batched matMul of the (tiny) weight with the maps seen as `[B, H, N·M]`. The permute form
+   * would copy the N×N maps twice per mixing, and autodiff would keep both copies.
+   * Porting note: the same sum over heads as the official Linear, accumulated in another order
+   * (differences at float rounding).
+   */
   private mixHeads(linear: Linear, attn: tf.Tensor): tf.Tensor {
-    return tf.transpose(linear.forward(tf.transpose(attn, [0, 2, 3, 1])), [0, 3, 1, 2]);
+    return tf.tidy(() => {
+      const [b, h, n, m] = attn.shape as [number, number, number, number];
+      const g = linear.outFeatures;
+      const w = tf.tile(tf.reshape(linear.weight, [1, h, g]), [b, 1, 1]);
+      let out = tf.matMul(w, tf.reshape(attn, [b, h, n * m]), true, false);
+      if (linear.bias) out = tf.add(out, tf.reshape(linear.bias, [1, g, 1]));
+      return tf.reshape(out, [b, g, n, m]);
+    });
   }
 
   /** The attention weights `[B, H, N, N]` after proj_w (before attention dropout). */
