@@ -30,14 +30,16 @@ function tolerance(v: unknown, flag: string, dflt: number): number {
 export const parityCommand: Command = {
   name: 'parity',
   summary: 'Check a model against golden outputs of the official PyTorch code',
-  usage: 'vit parity <golden.safetensors|dir…> [--backend cpu|wasm|webgpu|tensorflow] [--json] [--tol 1e-4] [--grad-tol 1e-3]',
-  options: { backend: { type: 'string' }, json: { type: 'boolean' }, tol: { type: 'string' }, 'grad-tol': { type: 'string' } },
+  usage: 'vit parity <golden.safetensors|dir…> [--backend cpu|wasm|webgpu|tensorflow] [--json] [--tol 1e-4] [--grad-tol 1e-3] [--grad-checkpointing]',
+  options: { backend: { type: 'string' }, json: { type: 'boolean' }, tol: { type: 'string' }, 'grad-tol': { type: 'string' }, 'grad-checkpointing': { type: 'boolean' } },
   help: [
     'Reads the golden\'s `arch` and `config` metadata, builds the model through that architecture\'s',
     'official adapter, loads the official state dict, runs golden.input and compares logits (eval and',
     'train), stage features and the input gradient. Prints one line per tensor and a last line',
     '`PASS|FAIL <arch>/<case> …` per file; exits 0 only if every file passes.',
     'Defaults: --tol 1e-4 (max|a−r|/max(1,max|r|)), --grad-tol 1e-3 (norm-relative). GPU backends may need --tol 1e-3.',
+    '--grad-checkpointing builds the model with activation checkpointing, so the input gradient comes',
+    'through blocks recomputed in the backward pass (it must match as well).',
     '',
     'Examples:',
     '  vit parity ../shared/golden/cait/p8_d2.safetensors',
@@ -53,7 +55,7 @@ export const parityCommand: Command = {
     for (const file of files) {
       const golden = await loadSafetensorsFile(file);
       try {
-        const res = runParity(golden, { tolerance: tol, gradTolerance: gradTol });
+        const res = runParity(golden, { tolerance: tol, gradTolerance: gradTol, gradCheckpointing: values['grad-checkpointing'] === true });
         results.push({ ...res, file, backend });
         if (!values.json) {
           io.out(`${file} (${backend})`);

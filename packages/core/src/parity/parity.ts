@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { recomputeCount } from '../autodiff/checkpoint.js';
 import { valueAndGradsOf } from '../autodiff/grad.js';
 import { FormatError } from '../errors.js';
 import type { Module } from '../nn/module.js';
@@ -39,6 +40,8 @@ export interface ParityOptions {
   tolerance?: number;
   /** Tolerance on ‖g − r‖/‖r‖ for the input gradient (default 1e-3). */
   gradTolerance?: number;
+  /** Build the model with activation checkpointing on (`setGradCheckpointing`): the input gradient then comes through recomputed blocks. */
+  gradCheckpointing?: boolean;
 }
 
 function parseJson(metadata: Record<string, string>, key: string): unknown {
@@ -72,14 +75,16 @@ export function newParityResult(golden: GoldenCase): ParityResult {
  * on the current backend and belong to the caller; problems that are not errors of the whole run
  * (a missing feature) go to `result.errors`.
  */
-export function parityOutputs(golden: GoldenCase, result: ParityResult): Record<string, tf.Tensor> {
+export function parityOutputs(golden: GoldenCase, result: ParityResult, options: Pick<ParityOptions, 'gradCheckpointing'> = {}): Record<string, tf.Tensor> {
   const { metadata } = golden;
   const config = parseJson(metadata, 'config');
   if (!config || typeof config !== 'object') throw new FormatError("Golden file has no 'config' metadata (the official constructor kwargs)");
   const overrides = parseJson(metadata, 'overrides') as Record<string, unknown> | undefined;
   const adapter = getArchitecture(result.arch);
   const model: Module = adapter.fromOfficialConfig(config as Record<string, unknown>, { overrides });
+  const recomputed = recomputeCount();
   try {
+    if (options.gradCheckpointing) model.setGradCheckpointing(true);
     const state = new Map([...golden.tensors].filter(([k]) => !k.startsWith('golden.')));
     loadPytorchStateDict(model, state, { strict: true });
     model.eval();
@@ -104,6 +109,7 @@ export function parityOutputs(golden: GoldenCase, result: ParityResult): Record<
       if (probe && golden.tensors.has('golden.grad.input')) {
         const g = valueAndGradsOf(() => tf.sum(tf.mul(model.forward(x as tf.Tensor4D), probe)), [x]);
         o['golden.grad.input'] = g.grads[0]!;
+        if (options.gradCheckpointing && recomputeCount() === recomputed) result.errors.push('grad checkpointing was on but no block was recomputed');
       }
       return o;
     });
@@ -149,7 +155,7 @@ export function addParityRow(result: ParityResult, golden: GoldenCase, key: stri
  */
 export function runParity(golden: GoldenCase, options: ParityOptions = {}): ParityResult {
   const result = newParityResult(golden);
-  const outputs = parityOutputs(golden, result);
+  const outputs = parityOutputs(golden, result, options);
   try {
     for (const [key, t] of Object.entries(outputs)) addParityRow(result, golden, key, t, options);
   } finally {
