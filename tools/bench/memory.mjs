@@ -102,7 +102,9 @@ const lossFn = () => {
   const producer = new Map();
   const saved = new Set();
   for (const node of tape) {
-    for (const o of node.outputs ?? []) if (o && !producer.has(o.dataId)) producer.set(o.dataId, { kernel: node.kernelName, module: nodeModule.get(node) ?? '(top)', shape: o.shape, bytes: bytesOf(o) });
+    // A customGrad op (our fused norms, GELU, attention; tfjs's fused conv/matMul) records its tidy scope's name.
+    const kernel = node.kernelName === 'unnamed scope' ? 'fused op (customGrad)' : node.kernelName;
+    for (const o of node.outputs ?? []) if (o && !producer.has(o.dataId)) producer.set(o.dataId, { kernel, module: nodeModule.get(node) ?? '(top)', shape: o.shape, bytes: bytesOf(o) });
     for (const s of node.saved ?? []) saved.add(s.dataId);
   }
   // Every live tensor buffer in the engine's registry (weights included; they are excluded below).
