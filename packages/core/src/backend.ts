@@ -3,6 +3,7 @@ import { installNodeWebGPU, registerWebGPUBackend } from './backends/dawn.js';
 import { BackendError } from './backends/errors.js';
 import { installGradientFixes } from './backends/gradients.js';
 import { installCpuKernels, installWasmKernels } from './backends/install.js';
+import { disableWasmThreads, enableWasmThreads, MAX_WASM_THREADS, wasmThreadsStatus } from './backends/wasm_threads.js';
 
 export { BackendError };
 
@@ -33,7 +34,14 @@ export interface InitBackendOptions {
    * is bundled. `false` leaves tfjs's own lookup (and any `setWasmPaths` you made) alone.
    */
   wasmPaths?: string | Record<string, string> | false;
-  /** Where `VIT_BACKEND` is read (default `process.env`); `false` ignores it. */
+  /**
+   * Threads for the wasm backend: `'auto'` (default) runs its threaded SIMD build on every core (at
+   * most 8; see backends/wasm_threads.ts), a number that many, `1` the single-threaded build. The
+   * env variable `VIT_WASM_THREADS` (`auto`, a number, `1`/`off`) overrides it. Threads are fixed
+   * when the backend initialises: this has no effect once wasm is initialised.
+   */
+  wasmThreads?: number | 'auto';
+  /** Where `VIT_BACKEND` and `VIT_WASM_THREADS` are read (default `process.env`); `false` ignores them. */
   env?: Record<string, string | undefined> | false;
 }
 
@@ -52,13 +60,17 @@ export interface InitBackendResult {
   gradients: string[];
   /** Things worth knowing that did not stop the choice. */
   warnings: string[];
+  /** On wasm: the threads it runs, those asked for, and why fewer run when they do. */
+  wasmThreads?: { threads: number; requested: number; reason?: string };
 }
 
-type Attempt = { ok: true; detail: string } | { ok: false; reason: string };
+type Attempt = { ok: true; detail: string; warnings?: string[]; wasmThreads?: InitBackendResult['wasmThreads'] } | { ok: false; reason: string };
 
 interface Context {
   explicit: boolean;
   options: InitBackendOptions;
+  /** Threads for wasm and where that came from (for the reason when it is 1). */
+  wasmThreads: { threads: number | 'auto'; source: string };
 }
 
 const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!.trim();
@@ -161,6 +173,28 @@ async function locateWasmBinaries(): Promise<string | undefined> {
   }
 }
 
+/** The threaded binary where `wasmPaths` puts the binaries, if it says. */
+function threadedWasmPath(paths: InitBackendOptions['wasmPaths']): string | undefined {
+  const name = 'tfjs-backend-wasm-threaded-simd.wasm';
+  if (typeof paths === 'string') return paths + name;
+  if (paths && typeof paths === 'object') return paths[name];
+  return undefined;
+}
+
+/**
+ * Arms (or disarms) the threaded wasm build before the backend initialises; returns why it will
+ * run one thread when it will.
+ */
+async function prepareWasmThreads(ctx: Context): Promise<string | undefined> {
+  const { threads, source } = ctx.wasmThreads;
+  if (threads === 1) {
+    disableWasmThreads();
+    return source;
+  }
+  const r = await enableWasmThreads({ threads, wasmPath: threadedWasmPath(ctx.options.wasmPaths) });
+  return r.ok ? undefined : r.reason;
+}
+
 async function tryWasm(ctx: Context): Promise<Attempt> {
   let mod: WasmModule | undefined;
   const engine = tf.engine() as unknown as { registry: Record<string, unknown> };
@@ -180,6 +214,9 @@ async function tryWasm(ctx: Context): Promise<Attempt> {
   if (!tf.findBackendFactory('wasm')) {
     return { ok: false, reason: '@tensorflow/tfjs-backend-wasm loaded but registered its backend in another copy of @tensorflow/tfjs-core' };
   }
+  // Threads are fixed when the backend initialises.
+  const initialisedBefore = Boolean(engine.registry.wasm);
+  const oneThreadWhy = initialisedBefore ? undefined : await prepareWasmThreads(ctx);
   let paths: string | Record<string, string> | undefined;
   // setWasmPaths must come before the backend's first initialisation (it throws after a failed one).
   if (ctx.options.wasmPaths !== false && !engine.registry.wasm && mod?.setWasmPaths) {
@@ -201,7 +238,22 @@ async function tryWasm(ctx: Context): Promise<Attempt> {
   }
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   const threads = mod?.getThreadsCount?.() ?? 1;
-  return { ok: true, detail: `tfjs-backend-wasm (${simd ? 'SIMD' : 'no SIMD'}, ${threads} thread${threads === 1 ? '' : 's'})` };
+  const st = wasmThreadsStatus();
+  const asked = ctx.wasmThreads.threads;
+  const requested = initialisedBefore ? (typeof asked === 'number' ? Math.min(asked, MAX_WASM_THREADS) : threads) : st.requested;
+  const reason = initialisedBefore
+    ? 'the wasm backend was initialised before initBackend (its thread count is fixed then)'
+    : (oneThreadWhy ?? st.reason);
+  // Say why when fewer threads run than were asked for, or only one.
+  const explain = threads < Math.max(requested, 2) && reason !== undefined;
+  // A threaded build that failed to start is worth a warning; a choice (or one core) is not.
+  const warnings = !initialisedBefore && st.build === 'stock' && st.reason ? [st.reason] : [];
+  return {
+    ok: true,
+    detail: `tfjs-backend-wasm (${simd ? 'SIMD' : 'no SIMD'}, ${threads} thread${threads === 1 ? '' : 's'}${explain ? `: ${reason}` : ''})`,
+    warnings,
+    wasmThreads: { threads, requested, ...(explain ? { reason } : {}) },
+  };
 }
 
 async function tryCpu(ctx: Context): Promise<Attempt> {
@@ -227,6 +279,17 @@ async function setBackendSafely(name: string): Promise<boolean> {
 
 const TRY: Record<ConcreteBackend, (ctx: Context) => Promise<Attempt>> = { tensorflow: tryTensorflow, webgpu: tryWebGPU, wasm: tryWasm, cpu: tryCpu };
 
+/** `VIT_WASM_THREADS` / the `wasmThreads` option: `auto`, a positive integer, or `1`/`off`/`0` for one thread. */
+function parseWasmThreads(value: string | number | undefined, where: string): number | 'auto' {
+  if (value === undefined) return 'auto';
+  const v = String(value).trim().toLowerCase();
+  if (v === '' || v === 'auto') return 'auto';
+  if (v === 'off' || v === 'false' || v === '0') return 1;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new BackendError(`${where}: expected 'auto', a number of threads ≥ 1, or 'off'; got '${value}'`);
+  return n;
+}
+
 function parsePreference(p: BackendName | readonly ConcreteBackend[] | string, where: string): ConcreteBackend[] | 'auto' {
   const items = (typeof p === 'string' ? p.split(',') : [...p]).map((s) => s.trim().toLowerCase()).filter(Boolean);
   if (items.length === 0 || (items.length === 1 && items[0] === 'auto')) return 'auto';
@@ -245,6 +308,10 @@ function parsePreference(p: BackendName | readonly ConcreteBackend[] | string, w
  * list tries those in its order; one name must work or this throws a `BackendError` saying why.
  * The env variable `VIT_BACKEND` (a name or comma-separated list) overrides `preference`.
  *
+ * wasm runs on every core by default (its threaded SIMD build, at most 8 threads);
+ * `VIT_WASM_THREADS` or the `wasmThreads` option set the count (`1`: one thread). `detail` and
+ * `wasmThreads` say how many run and, when it is one, why.
+ *
  * On wasm and cpu it installs our replacement kernels (the backward kernels wasm lacks, fast
  * versions of the ones that are scalar loops); everywhere it installs the gradient fixes.
  *
@@ -257,7 +324,11 @@ export async function initBackend(preference: BackendName | readonly ConcreteBac
   const source: InitBackendResult['source'] = fromEnv ? 'env' : preference === 'auto' ? 'default' : 'argument';
   const parsed = fromEnv ? parsePreference(fromEnv, 'VIT_BACKEND') : parsePreference(preference, 'initBackend');
   const order = parsed === 'auto' ? [...BACKEND_ORDER] : parsed;
-  const ctx: Context = { explicit: parsed !== 'auto', options };
+  const threadsFromEnv = env?.VIT_WASM_THREADS?.trim();
+  const wasmThreads = threadsFromEnv
+    ? { threads: parseWasmThreads(threadsFromEnv, 'VIT_WASM_THREADS'), source: `VIT_WASM_THREADS=${threadsFromEnv}` }
+    : { threads: parseWasmThreads(options.wasmThreads, 'initBackend wasmThreads'), source: `wasmThreads: ${String(options.wasmThreads)}` };
+  const ctx: Context = { explicit: parsed !== 'auto', options, wasmThreads };
 
   const engine = tf.engine() as unknown as { backendName: string | null; state: { numTensors: number } };
   const before = { backend: engine.backendName, tensors: engine.state.numTensors };
@@ -268,7 +339,7 @@ export async function initBackend(preference: BackendName | readonly ConcreteBac
       reasons[name] = r.reason;
       continue;
     }
-    const warnings: string[] = [];
+    const warnings: string[] = [...(r.warnings ?? [])];
     if (before.tensors > 0 && before.backend && before.backend !== name) {
       warnings.push(
         `${before.tensors} tensor(s) were created on '${before.backend}' before initBackend; tfjs copies each to '${name}' on first use. Call initBackend before creating tensors or models.`,
@@ -278,7 +349,7 @@ export async function initBackend(preference: BackendName | readonly ConcreteBac
     if (options.kernels !== false && name === 'wasm') kernels = installWasmKernels();
     if (options.kernels !== false && name === 'cpu') kernels = installCpuKernels();
     const gradients = options.gradientFixes === false ? [] : installGradientFixes();
-    return { backend: name, detail: r.detail, reasons, source, kernels, gradients, warnings };
+    return { backend: name, detail: r.detail, reasons, source, kernels, gradients, warnings, ...(r.wasmThreads ? { wasmThreads: r.wasmThreads } : {}) };
   }
   const what = source === 'env' ? `VIT_BACKEND=${fromEnv}` : `'${order.join(',')}'`;
   const tried = order.map((b) => `${b}: ${reasons[b]}`).join('; ');

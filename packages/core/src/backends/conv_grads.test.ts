@@ -2,6 +2,7 @@ import '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setTestWasm } from '../testing/backend.js';
 import { depthwiseGradLoops, input, numDataIds, runOn, scaledError, type KernelInput, type KernelOutput } from './__fixtures__/kernel_harness.js';
 import { installCpuKernels, installedKernels, installWasmKernels, restoreStockKernels } from './install.js';
 
@@ -148,7 +149,7 @@ function calls(): Array<[string, KernelCall]> {
 }
 
 beforeAll(async () => {
-  await tf.setBackend('wasm');
+  await setTestWasm(); // the threaded build with VIT_TEST_WASM_THREADS=2
   installWasmKernels();
   await tf.setBackend('cpu');
 });

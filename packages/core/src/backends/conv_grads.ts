@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { scoped, stockKernel, type Info, type Scope } from './kernel_util.js';
-import { heapOffset, wasmMemory, type WasmBackend } from './matmul_wasm.js';
+import { heapOffset, heapView, wasmMemory, type WasmBackend } from './matmul_wasm.js';
 import { dwConvFor, dwFilterFor } from './wasm_dwconv.js';
 
 /**
@@ -264,9 +264,9 @@ export function depthwiseBackpropFilter(args: Parameters<tf.KernelFunc>[0], back
     const simd = memory ? dwFilterFor(memory, c, g.dh) : null;
     if (simd) {
       // Our SIMD filter-gradient kernel, accumulating into a zeroed dW.
-      const be = args.backend as WasmBackend & { typedArrayFromHeap(t: Info): Float32Array };
+      const be = args.backend as WasmBackend;
       const dw = s.adopt(be.makeOutput([kh, kw, c, 1], 'float32'));
-      be.typedArrayFromHeap(dw).fill(0);
+      heapView(be, dw).fill(0);
       simd(heapOffset(be, xp), heapOffset(be, dy), heapOffset(be, dw), n, hp, wp, kh, kw, oh, ow, g.sh);
       return dw;
     }

@@ -32,6 +32,8 @@
  *   gradient of a strided conv as one Conv2D with the s² stacked sub-filters plus depth-to-space
  *   (no zero-dilation), 1×1 convs as matMuls, segment sums through ScatterNd.
  * - Heap-view copies for the data-movement kernels (wasm_copy.ts).
+ * - wasm_threads.ts: the threaded SIMD build in Node (tfjs runs one thread there), which
+ *   `initBackend` uses by default. Every kernel here works on its shared memory too.
  * - Gradients with differentiable tfjs ops (gradients.ts).
  * tools/bench/kernels.mjs measures every kernel against the stock one (and the cpu-fallback shim
  * where wasm has none) and the issue-3 targets. Measured: a training step of a 1.95 M-parameter
@@ -55,3 +57,12 @@ export {
 } from './install.js';
 export { installGradientFixes, requireTfjsGradients, GRADIENT_FIXES } from './gradients.js';
 export { installNodeWebGPU, registerWebGPUBackend, type DawnResult, type NodeWebGPUOptions } from './dawn.js';
+export {
+  enableWasmThreads,
+  disableWasmThreads,
+  wasmThreadsStatus,
+  MAX_WASM_THREADS,
+  type WasmThreadsOptions,
+  type WasmThreadsResult,
+  type WasmThreadsStatus,
+} from './wasm_threads.js';

@@ -2,6 +2,7 @@ import '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setTestWasm } from '../testing/backend.js';
 import { input, numDataIds, runOn, scaledError, type KernelInput, type KernelOutput } from './__fixtures__/kernel_harness.js';
 import { installCpuKernels, installWasmKernels, restoreStockKernels } from './install.js';
 import { enableWasmGemm, PER_BATCH_MIN_MACS, wasmGemm } from './matmul_wasm.js';
@@ -12,7 +13,7 @@ import { enableWasmGemm, PER_BATCH_MIN_MACS, wasmGemm } from './matmul_wasm.js';
 const TOL = 1e-5;
 
 beforeAll(async () => {
-  await tf.setBackend('wasm');
+  await setTestWasm(); // the threaded build with VIT_TEST_WASM_THREADS=2
   installWasmKernels();
   await tf.setBackend('cpu');
   restoreStockKernels('cpu');

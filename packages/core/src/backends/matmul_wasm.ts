@@ -10,8 +10,8 @@ import { gemmFor, type GemmFn } from './wasm_gemm.js';
  * XNNPACK case (folding an untransposed right operand shared by the whole batch into it) and
  * sends the rest to our WebAssembly SIMD kernel (wasm_gemm.ts), which reads transposed and
  * broadcast operands through strides, straight from the backend's memory.
- * Where that kernel cannot be instantiated (the threaded build's shared memory), it falls back
- * to XNNPACK: a right operand shared by the batch is folded into one `[B·M, K]·[K, N]` call,
+ * Where that kernel cannot be instantiated (no SIMD, or the module's memory is not reachable), it
+ * falls back to XNNPACK: a right operand shared by the batch is folded into one `[B·M, K]·[K, N]` call,
  * otherwise the transposes are materialised and XNNPACK runs once per batch on *views* (ids
  * registered on offsets inside the batched buffers, so nothing is sliced or copied).
  * Both paths use tfjs-backend-wasm internals (`dataIdMap`, the module's memory, `_BatchMatMul`);
@@ -22,6 +22,8 @@ interface WasmModule {
   HEAPU8: Uint8Array;
   asm?: { memory?: unknown };
   wasmExports?: { memory?: unknown };
+  /** The threaded build imports its (shared) memory instead of exporting it; the glue puts it here. */
+  wasmMemory?: unknown;
   _malloc(bytes: number): number;
   _free(ptr: number): void;
   _BatchMatMul(aId: number, aShape: number, aRank: number, bId: number, bShape: number, bRank: number, tA: number, tB: number, outId: number): void;
@@ -61,18 +63,62 @@ export function enableWasmGemm(enabled: boolean): void {
   gemmEnabled = enabled;
 }
 
-/** Our SIMD kernel on this backend's memory, or null (shared memory, no SIMD, other internals). */
+/** Our SIMD kernel on this backend's memory, or null (no SIMD, other internals). */
 export function wasmGemm(backend: unknown): GemmFn | null {
   if (!gemmEnabled) return null;
   const memory = wasmMemory(backend);
   return memory ? gemmFor(memory) : null;
 }
 
-/** The WebAssembly.Memory of a tfjs wasm backend (emscripten's exports), if it exposes one. */
+/**
+ * The WebAssembly.Memory of a tfjs wasm backend, if it exposes one: the single-threaded builds
+ * export it, the threaded build imports it (a shared memory) and its glue keeps it as
+ * `Module.wasmMemory`.
+ */
 export function wasmMemory(backend: unknown): WebAssembly.Memory | null {
   const w = (backend as Partial<WasmBackend>).wasm;
-  const memory = w?.asm?.memory ?? w?.wasmExports?.memory;
+  const memory = w?.asm?.memory ?? w?.wasmExports?.memory ?? w?.wasmMemory;
   return memory instanceof WebAssembly.Memory && hasInternals(backend) ? memory : null;
+}
+
+const HEAP_VIEWS = [
+  ['HEAP8', Int8Array],
+  ['HEAP16', Int16Array],
+  ['HEAP32', Int32Array],
+  ['HEAPU8', Uint8Array],
+  ['HEAPU16', Uint16Array],
+  ['HEAPU32', Uint32Array],
+  ['HEAPF32', Float32Array],
+  ['HEAPF64', Float64Array],
+] as const;
+
+/**
+ * Re-creates the module's heap views (`Module.HEAPU8`…, which tfjs reads) when the memory has grown
+ * since they were made. A non-shared memory detaches its old buffer on growth and emscripten's glue
+ * replaces the views at once; a shared one (the threaded build) keeps the old SharedArrayBuffer,
+ * which still sees only the old length, and the glue replaces the views only when the growth
+ * happened on the main thread. Cheap when nothing changed (one identity check).
+ */
+export function refreshHeapViews(backend: unknown): void {
+  const w = (backend as Partial<WasmBackend>).wasm;
+  const memory = wasmMemory(backend);
+  if (!w || !memory) return;
+  const buffer = memory.buffer;
+  if (w.HEAPU8.buffer === buffer) return;
+  const views = w as unknown as Record<string, unknown>;
+  for (const [name, View] of HEAP_VIEWS) if (name in views) views[name] = new View(buffer);
+}
+
+/** The heap's current buffer, for views we make ourselves (after any allocation). */
+export function heapBuffer(backend: WasmBackend): ArrayBufferLike {
+  refreshHeapViews(backend);
+  return backend.wasm.HEAPU8.buffer;
+}
+
+/** `backend.typedArrayFromHeap(t)` on the heap as it is now (see `refreshHeapViews`). */
+export function heapView<T extends Float32Array | Int32Array | Uint8Array = Float32Array | Int32Array | Uint8Array>(backend: unknown, t: Info): T {
+  refreshHeapViews(backend);
+  return (backend as { typedArrayFromHeap(info: Info): T }).typedArrayFromHeap(t);
 }
 
 /** Byte offset of a tensor's data in the wasm heap. */
@@ -253,7 +299,7 @@ function perBatch(
   const bViews = new Map<number, number>();
   const shapes = w._malloc(24);
   try {
-    new Int32Array(w.HEAPU8.buffer, shapes, 6).set([1, m, k, 1, k, n]);
+    new Int32Array(heapBuffer(backend), shapes, 6).set([1, m, k, 1, k, n]);
     // A right operand shared by several output batches keeps its view (and XNNPACK's packed copy).
     for (let i = 0; i < batch; i++) {
       const j = ib(i);

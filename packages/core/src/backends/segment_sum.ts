@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { scoped, sizeOf, type Info } from './kernel_util.js';
+import { heapView } from './matmul_wasm.js';
 
 /**
  * UnsortedSegmentSum (the gradient of gather): out[s, …] = Σ_{i: ids[i] = s} x[i, …]. tfjs's cpu
@@ -18,7 +19,6 @@ interface CpuBackend extends ReadableBackend {
 }
 interface WasmBackend extends ReadableBackend {
   makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: Values): Info;
-  typedArrayFromHeap(info: Info): Values;
 }
 
 function outShapeOf(x: Info, ids: Info, numSegments: number): number[] {
@@ -66,7 +66,7 @@ export function segmentSumWasm(args: Parameters<tf.KernelFunc>[0]): Info {
   const width = sizeOf(shape) / Math.max(numSegments, 1);
   // The wasm ScatterNd kernel sums duplicate indices but does not bound-check them: use it only
   // when every id is in range (a view of the heap, no copy, to check).
-  const ids = backend.typedArrayFromHeap(segmentIds);
+  const ids = heapView(backend, segmentIds);
   let inRange = true;
   for (let i = 0; i < ids.length; i++) {
     if (ids[i]! < 0 || ids[i]! >= numSegments) {
@@ -81,6 +81,6 @@ export function segmentSumWasm(args: Parameters<tf.KernelFunc>[0]): Info {
     });
   }
   const out = x.dtype === 'int32' ? new Int32Array(sizeOf(shape)) : new Float32Array(sizeOf(shape));
-  segmentSumLoop(backend.typedArrayFromHeap(x), backend.typedArrayFromHeap(segmentIds), numSegments, width, out);
+  segmentSumLoop(heapView(backend, x), heapView(backend, segmentIds), numSegments, width, out);
   return backend.makeOutput(shape, x.dtype, undefined, out);
 }

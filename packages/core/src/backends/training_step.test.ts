@@ -8,6 +8,7 @@ import { Linear } from '../nn/linear.js';
 import { Module } from '../nn/module.js';
 import { LayerNorm } from '../nn/norm.js';
 import { mergeHeads, scaledDotProductAttention, splitHeads } from '../ops/attention.js';
+import { setTestWasm } from '../testing/backend.js';
 import { values } from './__fixtures__/kernel_harness.js';
 import { installGradientFixes } from './gradients.js';
 import { installCpuKernels, installWasmKernels, restoreStockKernels } from './install.js';
@@ -104,7 +105,7 @@ function step(net: ToyNet, x: tf.Tensor, labels: tf.Tensor): { loss: number; gra
 let net: ToyNet;
 
 beforeAll(async () => {
-  await tf.setBackend('wasm');
+  await setTestWasm(); // the threaded build with VIT_TEST_WASM_THREADS=2
   installWasmKernels();
   await tf.setBackend('cpu');
   restoreStockKernels('cpu');

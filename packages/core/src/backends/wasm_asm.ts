@@ -137,26 +137,40 @@ export const F32X4_MUL = 0xe6;
 /** memarg: alignment exponent, byte offset. */
 export const mem = (align: number, offset = 0) => [align, ...uleb(offset)];
 
+/** The most pages a 32-bit memory can have (4 GiB); the threaded tfjs build declares this maximum. */
+const MAX_PAGES = 65536;
+
+/** Whether `memory` is shared (the threaded tfjs build's heap is a SharedArrayBuffer). */
+export function isShared(memory: WebAssembly.Memory): boolean {
+  return typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+}
+
 /**
- * A module importing `env.memory` (non-shared, any size) and exporting one function `name` of
- * i32 parameters, no result.
+ * A module importing `env.memory` and exporting one function `name` of i32 parameters, no result.
+ * An import must match the memory's sharedness, and a shared one must state a maximum: the
+ * threaded build's heap imports as `shared, 0..65536 pages` (any size it has grown to fits), the
+ * single-threaded one as `0..` (no maximum).
  */
-export function moduleBytes(name: string, params: string[], body: number[]): Uint8Array<ArrayBuffer> {
+export function moduleBytes(name: string, params: string[], body: number[], shared = false): Uint8Array<ArrayBuffer> {
   const type = [0x60, ...vec(params.map(() => [I32])), ...vec([])];
+  const limits = shared ? [0x03, ...uleb(0), ...uleb(MAX_PAGES)] : [0x00, ...uleb(0)];
   return new Uint8Array([
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...section(1, vec([type])),
-    ...section(2, vec([[...str('env'), ...str('memory'), 0x02, 0x00, ...uleb(0)]])),
+    ...section(2, vec([[...str('env'), ...str('memory'), 0x02, ...limits]])),
     ...section(3, vec([uleb(0)])),
     ...section(7, vec([[...str(name), 0x00, ...uleb(0)]])),
     ...section(10, vec([body])),
   ]);
 }
 
-/** Instantiates `bytes` on `memory`; null where that fails (shared memory, no SIMD…). */
-export function instantiate<T>(bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory, name: string): T | null {
+/**
+ * Instantiates the module `build(shared)` makes on `memory`, with the import matching the memory's
+ * sharedness; null where that fails (no SIMD…).
+ */
+export function instantiate<T>(build: (shared: boolean) => Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory, name: string): T | null {
   try {
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(build(isShared(memory))), { env: { memory } });
     return instance.exports[name] as T;
   } catch {
     return null;

@@ -2,6 +2,7 @@ import '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { setTestWasm } from '../testing/backend.js';
 import { input, numDataIds, runOn, scaledError, type KernelInput, type KernelOutput } from './__fixtures__/kernel_harness.js';
 import { installWasmKernels } from './install.js';
 
@@ -9,7 +10,7 @@ import { installWasmKernels } from './install.js';
 // backends itself (see conv_grads.test.ts).
 
 beforeAll(async () => {
-  await tf.setBackend('wasm');
+  await setTestWasm(); // the threaded build with VIT_TEST_WASM_THREADS=2
   installWasmKernels();
   await tf.setBackend('cpu');
 });

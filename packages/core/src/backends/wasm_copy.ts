@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { sizeOf, stockKernel, type BackendLike, type Info } from './kernel_util.js';
-import { heapOffset, wasmMemory, type WasmBackend } from './matmul_wasm.js';
+import { heapOffset, heapView, wasmMemory, type WasmBackend } from './matmul_wasm.js';
 import { colSumFor } from './wasm_reduce.js';
 import { erfScalar, unaryFor } from './wasm_unary.js';
 
@@ -15,7 +15,6 @@ import { erfScalar, unaryFor } from './wasm_unary.js';
 type Values = Float32Array | Int32Array | Uint8Array;
 interface WasmCopyBackend extends BackendLike {
   makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: Values): Info;
-  typedArrayFromHeap(info: Info): Values;
   readSync(dataId: tf.DataId): unknown;
 }
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -68,7 +67,7 @@ function stridedCopy(src: Values, srcShape: number[], begin: number[], step: num
 /** Output buffer and heap views (taken after the allocation, which may grow the heap). */
 function output(backend: WasmCopyBackend, x: Info, shape: number[], dtype = x.dtype): { out: Info; src: Values; dst: Values } {
   const out = backend.makeOutput(shape, dtype);
-  return { out, src: backend.typedArrayFromHeap(x), dst: backend.typedArrayFromHeap(out) };
+  return { out, src: heapView(backend, x), dst: heapView(backend, out) };
 }
 
 /**
@@ -147,7 +146,7 @@ export function gatherWasm(args: KernelArgs): Info | Info[] {
   const backend = args.backend as WasmCopyBackend;
   const parsedAxis = tf.util.parseAxisParam(axis, x.shape)[0]!;
   const dim = x.shape[parsedAxis]!;
-  const idx = backend.typedArrayFromHeap(indices);
+  const idx = heapView(backend, indices);
   for (let i = 0; i < idx.length; i++) {
     if (!(idx[i]! >= 0 && idx[i]! <= dim - 1)) throw new Error(`GatherV2: the index value ${idx[i]} is not in [0, ${dim - 1}]`);
   }
@@ -155,7 +154,7 @@ export function gatherWasm(args: KernelArgs): Info | Info[] {
   const { batchSize, outerSize, dimSize, sliceSize } = info;
   const perBatch = idx.length / Math.max(batchSize, 1);
   const { out, src, dst } = output(backend, x, info.outputShape);
-  const ids = backend.typedArrayFromHeap(indices); // again: the allocation may have grown the heap
+  const ids = heapView(backend, indices); // again: the allocation may have grown the heap
   let o = 0;
   for (let b = 0; b < batchSize; b++) {
     for (let q = 0; q < outerSize; q++) {
@@ -216,7 +215,7 @@ function blockReduce(args: KernelArgs, mean: boolean): Info | Info[] {
   const out = backend.makeOutput(outShape, 'float32');
   colSum(heapOffset(backend, x), heapOffset(backend, out), pre, r, post);
   if (mean) {
-    const y = backend.typedArrayFromHeap(out);
+    const y = heapView(backend, out);
     for (let i = 0; i < y.length; i++) y[i]! /= r;
   }
   return out;
@@ -238,8 +237,8 @@ function unary(args: KernelArgs, op: 'exp' | 'erf'): Info | Info[] {
   fn(heapOffset(backend, x), heapOffset(backend, out), n);
   const scalar = op === 'exp' ? Math.exp : erfScalar;
   if (n % 4) {
-    const xs = backend.typedArrayFromHeap(x);
-    const ys = backend.typedArrayFromHeap(out);
+    const xs = heapView(backend, x);
+    const ys = heapView(backend, out);
     for (let i = n - (n % 4); i < n; i++) ys[i] = scalar(xs[i]!);
   }
   return out;

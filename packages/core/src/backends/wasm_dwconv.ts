@@ -218,21 +218,21 @@ export type DwFilterFn = (
 
 const cache = new WeakMap<WebAssembly.Memory, Map<string, unknown>>();
 
-function cached<T>(memory: WebAssembly.Memory, key: string, build: () => Uint8Array<ArrayBuffer>, name: string): T | null {
+function cached<T>(memory: WebAssembly.Memory, key: string, build: (shared: boolean) => Uint8Array<ArrayBuffer>, name: string): T | null {
   let m = cache.get(memory);
   if (!m) cache.set(memory, (m = new Map()));
-  if (!m.has(key)) m.set(key, instantiate<T>(build(), memory, name));
+  if (!m.has(key)) m.set(key, instantiate<T>(build, memory, name));
   return m.get(key) as T | null;
 }
 
 /** The forward kernel for `channels` (a multiple of 4), or null. */
 export function dwConvFor(memory: WebAssembly.Memory, channels: number): DwConvFn | null {
   if (channels % 4 !== 0 || channels <= 0) return null;
-  return cached<DwConvFn>(memory, `conv${channels}`, () => moduleBytes('dwconv', CONV_PARAMS, convBody(channels)), 'dwconv');
+  return cached<DwConvFn>(memory, `conv${channels}`, (shared) => moduleBytes('dwconv', CONV_PARAMS, convBody(channels), shared), 'dwconv');
 }
 
 /** The filter-gradient kernel for `channels` (a multiple of 4) and dilation `dil`, or null. */
 export function dwFilterFor(memory: WebAssembly.Memory, channels: number, dil: number): DwFilterFn | null {
   if (channels % 4 !== 0 || channels <= 0) return null;
-  return cached<DwFilterFn>(memory, `filter${channels}x${dil}`, () => moduleBytes('dwfilter', FILTER_PARAMS, filterBody(channels, dil)), 'dwfilter');
+  return cached<DwFilterFn>(memory, `filter${channels}x${dil}`, (shared) => moduleBytes('dwfilter', FILTER_PARAMS, filterBody(channels, dil), shared), 'dwfilter');
 }

@@ -274,8 +274,8 @@ function gemmBody(): number[] {
   return c.body();
 }
 
-function gemmModule(): Uint8Array<ArrayBuffer> {
-  return moduleBytes('gemm', PARAMS, gemmBody());
+function gemmModule(shared = false): Uint8Array<ArrayBuffer> {
+  return moduleBytes('gemm', PARAMS, gemmBody(), shared);
 }
 
 /**
@@ -303,11 +303,11 @@ export type GemmFn = (
 
 const instances = new WeakMap<WebAssembly.Memory, GemmFn | null>();
 
-/** The kernel bound to `memory`, or null where it cannot be built (no SIMD, shared memory…). */
+/** The kernel bound to `memory` (shared or not), or null where it cannot be built (no SIMD…). */
 export function gemmFor(memory: WebAssembly.Memory): GemmFn | null {
   let fn = instances.get(memory);
   if (fn === undefined) {
-    fn = instantiate<GemmFn>(gemmModule(), memory, 'gemm');
+    fn = instantiate<GemmFn>(gemmModule, memory, 'gemm');
     instances.set(memory, fn);
   }
   return fn;

@@ -86,7 +86,7 @@ const instances = new WeakMap<WebAssembly.Memory, ColSumFn | null>();
 export function colSumFor(memory: WebAssembly.Memory): ColSumFn | null {
   let fn = instances.get(memory);
   if (fn === undefined) {
-    fn = instantiate<ColSumFn>(moduleBytes('colsum', PARAMS, body()), memory, 'colsum');
+    fn = instantiate<ColSumFn>((shared) => moduleBytes('colsum', PARAMS, body(), shared), memory, 'colsum');
     instances.set(memory, fn);
   }
   return fn;

@@ -164,7 +164,7 @@ const cache = new WeakMap<WebAssembly.Memory, Map<string, UnaryFn | null>>();
 export function unaryFor(memory: WebAssembly.Memory, op: 'exp' | 'erf'): UnaryFn | null {
   let m = cache.get(memory);
   if (!m) cache.set(memory, (m = new Map()));
-  if (!m.has(op)) m.set(op, instantiate<UnaryFn>(moduleBytes('unary', PARAMS, body(op)), memory, 'unary'));
+  if (!m.has(op)) m.set(op, instantiate<UnaryFn>((shared) => moduleBytes('unary', PARAMS, body(op), shared), memory, 'unary'));
   return m.get(op)!;
 }
 
