@@ -17,6 +17,8 @@ interface Faults {
   noValidation?: boolean;
   wrongFeatureChs?: boolean;
   nondeterministic?: boolean;
+  /** No blocks for setGradCheckpointing. */
+  noCheckpointUnits?: boolean;
 }
 
 /** A two-stage conv net implementing the model contract, with switchable faults. */
@@ -72,6 +74,9 @@ class TinyNet extends Module {
     const all = this.stages(x);
     return resolveIndices(o.indices, all.length).map((i) => all[i]!);
   }
+  protected override gradCheckpointUnits(): Module[] {
+    return this.faults.noCheckpointUnits ? [] : [this.stem, this.stage2];
+  }
   resetClassifier(n: number): void {
     this.head?.dispose();
     this.numClasses = n;
@@ -98,6 +103,7 @@ describe('conformance suite', () => {
     ['noValidation', { noValidation: true }, /input validation: wrong channels/],
     ['wrongFeatureChs', { wrongFeatureChs: true }, /features: stage 1 \(stage2\): expected \[2, ~2, ~2, 5\]/],
     ['nondeterministic', { nondeterministic: true }, /eval determinism|forwardHead/],
+    ['noCheckpointUnits', { noCheckpointUnits: true }, /has no blocks to checkpoint/],
   ] as const)('catches a model with fault %s', (_n, faults, msg) => {
     expect(() => runConformance(subject(faults))).toThrow(msg);
     // the suite disposes what it built even when a check fails (the leak fault leaks on purpose)

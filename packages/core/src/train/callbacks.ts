@@ -47,6 +47,8 @@ export interface ProgressBarOptions {
   tty?: boolean;
   /** Plain-line mode: a line every this many batches (default: about ten per epoch). */
   printEvery?: number;
+  /** Plain-line mode: also a line when this many seconds passed since the last (default 60; slow steps still show progress). */
+  printSeconds?: number;
   /** Bar width in characters (TTY mode, default 24). */
   width?: number;
   /** Print the per-epoch summary line too (default true; false when something else prints it, as `vit train` does on stdout). */
@@ -61,6 +63,8 @@ export class ProgressBar implements Callback {
   private readonly stream: ProgressStream;
   private readonly tty: boolean;
   private readonly printEvery: number | undefined;
+  private readonly printSeconds: number;
+  private lastPrint = 0;
   private readonly width: number;
   private readonly epochLines: boolean;
   private epochs = 0;
@@ -71,6 +75,7 @@ export class ProgressBar implements Callback {
     this.stream = options.stream ?? defaultStream();
     this.tty = options.tty ?? !!this.stream.isTTY;
     this.printEvery = options.printEvery;
+    this.printSeconds = options.printSeconds ?? 60;
     this.width = options.width ?? 24;
     this.epochLines = options.epochLines ?? true;
   }
@@ -84,6 +89,7 @@ export class ProgressBar implements Callback {
 
   onEpochStart(_t: Trainer, info: EpochInfo): void {
     this.started = info.startBatch;
+    this.lastPrint = 0;
   }
 
   onBatchEnd(_t: Trainer, s: StepInfo): void {
@@ -103,7 +109,8 @@ export class ProgressBar implements Callback {
       return;
     }
     const every = this.printEvery ?? Math.max(1, Math.round(s.numBatches / 10));
-    if (done % every === 0 || done === s.numBatches) {
+    if (done % every === 0 || done === s.numBatches || s.seconds - this.lastPrint >= this.printSeconds) {
+      this.lastPrint = s.seconds;
       this.stream.write(`${head} step ${done}/${s.numBatches} (${((100 * done) / s.numBatches).toFixed(0)}%) ${stats}\n`);
     }
   }
