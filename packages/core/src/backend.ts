@@ -3,6 +3,7 @@ import { installNodeWebGPU, registerWebGPUBackend } from './backends/dawn.js';
 import { BackendError } from './backends/errors.js';
 import { installGradientFixes } from './backends/gradients.js';
 import { installCpuKernels, installWasmKernels } from './backends/install.js';
+import { installTensorflowKernels } from './backends/tensorflow_kernels.js';
 import { disableWasmThreads, enableWasmThreads, MAX_WASM_THREADS, wasmThreadsStatus } from './backends/wasm_threads.js';
 
 export { BackendError };
@@ -23,7 +24,7 @@ export interface InitBackendOptions {
    * an adapter is skipped because wasm is several times faster than it.
    */
   allowSoftwareWebGPU?: boolean;
-  /** Install our replacement kernels when the result is wasm or cpu (default true). */
+  /** Install our replacement kernels when the result is wasm, cpu or tensorflow (default true). */
   kernels?: boolean;
   /** Install the gradient fixes (default true; they are backend-independent). */
   gradientFixes?: boolean;
@@ -54,7 +55,7 @@ export interface InitBackendResult {
   reasons: Partial<Record<ConcreteBackend, string>>;
   /** Where the preference came from. */
   source: 'argument' | 'env' | 'default';
-  /** Our replacement kernels now registered for this backend (wasm, cpu). */
+  /** Our replacement kernels now registered for this backend (wasm, cpu, tensorflow). */
   kernels: string[];
   /** Kernel names whose gradients we registered. */
   gradients: string[];
@@ -313,7 +314,8 @@ function parsePreference(p: BackendName | readonly ConcreteBackend[] | string, w
  * `wasmThreads` say how many run and, when it is one, why.
  *
  * On wasm and cpu it installs our replacement kernels (the backward kernels wasm lacks, fast
- * versions of the ones that are scalar loops); everywhere it installs the gradient fixes.
+ * versions of the ones that are scalar loops), on tensorflow our stride-1 conv gradients;
+ * everywhere it installs the gradient fixes.
  *
  * Call it before creating any tensor or model: importing @tensorflow/tfjs-backend-wasm makes wasm
  * the highest-priority backend, and a tensor created before it is initialised throws.
@@ -348,6 +350,7 @@ export async function initBackend(preference: BackendName | readonly ConcreteBac
     let kernels: string[] = [];
     if (options.kernels !== false && name === 'wasm') kernels = installWasmKernels();
     if (options.kernels !== false && name === 'cpu') kernels = installCpuKernels();
+    if (options.kernels !== false && name === 'tensorflow') kernels = installTensorflowKernels();
     const gradients = options.gradientFixes === false ? [] : installGradientFixes();
     return { backend: name, detail: r.detail, reasons, source, kernels, gradients, warnings, ...(r.wasmThreads ? { wasmThreads: r.wasmThreads } : {}) };
   }

@@ -56,6 +56,7 @@ export {
   type InstallKernelsOptions,
 } from './install.js';
 export { installGradientFixes, requireTfjsGradients, GRADIENT_FIXES } from './gradients.js';
+export { installTensorflowKernels } from './tensorflow_kernels.js';
 export { installNodeWebGPU, registerWebGPUBackend, type DawnResult, type NodeWebGPUOptions } from './dawn.js';
 export {
   enableWasmThreads,

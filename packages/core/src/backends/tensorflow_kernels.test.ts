@@ -1,0 +1,54 @@
+import '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+import { stockKernel } from './kernel_util.js';
+import { installTensorflowKernels } from './tensorflow_kernels.js';
+
+// Our stride-1 conv gradients on tfjs-node against TensorFlow's own kernels. Runs where
+// @tensorflow/tfjs-node loads (CI builds it from the local TensorFlow wheel); skips elsewhere.
+const tfNode = await import('@tensorflow/tfjs-node').then(
+  () => null,
+  (e: unknown) => `@tensorflow/tfjs-node is not available here (${String(e).split('\n')[0]})`,
+);
+
+describe.skipIf(tfNode !== null)('tensorflow backend conv gradient kernels', () => {
+  it('match TensorFlow for stride-1 3×3 (same and valid, rectangular, odd sizes) and leave stride 2 and 1×1 to TF', async () => {
+    await tf.setBackend('tensorflow');
+    expect(installTensorflowKernels()).toEqual([tf.Conv2DBackpropInput, tf.Conv2DBackpropFilter]);
+    expect(installTensorflowKernels()).toEqual([tf.Conv2DBackpropInput, tf.Conv2DBackpropFilter]);
+    const be = tf.backend();
+    const cases: Array<[number[], number[], number, 'same' | 'valid']> = [
+      [[2, 9, 7, 5], [3, 3, 5, 6], 1, 'same'],
+      [[3, 8, 8, 4], [3, 3, 4, 8], 1, 'valid'],
+      [[2, 6, 11, 3], [5, 3, 3, 2], 1, 'same'],
+      [[2, 9, 9, 4], [3, 3, 4, 6], 2, 'same'],
+      [[2, 8, 8, 4], [1, 1, 4, 6], 1, 'valid'],
+    ];
+    const before = tf.memory().numTensors;
+    for (const [xs, ws, s, pad] of cases) {
+      tf.tidy(() => {
+        const x = tf.randomNormal(xs, 0, 1, 'float32', 1);
+        const w = tf.randomNormal(ws, 0, 1, 'float32', 2);
+        const dy = tf.randomNormal(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, s, pad).shape, 0, 1, 'float32', 3);
+        const common = { strides: [s, s], pad, dataFormat: 'NHWC', dimRoundingMode: undefined };
+        const run = (name: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown>, stock: boolean) => {
+          const k = stock ? stockKernel(name, 'tensorflow')! : tf.getKernel(name, 'tensorflow')!;
+          const out = k.kernelFunc({ inputs, attrs: attrs as tf.NamedAttrMap, backend: be }) as tf.TensorInfo;
+          // tfjs-node's kernels (and ours) return engine tensors already.
+          return out instanceof tf.Tensor ? out : tf.engine().makeTensorFromTensorInfo(out);
+        };
+        for (const [name, inputs, attrs] of [
+          [tf.Conv2DBackpropInput, { dy, filter: w }, { ...common, inputShape: xs }],
+          [tf.Conv2DBackpropFilter, { x, dy }, { ...common, filterShape: ws }],
+        ] as const) {
+          const ours = run(name, inputs, attrs, false);
+          const theirs = run(name, inputs, attrs, true);
+          expect(ours.shape).toEqual(theirs.shape);
+          const err = tf.max(tf.abs(tf.sub(ours, theirs))).dataSync()[0]! / Math.max(1, tf.max(tf.abs(theirs)).dataSync()[0]!);
+          expect(err, `${name} ${xs} ${ws} s${s} ${pad}`).toBeLessThan(1e-5);
+        }
+      });
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
