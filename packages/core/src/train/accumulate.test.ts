@@ -109,6 +109,20 @@ describe('Trainer gradient accumulation and micro-batching', () => {
     expect(maxRelDiff(w0, snapshot(model))).toBe(0);
   });
 
+  it('a non-finite gradient norm names the parameters whose gradients are not finite', async () => {
+    class SqrtScale extends NoBnNet {
+      // d/ds √|s| is infinite at s = 0 while the loss stays finite.
+      readonly scale = this.addParameter('scale', tf.zeros([1]));
+      override forward(x: tf.Tensor): tf.Tensor2D {
+        return tf.tidy(() => tf.add(super.forward(x), tf.sqrt(tf.abs(this.scale))) as tf.Tensor2D);
+      }
+    }
+    const model = new SqrtScale();
+    const err = await new Trainer({ model, optimizer: new AdamW(model, { lr: 1e-2 }), onNotice: () => {} }).fit(source(), { epochs: 1 }).catch((e: unknown) => e);
+    expect(String((err as Error).message)).toMatch(/the gradient norm is (NaN|Infinity) \(non-finite in scale\) at epoch 0, batch 0, step 1/);
+    model.dispose();
+  });
+
   it('recognises the ways a backend runs out of memory', () => {
     for (const m of [
       'RuntimeError: Aborted(). Build with -sASSERTIONS for more info.',

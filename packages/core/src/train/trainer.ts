@@ -557,8 +557,9 @@ export class Trainer {
       const gradNorm = normV[0]!;
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         for (const [b, c] of buffers) b.assign(c);
+        const where = Number.isFinite(loss) ? ` (non-finite in ${this.nonFiniteGradients(grads)})` : '';
         throw new NonFiniteLossError(
-          `Training stopped: the ${Number.isFinite(loss) ? `gradient norm is ${gradNorm}` : `loss is ${loss}`} at epoch ${epoch}, batch ${this.state.batch}, ` +
+          `Training stopped: the ${Number.isFinite(loss) ? `gradient norm is ${gradNorm}${where}` : `loss is ${loss}`} at epoch ${epoch}, batch ${this.state.batch}, ` +
             `step ${this.state.step + 1}. That update was not applied: parameters and buffers are those after step ${this.state.step}. ` +
             'Lower the learning rate, clip gradients (clipGradNorm) or check the data.',
           epoch,
@@ -583,6 +584,15 @@ export class Trainer {
         // An aborted wasm instance cannot free anything any more.
       }
     }
+  }
+
+  /** The parameters whose gradients hold NaN or ±Inf, by their dotted names (the first 5), for the error message. */
+  private nonFiniteGradients(grads: tf.NamedTensorMap): string {
+    const names = new Map(this.model.namedParameters().map(([n, v]) => [v.name, n]));
+    const bad = Object.entries(grads)
+      .filter(([, g]) => tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(g))).dataSync()[0] === 1))
+      .map(([k]) => names.get(k) ?? k);
+    return bad.length ? `${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ` and ${bad.length - 5} more` : ''}` : 'no single gradient: their sum of squares overflows';
   }
 
   /** Loss, gradients, their global norm (after clipping when asked) and the predictions of one whole batch. */
