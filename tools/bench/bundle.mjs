@@ -134,3 +134,22 @@ export async function bundleSplit({ entries, outdir, plugins = [], alias = {}, e
   rmSync(srcDir, { recursive: true, force: true });
   return res.metafile;
 }
+
+/**
+ * Bundles a tool's view of @vit: `tf` (tfjs-core, with @tensorflow/tfjs's gradients registered),
+ * the named @vit/core exports, and every architecture package (their models registered), to
+ * node_modules/.cache/vit-bench/<name>.mjs. Returns the bundle's path.
+ */
+export async function bundleVitTool(name, coreExports) {
+  const outfile = join(root, 'node_modules', '.cache', 'vit-bench', `${name}.mjs`);
+  await bundle({
+    contents: [
+      "import '@tensorflow/tfjs';",
+      "export * as tf from '@tensorflow/tfjs-core';",
+      `export { ${coreExports.join(', ')} } from '@vit/core';`,
+      ...archPackages().map((p) => `import '@vit/${p}';`),
+    ].join('\n'),
+    outfile,
+  });
+  return outfile;
+}

@@ -11,10 +11,9 @@
 // Buffers are counted once per data id (tfjs's clones and reshapes share data). "saved" = held by
 // a tape node for the backward pass; "scope" = alive only because a tidy scope has not ended.
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { archPackages, bundle, root } from './bundle.mjs';
+import { bundleVitTool } from './bundle.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -37,16 +36,7 @@ if (opt.help || !opt.model) {
   process.exit(opt.help ? 0 : 2);
 }
 
-const outfile = join(root, 'node_modules', '.cache', 'vit-bench', 'memory.mjs');
-await bundle({
-  contents: [
-    "import '@tensorflow/tfjs';",
-    "export * as tf from '@tensorflow/tfjs-core';",
-    "export { initBackend, createModel, getModelCard, Module, valueAndGrads, trackBuffers } from '@vit/core';",
-    ...archPackages().map((p) => `import '@vit/${p}';`),
-  ].join('\n'),
-  outfile,
-});
+const outfile = await bundleVitTool('memory', ['initBackend', 'createModel', 'getModelCard', 'Module', 'valueAndGrads', 'trackBuffers']);
 const vit = await import(pathToFileURL(outfile).href);
 const { tf } = vit;
 await vit.initBackend(opt.backend, { env: false, quiet: true });

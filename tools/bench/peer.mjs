@@ -155,17 +155,8 @@ async function main() {
   if (opt.child) return child();
   const specs = opt.specs.split(',').filter(Boolean).map(parseSpec);
   const backends = opt.backends.split(',').map((s) => s.trim()).filter(Boolean);
-  const { archPackages, bundle } = await import('./bundle.mjs');
-  const bundlePath = join(repo, 'node_modules', '.cache', 'vit-bench', 'peer.mjs');
-  await bundle({
-    contents: [
-      "import '@tensorflow/tfjs';",
-      "export * as tf from '@tensorflow/tfjs-core';",
-      "export { initBackend, benchmarkModel, createModel } from '@vit/core';",
-      ...archPackages().map((p) => `import '@vit/${p}';`),
-    ].join('\n'),
-    outfile: bundlePath,
-  });
+  const { bundleVitTool } = await import('./bundle.mjs');
+  const bundlePath = await bundleVitTool('peer', ['initBackend', 'benchmarkModel', 'createModel']);
   if (!existsSync(join(opt['perf-dir'], 'torch_peer.py'))) {
     console.error(`peer.mjs: no torch_peer.py in ${opt['perf-dir']} (--perf-dir)`);
     process.exit(2);

@@ -8,18 +8,9 @@ import '@vit/conv2former';
 import '@vit/mrla';
 import { setTestBackend } from '@vit/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../main.js';
+import { testBackend as backend, tinyConv2Former as tiny, vit } from '../__fixtures__/vit.js';
 import { EXIT } from '../exit-codes.js';
 
-async function vit(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
-
-const backend = process.env.VIT_TEST_BACKEND ?? 'cpu';
-const tiny = ['--model', 'conv2former_n_cifar', '--model-opts', '{"dims":[8,16,16,16],"depths":[1,1,1,1],"kernelSize":3,"mlpRatios":[2,2,2,2]}'];
 
 describe('vit train: --accum-steps, --micro-batch, --grad-checkpointing, running out of memory', () => {
   let dir = '';

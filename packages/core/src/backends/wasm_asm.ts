@@ -5,6 +5,12 @@
  */
 
 export const I32 = 0x7f;
+/**
+ * i32.lt_u. Pointers into the heap must be compared unsigned: past 2 GiB they are negative as
+ * signed i32, and a loop over a buffer that straddles 2^31 with i32.lt_s stopped after one pass
+ * (a 100 MB tensor left mostly unwritten: wrong gradients only at large batches).
+ */
+export const I32_LT_U = 0x49;
 export const F32 = 0x7d;
 export const V128 = 0x7b;
 

@@ -16,6 +16,7 @@
  */
 
 import {
+  I32_LT_U,
   Code,
   F32,
   F32X4_ADD,
@@ -103,7 +104,7 @@ function gemmBody(): number[] {
               .simd(V128_STORE, ...mem(2, 16 * v));
           t.inc('sp', (u) => u.get(sk));
           t.inc('dp', (u) => u.i32(4 * w));
-          t.get('dp').get('dend').op(0x48).op(0x0d, 0).op(0x0b);
+          t.get('dp').get('dend').op(I32_LT_U).op(0x0d, 0).op(0x0b);
         },
         (t) => {
           t.op(0x03, 0x40);
@@ -117,7 +118,7 @@ function gemmBody(): number[] {
           }
           t.inc('sp', (u) => u.get(sk));
           t.inc('dp', (u) => u.i32(4 * w));
-          t.get('dp').get('dend').op(0x48).op(0x0d, 0).op(0x0b);
+          t.get('dp').get('dend').op(I32_LT_U).op(0x0d, 0).op(0x0b);
         },
       );
       q.inc('p', (t) => t.i32(1));
@@ -258,7 +259,7 @@ function gemmBody(): number[] {
       }
       c.inc('aptr', (s) => s.i32(16));
       c.inc('bptr', (s) => s.i32(32));
-      c.get('aptr').get('aend').op(0x48).op(0x0d, 0).op(0x0b); // br_if 0, end loop
+      c.get('aptr').get('aend').op(I32_LT_U).op(0x0d, 0).op(0x0b); // br_if 0, end loop
       // Store the valid rows (min(4, M − i)) and columns.
       c.get('M').get('i').sub().set('rows');
       c.get('c').get('i').get('ldc').mul().add().get('j0').i32(2).op(0x74).add().set('cptr');

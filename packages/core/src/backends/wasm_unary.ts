@@ -12,7 +12,7 @@
  * `unary(x, y, n)` handles ⌊n/4⌋·4 elements; the caller does the rest.
  */
 
-import { Code, F32X4_ADD, F32X4_MUL, I32, V128, V128_LOAD, V128_STORE, instantiate, mem, moduleBytes } from './wasm_asm.js';
+import { Code, F32X4_ADD, F32X4_MUL, I32, I32_LT_U, V128, V128_LOAD, V128_STORE, instantiate, mem, moduleBytes } from './wasm_asm.js';
 
 // More SIMD opcodes (after 0xfd).
 const F32X4_SPLAT = 0x13;
@@ -108,7 +108,7 @@ function body(op: 'exp' | 'erf'): number[] {
   c.get('x').get('n').i32(-4).op(0x71).i32(2).op(0x74).add().set('end');
   c.get('x').set('p');
   c.while(
-    (q) => q.get('p').get('end').op(0x48),
+    (q) => q.get('p').get('end').op(I32_LT_U),
     (q) => {
       q.get('p')
         .simd(V128_LOAD, ...mem(2))

@@ -592,7 +592,13 @@ export class Trainer {
     const bad = Object.entries(grads)
       .filter(([, g]) => tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(g))).dataSync()[0] === 1))
       .map(([k]) => names.get(k) ?? k);
-    return bad.length ? `${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ` and ${bad.length - 5} more` : ''}` : 'no single gradient: their sum of squares overflows';
+    if (bad.length) return `${bad.slice(0, 5).join(', ')}${bad.length > 5 ? ` and ${bad.length - 5} more` : ''}`;
+    // Every gradient is finite but their sum of squares overflows: name the largest.
+    const largest = Object.entries(grads)
+      .map(([k, g]) => [names.get(k) ?? k, tf.tidy(() => tf.max(tf.abs(g)).dataSync()[0]!)] as const)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3);
+    return `no single gradient, but their sum of squares overflows; largest |gradient|: ${largest.map(([n, v]) => `${n} ${v.toExponential(2)}`).join(', ')}`;
   }
 
   /** Loss, gradients, their global norm (after clipping when asked) and the predictions of one whole batch. */

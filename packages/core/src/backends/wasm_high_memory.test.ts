@@ -1,0 +1,68 @@
+import '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+import { setTestWasm } from '../testing/backend.js';
+import { installWasmKernels } from './install.js';
+
+// Our runtime-assembled kernels walk the wasm heap with i32 pointers. Past 2 GiB a pointer is
+// negative as a signed i32, so a loop that compared pointers signed stopped after one pass over
+// a buffer that straddles 2^31: most of the output was never written (training at batch 128
+// diverged, with gradients of 1e33 read from stale memory). Here the operands of every such
+// kernel straddle 2^31 and the results must equal the same computation low in the heap.
+
+const TWO_GIB = 2 ** 31;
+
+function offsetOf(t: tf.Tensor): number {
+  const b = tf.backend() as unknown as { dataIdMap: { get(id: object): { memoryOffset: number } } };
+  return b.dataIdMap.get(t.dataId).memoryOffset;
+}
+
+describe('wasm kernels on buffers that straddle 2 GiB', () => {
+  it('exp, erf, transposed and batched matMuls: the results of the cpu backend', async () => {
+    await setTestWasm();
+    installWasmKernels();
+    const hole = 12 * 1024 * 1024;
+    const ops: Array<[string, () => tf.Tensor[], (t: tf.Tensor[]) => tf.Tensor]> = [
+      ['exp', () => [tf.randomNormal([hole / 4], 0, 2, 'float32', 1)], ([x]) => tf.exp(x!)],
+      ['erf', () => [tf.randomNormal([hole / 4], 0, 2, 'float32', 2)], ([x]) => tf.erf(x!)],
+      // Outputs of 12 MB: they are what lands in the straddling hole.
+      ['matMul transposed', () => [tf.randomNormal([64, 1500], 0, 1, 'float32', 3), tf.randomNormal([64, 2048], 0, 1, 'float32', 4)], ([a, b]) => tf.matMul(a!, b!, true, false)],
+      ['batched matMul', () => [tf.randomNormal([96, 128, 16], 0, 1, 'float32', 5), tf.randomNormal([96, 16, 256], 0, 1, 'float32', 6)], ([a, b]) => tf.matMul(a!, b!)],
+    ];
+    // Fill the heap to just below 2^31, then free a 12 MB block across it: the allocator puts the
+    // next buffers of that size in the hole (inputs of the unary ops, outputs of the matMuls).
+    const fillers: tf.Tensor[] = [];
+    const end = (t: tf.Tensor) => offsetOf(t) + t.size * 4;
+    const wasmHeap = (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.buffer.byteLength;
+    fillers.push(tf.zeros([Math.floor(Math.max(0, TWO_GIB - wasmHeap - hole) / 4)]));
+    fillers.push(tf.zeros([Math.floor(Math.max(0, TWO_GIB - hole / 2 - end(fillers[0]!)) / 4)]));
+    const straddle = tf.zeros([hole / 4]);
+    const at = offsetOf(straddle);
+    expect(at, 'the 12 MB block crosses 2^31').toBeLessThan(TWO_GIB);
+    expect(at + hole).toBeGreaterThan(TWO_GIB);
+    straddle.dispose();
+    const results: Array<{ name: string; ins: Float32Array[]; shapes: number[][]; got: Float32Array; crossed: boolean }> = [];
+    try {
+      for (const [name, make, op] of ops) {
+        const ins = make();
+        const out = op(ins);
+        const crossed = [...ins, out].some((t) => offsetOf(t) < TWO_GIB && end(t) > TWO_GIB);
+        results.push({ name, ins: ins.map((t) => t.dataSync() as Float32Array), shapes: ins.map((t) => t.shape), got: out.dataSync() as Float32Array, crossed });
+        tf.dispose([...ins, out]);
+      }
+    } finally {
+      tf.dispose(fillers);
+    }
+    await tf.setBackend('cpu');
+    results.forEach((r, i) => {
+      const want = tf.tidy(() => ops[i]![2](r.ins.map((d, j) => tf.tensor(d, r.shapes[j]))).dataSync());
+      let worst = 0;
+      for (let j = 0; j < want.length; j++) worst = Math.max(worst, Math.abs(r.got[j]! - want[j]!) / Math.max(1, Math.abs(want[j]!)));
+      expect(worst, r.name).toBeLessThan(1e-5);
+    });
+    // The allocator put these where the test wants them (the transposed product packs its operands
+    // into scratch space of its own, which may land anywhere).
+    expect(results.filter((r) => r.crossed).map((r) => r.name)).toEqual(expect.arrayContaining(['exp', 'erf', 'batched matMul']));
+  });
+});
