@@ -5,7 +5,7 @@
 //
 //   node tools/bench/peer.mjs [--specs resnet18_mrlal_cifar:32:32,conv2former_n_cifar:32:32]
 //        [--backends wasm,tensorflow] [--rounds 2] [--runs 3] [--ref-root DIR] [--perf-dir DIR]
-//        [--no-checkpointing] [--no-forward] [--json FILE] [--md FILE]
+//        [--no-checkpointing | --checkpointing-backends wasm] [--no-forward] [--json FILE] [--md FILE]
 //
 // PyTorch side, each in its own process: ../shared/perf/torch_peer.py (forward and training-step
 // images/s, `train_extra_mb`) and tools/bench/torch_memory.py (a fresh process: the bytes autograd
@@ -38,6 +38,7 @@ const { values: opt } = parseArgs({
     'perf-dir': { type: 'string', default: resolve(repo, '..', 'shared', 'perf') },
     python: { type: 'string', default: process.env.PYTHON ?? 'python3' },
     'no-checkpointing': { type: 'boolean', default: false },
+    'checkpointing-backends': { type: 'string' },
     'no-forward': { type: 'boolean', default: false },
     timeout: { type: 'string', default: '3600' },
     json: { type: 'string' },
@@ -176,7 +177,8 @@ async function main() {
         console.error(`[peer] ${s.spec}: torch fresh process ${m.error ?? `saved ${m.saved_mb} MB, peak ${m.peak_extra_mb} MB`}`);
       }
       for (const b of backends) {
-        for (const ck of opt['no-checkpointing'] ? [false] : [false, true]) {
+        const ckOn = !opt['no-checkpointing'] && (!opt['checkpointing-backends'] || opt['checkpointing-backends'].split(',').includes(b));
+        for (const ck of ckOn ? [false, true] : [false]) {
           const key = `${b}${ck ? '+ckpt' : ''}`;
           const r = await ours(bundlePath, b, s.spec, ck, !ck && !opt['no-forward']);
           (acc.ours[key] ??= []).push(r);

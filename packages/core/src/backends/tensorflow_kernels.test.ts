@@ -6,7 +6,9 @@ import { installTensorflowKernels } from './tensorflow_kernels.js';
 
 // Our stride-1 conv gradients on tfjs-node against TensorFlow's own kernels. Runs where
 // @tensorflow/tfjs-node loads (CI builds it from the local TensorFlow wheel); skips elsewhere.
-const tfNode = await import('@tensorflow/tfjs-node').then(
+// A variable specifier: tfjs-node is an optional peer, so its types may be absent at typecheck.
+const tfNodeSpec = '@tensorflow/tfjs-node';
+const tfNode = await import(tfNodeSpec).then(
   () => null,
   (e: unknown) => `@tensorflow/tfjs-node is not available here (${String(e).split('\n')[0]})`,
 );
