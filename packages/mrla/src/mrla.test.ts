@@ -1,8 +1,8 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadPytorchStateDict, ShapeError } from '@vit/core';
-import { MRLALightLayer, MRLAModule, mrlaKernelSize } from './index.js';
+import { ConfigError, Conv2d, loadPytorchStateDict, measurePeakBytes, ShapeError, valueAndGradsOf } from '@vit/core';
+import { gatedDepthwise, MRLALightLayer, MRLAModule, mrlaKernelSize } from './index.js';
 import { setTestBackend } from '@vit/core/testing';
 
 /** Deterministic pseudo-random values in [-1, 1). */
@@ -172,5 +172,59 @@ describe('MRLA-light', () => {
       expect(() => (m.mrla as MRLALightLayer).forward(tf.zeros([4, 4, 32]) as unknown as tf.Tensor4D)).toThrow(ShapeError);
     });
     m.dispose();
+  });
+
+  // The fused op against the composition it replaced: Wv(x) reshaped per head, times the gate.
+  const composed = (x: tf.Tensor4D, conv: Conv2d, gate: tf.Tensor, heads: number) => {
+    const [b, h, w, c] = x.shape;
+    return tf.reshape(tf.mul(tf.reshape(conv.forward(x), [b, h, w, heads, c / heads]), gate), [b, h, w, c]);
+  };
+
+  it('gatedDepthwise: the value of the composed form and its gradients (x, Wv, gate) to float precision, no tensor left', async () => {
+    const before = tf.memory().numTensors;
+    const conv = new Conv2d(12, 12, 3, { padding: 1, groups: 12, bias: false });
+    const x = tf.tensor4d(values(3 * 5 * 7 * 12, 7), [3, 5, 7, 12]);
+    const gate = tf.tensor(values(3 * 3, 8), [3, 1, 1, 3, 1]);
+    const dy = tf.tensor4d(values(3 * 5 * 7 * 12, 9), [3, 5, 7, 12]);
+    const loss = (f: typeof composed) => () => tf.sum(tf.mul(f(x, conv, gate, 3), dy));
+    const xs = [x, conv.weight, gate];
+    const a = valueAndGradsOf(loss(gatedDepthwise), xs);
+    const r = valueAndGradsOf(loss(composed), xs);
+    // tfjs's own autodiff through the op gives the same gradients as ours.
+    const e = tf.engine().gradients(loss(gatedDepthwise), xs);
+    expect(tf.tidy(() => tf.equal(gatedDepthwise(x, conv, gate, 3), composed(x, conv, gate, 3)).all().dataSync()[0])).toBe(1);
+    for (let i = 0; i < xs.length; i++) {
+      const ga = a.grads[i]!;
+      const gr = r.grads[i]!;
+      expect(ga.shape).toEqual(xs[i]!.shape);
+      const scale = Math.max(1, tf.tidy(() => tf.max(tf.abs(gr)).dataSync()[0]!));
+      expect(tf.tidy(() => tf.max(tf.abs(tf.sub(ga, gr))).dataSync()[0]!) / scale).toBeLessThan(2e-6);
+      expect(tf.tidy(() => tf.max(tf.abs(tf.sub(ga, e.grads[i]!))).dataSync()[0]!)).toBe(0);
+    }
+    tf.dispose([a.value, r.value, e.value, ...a.grads, ...r.grads, ...e.grads, x, gate, dy]);
+    conv.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('gatedDepthwise keeps x, not Wv(x), for the backward pass; refuses a conv with bias and a gate of the wrong size', async () => {
+    const conv = new Conv2d(64, 64, 3, { padding: 1, groups: 64, bias: false });
+    const x = tf.tensor4d(values(8 * 16 * 16 * 64, 10), [8, 16, 16, 64]);
+    const gate = tf.tensor(values(8 * 2, 11), [8, 1, 1, 2, 1]);
+    const mapBytes = x.size * 4;
+    // x is kept by the conv either way; the composed form also keeps Wv(x) for the gate's gradient.
+    const peak = async (f: typeof composed) =>
+      (
+        await measurePeakBytes(() => {
+          const { value, grads } = valueAndGradsOf(() => tf.sum(tf.square(f(x, conv, gate, 2))), [x, conv.weight, gate]);
+          tf.dispose([value, ...grads]);
+        })
+      ).peakBytes;
+    const fused = await peak(gatedDepthwise);
+    const comp = await peak(composed);
+    expect(comp - fused).toBeGreaterThanOrEqual(0.9 * mapBytes);
+    expect(() => gatedDepthwise(x, new Conv2d(64, 64, 3, { padding: 1, groups: 64 }), gate, 2)).toThrow(/without bias/);
+    expect(() => gatedDepthwise(x, conv, gate, 4)).toThrow(/gate of 8×4 values, got shape \[8,1,1,2,1\]/);
+    tf.dispose([x, gate]);
+    conv.dispose();
   });
 });

@@ -127,6 +127,10 @@ describe('valueAndGrads', () => {
     const direct = tf.variableGrads(() => tf.sum(tf.mul(tf.tanh(x), w)) as tf.Scalar, [w]);
     const viaRecompute = valueAndGrads(() => recompute(x, w) as tf.Scalar, [w]);
     expect(await viaRecompute.grads[w.name]!.array()).toEqual(await direct.grads[w.name]!.array());
+    // Under tfjs's own autodiff too: its tape is still active in its backward pass and read at its end.
+    const tfjsRecompute = tf.variableGrads(() => recompute(x, w) as tf.Scalar, [w]);
+    expect(await tfjsRecompute.grads[w.name]!.array()).toEqual(await direct.grads[w.name]!.array());
+    tf.dispose([tfjsRecompute.value, ...Object.values(tfjsRecompute.grads)]);
     // Second order through tfjs: d/dx of (d/dx sum(x³)) = 6x.
     const g2 = tf.grad((xi: tf.Tensor) => {
       const { value, grads } = valueAndGradsOf(() => tf.sum(tf.pow(xi, 3)), [xi]);

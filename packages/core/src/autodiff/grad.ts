@@ -190,6 +190,9 @@ export function vjp(f: () => tf.Tensor[], xs: tf.Tensor[], dys?: tf.Tensor[]): {
   if (e.state.gradientDepth > 0 || e.state.kernelDepth > 0) throw new VitError('vjp cannot run while another gradient tape is recording', 'VIT_GRAD');
   const tape = new PruningTape();
   for (const x of xs) tape.fromX.add(x.id);
+  // Inside the backward pass of tfjs's own `gradients` (a customGrad or checkpoint recomputing),
+  // its finished tape is still active and read at the end to free what it saved: put it back.
+  const outerTape = e.state.activeTape;
   const ys = e.scopedRun(
     () => {
       e.startTape();
@@ -198,8 +201,7 @@ export function vjp(f: () => tf.Tensor[], xs: tf.Tensor[], dys?: tf.Tensor[]): {
     () => e.endTape(),
     () => e.tidy('forward', f),
   );
-  // tfjs leaves the finished tape in place; a nested call (checkpointing) replaces it, and we never read it again.
-  e.state.activeTape = null;
+  e.state.activeTape = outerTape;
   try {
     if (!Array.isArray(ys) || ys.some((y) => !(y instanceof tf.Tensor))) throw new VitError('vjp: f() must return an array of tensors', 'VIT_GRAD');
     if (dys !== undefined) {
