@@ -201,7 +201,7 @@ describe('MRLA-light', () => {
       expect(tf.tidy(() => tf.max(tf.abs(tf.sub(ga, gr))).dataSync()[0]!) / scale).toBeLessThan(2e-6);
       expect(tf.tidy(() => tf.max(tf.abs(tf.sub(ga, e.grads[i]!))).dataSync()[0]!)).toBe(0);
     }
-    tf.dispose([a.value, r.value, e.value, ...a.grads, ...r.grads, ...e.grads, x, gate, dy]);
+    tf.dispose([a.value, r.value, e.value, ...e.grads, x, gate, dy, ...[...a.grads, ...r.grads].filter((g): g is tf.Tensor => g !== null)]);
     conv.dispose();
     expect(tf.memory().numTensors).toBe(before);
   });
@@ -216,7 +216,7 @@ describe('MRLA-light', () => {
       (
         await measurePeakBytes(() => {
           const { value, grads } = valueAndGradsOf(() => tf.sum(tf.square(f(x, conv, gate, 2))), [x, conv.weight, gate]);
-          tf.dispose([value, ...grads]);
+          tf.dispose([value, ...grads.filter((g): g is tf.Tensor => g !== null)]);
         })
       ).peakBytes;
     const fused = await peak(gatedDepthwise);

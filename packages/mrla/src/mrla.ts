@@ -87,8 +87,7 @@ export class MRLALightLayer extends Module {
 
   override forward(x: tf.Tensor4D): tf.Tensor4D {
     this.checkInput(x);
-    const [b, h, w, c] = x.shape;
-    const d = c / this.heads;
+    const b = x.shape[0];
     return tf.tidy(() => {
       const gate = tf.reshape(this.headGates(x), [b, 1, 1, this.heads, 1]);
       return gatedDepthwise(x, this.Wv, gate, this.heads) as tf.Tensor4D;
