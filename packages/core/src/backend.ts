@@ -4,7 +4,7 @@ import { BackendError } from './backends/errors.js';
 import { installGradientFixes } from './backends/gradients.js';
 import { installCpuKernels, installWasmKernels } from './backends/install.js';
 import { installTensorflowKernels } from './backends/tensorflow_kernels.js';
-import { disableWasmThreads, enableWasmThreads, MAX_WASM_THREADS, wasmThreadsStatus } from './backends/wasm_threads.js';
+import { disableWasmThreads, enableWasmThreads, guardWasmMalloc, MAX_WASM_THREADS, wasmThreadsStatus } from './backends/wasm_threads.js';
 
 export { BackendError };
 
@@ -237,6 +237,7 @@ async function tryWasm(ctx: Context): Promise<Attempt> {
       : "call setWasmPaths() from '@tensorflow/tfjs-backend-wasm' before initBackend";
     return { ok: false, reason: `the wasm backend did not initialise${where}: the tfjs-backend-wasm*.wasm binaries are not where tfjs looks; ${how}` };
   }
+  guardWasmMalloc(tf.backend());
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
   const threads = mod?.getThreadsCount?.() ?? 1;
   const st = wasmThreadsStatus();

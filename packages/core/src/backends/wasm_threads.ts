@@ -511,26 +511,10 @@ async function startThreadedModule(build: ThreadedBuild, threads: number, timeou
  */
 function guardHeapViews(backend: tf.KernelBackend): void {
   const b = backend as unknown as {
-    wasm: { _malloc(bytes: number): number };
     readSync(...args: unknown[]): unknown;
     typedArrayFromHeap(...args: unknown[]): unknown;
   };
-  // The glue's `Module._malloc` is a stub that, on its first call, overwrites `Module._malloc` with
-  // the raw export: keep ours in front whatever it assigns.
-  let malloc = b.wasm._malloc;
-  const guarded = (bytes: number) => {
-    const p = malloc(bytes);
-    refreshHeapViews(backend);
-    return p;
-  };
-  Object.defineProperty(b.wasm, '_malloc', {
-    configurable: true,
-    enumerable: true,
-    get: () => guarded,
-    set: (f: (bytes: number) => number) => {
-      malloc = f;
-    },
-  });
+  guardWasmMalloc(backend, () => refreshHeapViews(backend));
   for (const name of ['readSync', 'typedArrayFromHeap'] as const) {
     const f = b[name];
     b[name] = (...args: unknown[]) => {
@@ -539,3 +523,45 @@ function guardHeapViews(backend: tf.KernelBackend): void {
     };
   }
 }
+
+const MALLOC_GUARDED = Symbol.for('vit.wasmMallocGuard');
+
+/**
+ * Makes the wasm backend's `_malloc` throw when the heap cannot grow, instead of returning 0: tfjs
+ * would then place the tensor at address 0 and the kernels write over the heap's start (the
+ * threaded build's workers then crash with "table index is out of bounds" or spin forever). A JS
+ * error unwinds tfjs's engine cleanly, and `isOutOfMemory` knows it. `after` runs after each
+ * allocation. A request of 4 GiB or more fails the same way (wasm32's malloc would take it modulo
+ * 2³² and return a buffer far too small). Idempotent.
+ */
+export function guardWasmMalloc(backend: tf.KernelBackend, after?: () => void): void {
+  const w = (backend as unknown as { wasm?: Record<string | symbol, unknown> & { _malloc(bytes: number): number; HEAPU8?: Uint8Array } }).wasm;
+  if (!w || typeof w._malloc !== 'function' || w[MALLOC_GUARDED]) return;
+  w[MALLOC_GUARDED] = true;
+  // The glue's `Module._malloc` is a stub that, on its first call, overwrites `Module._malloc` with
+  // the raw export: keep ours in front whatever it assigns.
+  let malloc = w._malloc;
+  const guarded = (bytes: number) => {
+    // wasm32's malloc takes a u32: a request of 4 GiB or more would wrap to a small buffer.
+    const p = bytes >= 2 ** 32 ? 0 : malloc(bytes);
+    if (p === 0 && bytes > 0) {
+      const heap = w.HEAPU8?.buffer.byteLength;
+      throw new Error(
+        `Out of memory: the wasm heap cannot grow to allocate ${(bytes / 2 ** 20).toFixed(1)} MB more${heap ? ` (${(heap / 2 ** 20).toFixed(0)} MB in use of ${MAX_HEAP_MB} MB)` : ''}`,
+      );
+    }
+    after?.();
+    return p;
+  };
+  Object.defineProperty(w, '_malloc', {
+    configurable: true,
+    enumerable: true,
+    get: () => guarded,
+    set: (f: (bytes: number) => number) => {
+      malloc = f;
+    },
+  });
+}
+
+/** wasm32's ceiling, 4 GiB, in MB. */
+const MAX_HEAP_MB = 4096;

@@ -46,9 +46,12 @@ export function outOfMemoryError(err: unknown, ctx: OutOfMemoryContext): OutOfMe
     ...(ctx.what.includes('training') ? ['--grad-checkpointing (recompute each block in the backward pass instead of keeping it)'] : []),
     ...(backend !== 'tensorflow' ? ['--backend tensorflow (no heap ceiling; @tensorflow/tfjs-node, docs/backends.md)'] : []),
   ];
-  const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
+  const detail = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+  // An allocation refused before it happened (backends/wasm_threads.ts guardWasmMalloc) leaves the
+  // instance usable; an abort or an out-of-bounds access does not.
+  const dead = limit !== undefined && !detail.startsWith('Out of memory: the wasm heap cannot grow');
   return new OutOfMemoryError(
-    `Out of memory: ${ctx.what}${batch} did not fit in ${where} (${detail}).${limit ? ' The backend cannot be used any more in this process.' : ''} Try: ${hints.join('; ')}.`,
+    `Out of memory: ${ctx.what}${batch} did not fit in ${where} (${detail}).${dead ? ' The backend cannot be used any more in this process.' : ''} Try: ${hints.join('; ')}.`,
     backend,
     err,
   );
