@@ -40,7 +40,9 @@ import { refreshHeapViews } from './matmul_wasm.js';
  * created in the factory call and handed out last-created first).
  *
  * In a browser, tfjs's own flag already loads the threaded build where the page is cross-origin
- * isolated; we only pass the thread count (tfjs still caps it at hardwareConcurrency / 2 there).
+ * isolated; we pass the thread count, and lift the same hardwareConcurrency / 2 cap by wrapping the
+ * package's factory (navigator.hardwareConcurrency reads 2 × threads while it runs).
+ * wasm_threads.browser.test.ts checks it in Chromium.
  *
  * Our kernels run on this backend's heap (wasm_asm.ts imports a shared memory as shared;
  * matmul_wasm.ts `refreshHeapViews` re-creates heap views after growth).
@@ -211,8 +213,36 @@ function enableInBrowser(mod: WasmPackage, n: number, fail: (reason: string) => 
   if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== true || typeof SharedArrayBuffer === 'undefined') {
     return fail('the page is not cross-origin isolated (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp), so there is no SharedArrayBuffer');
   }
+  const entry = replaced ?? engine().registryFactory.wasm;
+  if (!entry) return fail('the wasm backend is not registered');
   // tfjs's own flag picks the threaded build here; it takes the count from setThreadsCount.
   mod.setThreadsCount?.(n);
+  // But its C++ caps the count at emscripten_num_logical_cores() / 2, which the glue reads from
+  // navigator.hardwareConcurrency: 1 thread on a 2-core machine whatever we ask. As in Node, report
+  // 2 × n cores while the backend initialises (the C++ reads it then), and say what ran.
+  const factory = async (): Promise<tf.KernelBackend> => {
+    const nav = globalThis.navigator as unknown as Record<string, unknown>;
+    let shadowed = false;
+    try {
+      Object.defineProperty(nav, 'hardwareConcurrency', { configurable: true, get: () => 2 * n });
+      shadowed = true;
+    } catch {
+      // A navigator we cannot shadow: tfjs's cap applies.
+    }
+    try {
+      const backend = await entry.factory();
+      const threads = initialisedThreads(mod);
+      const pool = (backend as unknown as { wasm?: { PThread?: { runningWorkers: unknown[] } } }).wasm?.PThread;
+      const reason = threads < n ? `tfjs-backend-wasm started ${plural(threads)} of ${n}` : undefined;
+      status = { requested: n, threads, build: pool ? 'threaded-simd' : 'stock', workers: pool?.runningWorkers.length ?? 0, reason };
+      return backend;
+    } finally {
+      if (shadowed) delete nav.hardwareConcurrency;
+    }
+  };
+  replaced = entry;
+  tf.removeBackend('wasm');
+  tf.registerBackend('wasm', factory, entry.priority);
   status = { requested: n, threads: null, build: null, workers: 0 };
   return { ok: true, threads: n };
 }
