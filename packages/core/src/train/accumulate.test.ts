@@ -75,6 +75,11 @@ describe('Trainer gradient accumulation and micro-batching', () => {
     const split = await train(new TinyConvNet(2, 8, 4, { seed: 4 }), { accumSteps: 3 });
     expect(maxRelDiff(whole.weights, split.weights)).toBeGreaterThan(1e-4);
     expect(split.res.status).toBe('completed');
+    // An automatic split says what BatchNorm will see.
+    const bnNet = new TinyConvNet(2, 8, 4, { seed: 4 });
+    const auto = await train(bnNet, { memoryLimit: (tf.memory().numBytes + 3 * bnNet.numParams() * 4 + 3 * 6 * 6 * 8 * 4 * 8) / 0.85 });
+    expect(auto.notices).toHaveLength(1);
+    expect(auto.notices[0]).toMatch(/BatchNorm sees \d+ images at a time/);
   });
 
   it("'auto' measures a step, splits a batch that would not fit the memory limit, says so once, and trains as the same explicit split", async () => {
@@ -90,6 +95,8 @@ describe('Trainer gradient accumulation and micro-batching', () => {
     expect(micro).toBeGreaterThanOrEqual(1);
     expect(micro).toBeLessThan(12);
     expect(auto.notices[0]).toMatch(/a training step of 12 images needs about [\d.]+ GiB, more than the [\d.]+ GiB left on \w+/);
+    // No BatchNorm here, so nothing to say about it (the split changes nothing).
+    expect(auto.notices[0]).not.toMatch(/BatchNorm/);
     const explicit = await train(new NoBnNet(), { microBatch: micro, memoryLimit: limit * 100 });
     expect(explicit.notices).toHaveLength(0);
     expect(maxRelDiff(auto.weights, explicit.weights)).toBe(0);

@@ -6,6 +6,7 @@ import type { Batch, BatchSource } from '../data/types.js';
 import { Rng } from '../data/rng.js';
 import { CrossEntropyLoss, createLoss, type Loss, type LossConfig } from '../losses/index.js';
 import type { Module } from '../nn/module.js';
+import { BatchNorm2d } from '../nn/norm.js';
 import { clipGradNorm, globalNorm } from '../optim/clip.js';
 import { restoreOptimizer } from '../optim/factory.js';
 import type { Optimizer } from '../optim/optimizer.js';
@@ -752,9 +753,11 @@ export class Trainer {
     }
     const parts = Math.ceil(n / fit);
     const micro = Math.ceil(n / parts);
+    // Only a model with BatchNorm trains differently in micro-batches (statistics per micro-batch).
+    const bn = this.model.namedModules().some(([, m]) => m instanceof BatchNorm2d) ? `BatchNorm sees ${micro} images at a time; ` : '';
     this.onNotice(
       `[vit] a training step of ${n} images needs about ${gb(need)}, more than the ${gb(budget)} left on ${tf.getBackend()} (${gb(limit)} in all): ` +
-        `each batch runs as ${parts} micro-batches of up to ${micro} with one optimizer step (BatchNorm sees ${micro} images at a time; --accum-steps/--micro-batch choose, --grad-checkpointing needs less)`,
+        `each batch runs as ${parts} micro-batches of up to ${micro} with one optimizer step (${bn}--accum-steps/--micro-batch choose, --grad-checkpointing needs less)`,
     );
     return micro;
   }
