@@ -6,3 +6,8 @@ export class BackendError extends VitError {
     super(message, 'VIT_BACKEND');
   }
 }
+
+/** An allocation `guardWasmMalloc` (wasm_threads.ts) refused before anything was written: the backend stays usable. */
+export class WasmAllocationError extends Error {
+  override name = 'WasmAllocationError';
+}

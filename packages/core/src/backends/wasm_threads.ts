@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { BackendError } from './errors.js';
+import { BackendError, WasmAllocationError } from './errors.js';
 import { refreshHeapViews } from './matmul_wasm.js';
+import { WASM_HEAP_LIMIT } from '../train/memory.js';
 
 /*
  * tfjs-backend-wasm on several threads in Node.
@@ -576,8 +577,8 @@ export function guardWasmMalloc(backend: tf.KernelBackend, after?: () => void): 
     const p = bytes >= 2 ** 32 ? 0 : malloc(bytes);
     if (p === 0 && bytes > 0) {
       const heap = w.HEAPU8?.buffer.byteLength;
-      throw new Error(
-        `Out of memory: the wasm heap cannot grow to allocate ${(bytes / 2 ** 20).toFixed(1)} MB more${heap ? ` (${(heap / 2 ** 20).toFixed(0)} MB in use of ${MAX_HEAP_MB} MB)` : ''}`,
+      throw new WasmAllocationError(
+        `Out of memory: the wasm heap cannot grow to allocate ${(bytes / 2 ** 20).toFixed(1)} MB more${heap ? ` (${(heap / 2 ** 20).toFixed(0)} MB in use of ${WASM_HEAP_LIMIT / 2 ** 20} MB)` : ''}`,
       );
     }
     after?.();
@@ -592,6 +593,3 @@ export function guardWasmMalloc(backend: tf.KernelBackend, after?: () => void): 
     },
   });
 }
-
-/** wasm32's ceiling, 4 GiB, in MB. */
-const MAX_HEAP_MB = 4096;

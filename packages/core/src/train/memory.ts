@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { OutOfMemoryError } from '../errors.js';
+import { WasmAllocationError } from '../backends/errors.js';
 
 /**
  * What a backend can hold, and what to do when a step would not fit.
@@ -47,9 +48,9 @@ export function outOfMemoryError(err: unknown, ctx: OutOfMemoryContext): OutOfMe
     ...(backend !== 'tensorflow' ? ['--backend tensorflow (no heap ceiling; @tensorflow/tfjs-node, docs/backends.md)'] : []),
   ];
   const detail = err instanceof Error ? err.message.split('\n')[0]! : String(err);
-  // An allocation refused before it happened (backends/wasm_threads.ts guardWasmMalloc) leaves the
-  // instance usable; an abort or an out-of-bounds access does not.
-  const dead = limit !== undefined && !detail.startsWith('Out of memory: the wasm heap cannot grow');
+  // An allocation refused before it happened (guardWasmMalloc) leaves the instance usable; an
+  // abort or an out-of-bounds access does not.
+  const dead = limit !== undefined && !(err instanceof WasmAllocationError);
   return new OutOfMemoryError(
     `Out of memory: ${ctx.what}${batch} did not fit in ${where} (${detail}).${dead ? ' The backend cannot be used any more in this process.' : ''} Try: ${hints.join('; ')}.`,
     backend,
