@@ -11,6 +11,8 @@ export const EXIT = {
   BACKEND: 4,
   /** The backend ran out of memory (wasm: its 4 GiB heap); the message says what to try. */
   MEMORY: 5,
+  /** Interrupted (Ctrl-C / SIGINT), as shells report it: 128 + 2. `vit train` saved last/ first. */
+  INTERRUPTED: 130,
   /** A bug: an unexpected exception. */
   INTERNAL: 70,
 } as const;

@@ -35,7 +35,7 @@ function globalHelp(): string {
     '',
     'Exit codes: 0 ok, 1 check failed, 2 usage error (bad flag, unknown model),',
     '            3 missing or malformed input file, 4 backend unavailable, 5 out of memory,',
-    '            70 internal error.',
+    '            70 internal error, 130 interrupted (Ctrl-C; `vit train` saved last/ to --resume).',
   ].join('\n');
 }
 

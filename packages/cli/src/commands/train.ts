@@ -331,12 +331,14 @@ export const trainCommand: Command = {
     if (result.status === 'diverged') {
       io.err(`vit train: ${result.message ?? 'the loss diverged'}`);
       trainer.model.dispose();
+      trainer.optimizer.dispose();
       return EXIT.FAILED;
     }
     if (result.status === 'interrupted') {
       io.out(`vit train: interrupted; continue with: vit train --out ${outDir} --resume`);
       trainer.model.dispose();
-      return EXIT.OK;
+      trainer.optimizer.dispose();
+      return EXIT.INTERRUPTED;
     }
 
     // Final evaluation (the final weights; best/ holds the best epoch's).
