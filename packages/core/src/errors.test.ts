@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, editDistance, FormatError, nearestNames, ShapeError, UnknownModelError, VitError, WeightLoadError } from './errors.js';
+import { ConfigError, DataError, editDistance, FormatError, nearestNames, ShapeError, UnknownModelError, VitError, WeightLoadError } from './errors.js';
 
 describe('errors', () => {
   it('share one family with stable codes', () => {
@@ -7,6 +7,7 @@ describe('errors', () => {
       [ShapeError, 'VIT_SHAPE'],
       [ConfigError, 'VIT_CONFIG'],
       [FormatError, 'VIT_FORMAT'],
+      [DataError, 'VIT_DATA'],
     ] as const) {
       const e = new E('x');
       expect(e).toBeInstanceOf(VitError);

@@ -25,6 +25,17 @@ export class ConfigError extends VitError {
   }
 }
 
+/**
+ * A data set that is missing or unreadable (no such folder, missing files, an empty class, a bad
+ * image). A malformed weight file is a `FormatError`; a bad option to a data component is a
+ * `ConfigError`.
+ */
+export class DataError extends VitError {
+  constructor(message: string) {
+    super(message, 'VIT_DATA');
+  }
+}
+
 /** A model name that is not registered; `suggestions` holds the nearest registered names. */
 export class UnknownModelError extends VitError {
   readonly suggestions: string[];

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, FormatError } from '../errors.js';
+import { DataError, FormatError } from '../errors.js';
 import { CIFAR10_CLASSES, cifar10, parseCifar10Batch } from './cifar.js';
 import { readTar } from './tar.js';
 
@@ -144,7 +144,7 @@ describe('cifar10', () => {
     for (const [name, data] of files) writeFileSync(join(badRecord, name.split('/')[1]!), name.includes('test') ? data.subarray(0, 7000) : data);
     await expect(cifar10({ path: badRecord, split: 'test' })).rejects.toThrow(/bad\/test_batch\.bin: 7000 bytes/);
     rmSync(join(badRecord, 'data_batch_3.bin'));
-    await expect(cifar10({ path: badRecord })).rejects.toThrow(ConfigError);
+    await expect(cifar10({ path: badRecord })).rejects.toThrow(DataError);
     await expect(cifar10({ path: badRecord })).rejects.toThrow(/missing CIFAR-10 file\(s\) data_batch_3\.bin/);
     await expect(cifar10({ path: join(tmp, 'nowhere') })).rejects.toThrow(/does not exist/);
   });

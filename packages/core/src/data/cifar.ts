@@ -1,4 +1,4 @@
-import { ConfigError, FormatError } from '../errors.js';
+import { ConfigError, DataError, FormatError } from '../errors.js';
 import { readMaybeGzip } from './files.js';
 import type { Split } from './idx.js';
 import { ArrayDataset } from './memory.js';
@@ -89,7 +89,7 @@ export async function cifar10(options: Cifar10Options): Promise<ArrayDataset> {
   try {
     info = await fs.stat(options.path);
   } catch {
-    throw new ConfigError(`CIFAR-10 path ${options.path} does not exist (give the cifar-10-batches-bin folder or cifar-10-binary.tar.gz)`);
+    throw new DataError(`CIFAR-10 path ${options.path} does not exist (give the cifar-10-batches-bin folder or cifar-10-binary.tar.gz)`);
   }
   if (info.isDirectory()) {
     const present = new Set(await fs.readdir(options.path));
@@ -98,7 +98,7 @@ export async function cifar10(options: Cifar10Options): Promise<ArrayDataset> {
       return cifar10({ ...options, path: join(options.path, 'cifar-10-batches-bin') });
     }
     const missing = wanted.filter((f) => !present.has(f));
-    if (missing.length) throw new ConfigError(`${options.path}: missing CIFAR-10 file(s) ${missing.join(', ')}`);
+    if (missing.length) throw new DataError(`${options.path}: missing CIFAR-10 file(s) ${missing.join(', ')}`);
     const parts = await Promise.all(
       wanted.map(async (f) => {
         const p = join(options.path, f);

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, FormatError } from '../errors.js';
+import { DataError, FormatError } from '../errors.js';
 import { setTestBackend } from '../testing/backend.js';
 import { imageFolder } from './folder.js';
 import { DataLoader } from './loader.js';
@@ -74,10 +74,45 @@ describe('imageFolder', () => {
     writeFileSync(join(bad, 'x', 'garbage.png'), 'this is not a png');
     const png = readFileSync(join(root, 'cat', 'a.png'));
     writeFileSync(join(bad, 'x', 'truncated.png'), png.subarray(0, png.length - 30));
-    const ds = await imageFolder({ dir: bad, size: 4 });
+    const ds = await imageFolder({ dir: bad, size: 4, check: 'none' });
     await expect(ds.get(0)).rejects.toThrow(FormatError);
     await expect(ds.get(0)).rejects.toThrow(/bad\/x\/garbage\.png: cannot decode image/);
     await expect(ds.get(1)).rejects.toThrow(/bad\/x\/truncated\.png: cannot decode image/);
+  });
+
+  it('checks every image before returning: lists all bad files, or skips them', async () => {
+    const dir = join(tmp, 'checked');
+    const png = readFileSync(join(root, 'cat', 'a.png'));
+    for (const c of ['a', 'b']) {
+      mkdirSync(join(dir, c), { recursive: true });
+      for (let i = 0; i < 5; i++) writeFileSync(join(dir, c, `${i}.png`), png);
+    }
+    writeFileSync(join(dir, 'a', 'text.jpg'), 'a text file named .jpg');
+    writeFileSync(join(dir, 'b', 'cut.png'), png.subarray(0, png.length - 30));
+    // The header check finds the file that is not an image; only decoding finds the truncated one.
+    const header = imageFolder({ dir, size: 4 });
+    await expect(header).rejects.toThrow(DataError);
+    await expect(imageFolder({ dir, size: 4 })).rejects.toThrow(/checked: 1 of 12 image files cannot be read.*\n  .*checked\/a\/text\.jpg: /s);
+    const progress: number[] = [];
+    const full = imageFolder({ dir, size: 4, check: 'full', onCheckProgress: (done, total) => progress.push(done / total) });
+    await expect(full).rejects.toThrow(/2 of 12 image files cannot be read/);
+    await expect(imageFolder({ dir, size: 4, check: 'full' })).rejects.toThrow(/a\/text\.jpg: cannot decode image.*\n  .*b\/cut\.png: cannot decode image/s);
+    expect(progress.at(-1)).toBe(1);
+
+    const skipped = await imageFolder({ dir, size: 4, check: 'full', badImages: 'skip', cache: true });
+    expect(skipped.length).toBe(10);
+    expect(skipped.skipped.map((b) => b.file)).toEqual([join(dir, 'a', 'text.jpg'), join(dir, 'b', 'cut.png')]);
+    expect(skipped.files.some((f) => f.endsWith('text.jpg') || f.endsWith('cut.png'))).toBe(false);
+    expect(Array.from(skipped.labels)).toEqual([0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+    for (let i = 0; i < skipped.length; i++) expect((await skipped.get(i)).image.length).toBe(48);
+
+    // A class with nothing readable left is an error even when skipping.
+    const dead = join(tmp, 'dead');
+    mkdirSync(join(dead, 'ok'), { recursive: true });
+    mkdirSync(join(dead, 'broken'), { recursive: true });
+    writeFileSync(join(dead, 'ok', '0.png'), png);
+    writeFileSync(join(dead, 'broken', '0.png'), 'nope');
+    await expect(imageFolder({ dir: dead, size: 4, badImages: 'skip' })).rejects.toThrow(/no readable images left in class folder\(s\) broken/);
   });
 
   it('rejects folders without classes or with an empty class, and bad options', async () => {
@@ -86,7 +121,7 @@ describe('imageFolder', () => {
     writeFileSync(join(empty, 'a', 'readme.txt'), 'x');
     await expect(imageFolder({ dir: empty, size: 4 })).rejects.toThrow(/class 'a' has no images/);
     await expect(imageFolder({ dir: join(empty, 'a'), size: 4 })).rejects.toThrow(/no class sub-folders/);
-    await expect(imageFolder({ dir: join(tmp, 'missing'), size: 4 })).rejects.toThrow(ConfigError);
+    await expect(imageFolder({ dir: join(tmp, 'missing'), size: 4 })).rejects.toThrow(DataError);
     await expect(imageFolder({ dir: root, size: 0 })).rejects.toThrow(/positive integer/);
     await expect(imageFolder({ dir: root, size: 4, channels: 2 as 3 })).rejects.toThrow(/channels must be 1 or 3/);
   });

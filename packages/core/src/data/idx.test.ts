@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, FormatError } from '../errors.js';
+import { DataError, FormatError } from '../errors.js';
 import { FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, fashionMnist, idxDataset, mnist, parseIdx } from './idx.js';
 
 function idx(dims: number[], data: Uint8Array, type = 0x08): Uint8Array {
@@ -105,7 +105,7 @@ describe('fashionMnist / mnist folders', () => {
     const test = await mnist({ dir, split: 'test' });
     expect(test.length).toBe(2);
     expect(test.classNames[7]).toBe('7');
-    await expect(fashionMnist({ dir: join(tmp, 'missing') })).rejects.toThrow(ConfigError);
+    await expect(fashionMnist({ dir: join(tmp, 'missing') })).rejects.toThrow(DataError);
     await expect(fashionMnist({ dir: tmp })).rejects.toThrow(/No train-images-idx3-ubyte\[\.gz\] in/);
     await expect(fashionMnist({ dir, split: 'val' as 'test' })).rejects.toThrow(/split must be/);
   });

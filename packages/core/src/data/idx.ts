@@ -1,4 +1,4 @@
-import { ConfigError, FormatError } from '../errors.js';
+import { ConfigError, DataError, FormatError } from '../errors.js';
 import { readMaybeGzip } from './files.js';
 import { ArrayDataset } from './memory.js';
 import { exists, nodeApi } from './node.js';
@@ -106,12 +106,12 @@ async function findIdx(dir: string, base: string): Promise<string> {
     const p = path.join(dir, name);
     if (await exists(p)) return p;
   }
-  throw new ConfigError(`No ${base}[.gz] in ${dir}: expected the MNIST-format files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (gzipped or not)`);
+  throw new DataError(`No ${base}[.gz] in ${dir}: expected the MNIST-format files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (gzipped or not)`);
 }
 
 async function mnistLike(dir: string, split: Split, classNames: readonly string[]): Promise<ArrayDataset> {
   if (split !== 'train' && split !== 'test') throw new ConfigError(`split must be 'train' or 'test', got '${String(split)}'`);
-  if (!(await exists(dir))) throw new ConfigError(`Dataset folder ${dir} does not exist`);
+  if (!(await exists(dir))) throw new DataError(`Dataset folder ${dir} does not exist`);
   const prefix = split === 'train' ? 'train' : 't10k';
   return idxDataset({
     images: await findIdx(dir, `${prefix}-images-idx3-ubyte`),

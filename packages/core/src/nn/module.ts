@@ -42,6 +42,44 @@ function uniqueVariableName(local: string): string {
   return `vit_${variableCounter}_${local}`;
 }
 
+/** The element budget of a model being built by `buildWithinBudget` (null when unbounded). */
+let budget: { limit: number; used: number; what: string; created: tf.Variable[] } | null = null;
+
+function chargeBudget(name: string, init: tf.Tensor): void {
+  if (!budget) return;
+  budget.used += init.size;
+  if (budget.used > budget.limit) {
+    init.dispose();
+    throw new ConfigError(
+      `${budget.what} asks for a model with more than ${budget.limit.toLocaleString('en-US')} parameter and buffer elements (reached ${budget.used.toLocaleString('en-US')} at '${name}'); refusing to build it`,
+    );
+  }
+}
+
+/**
+ * Runs `build` (a model constructor) refusing to allocate more than `maxElements` parameter and
+ * buffer elements in all: a config from a file (a checkpoint's config.json) can ask for a model of
+ * any size, and building one with `depth: 100000` takes minutes and gigabytes before anything can
+ * check it. On refusal (a `ConfigError` naming `what`) every variable already built is disposed.
+ */
+export function buildWithinBudget<T>(maxElements: number, what: string, build: () => T): T {
+  const outer = budget;
+  const mine = { limit: maxElements, used: 0, what, created: [] as tf.Variable[] };
+  budget = mine;
+  try {
+    return build();
+  } catch (e) {
+    for (const v of mine.created) if (!v.isDisposed) v.dispose();
+    throw e;
+  } finally {
+    budget = outer;
+    if (outer) {
+      outer.used += mine.used;
+      outer.created.push(...mine.created);
+    }
+  }
+}
+
 export interface LoadResult {
   missingKeys: string[];
   unexpectedKeys: string[];
@@ -105,9 +143,11 @@ export abstract class Module {
    */
   addParameter(name: string, init: tf.Tensor, options: ParameterOptions = {}): tf.Variable {
     this.checkNewName(name, init);
+    chargeBudget(name, init);
     const trainable = options.trainable ?? true;
     const variable = tf.variable(init, trainable, uniqueVariableName(name));
     init.dispose();
+    budget?.created.push(variable);
     this._params.set(name, {
       variable,
       kind: options.kind ?? 'plain',
@@ -121,8 +161,10 @@ export abstract class Module {
   /** Adds a buffer (state that is not trained: BatchNorm running stats…). Takes ownership of `init`. */
   addBuffer(name: string, init: tf.Tensor, options: BufferOptions = {}): tf.Variable {
     this.checkNewName(name, init);
+    chargeBudget(name, init);
     const variable = tf.variable(init, false, uniqueVariableName(name));
     init.dispose();
+    budget?.created.push(variable);
     this._buffers.set(name, {
       variable,
       kind: options.kind ?? 'plain',

@@ -308,7 +308,7 @@ export class ModelCheckpoint implements Callback {
 
   async onFitEnd(t: Trainer, result: FitResult): Promise<void> {
     if (result.status === 'diverged') return;
-    if (result.status === 'interrupted') {
+    if (result.status === 'interrupted' || result.status === 'failed') {
       await this.save(t, 'last');
       return;
     }

@@ -84,13 +84,22 @@ function siblings(path: NodePath, dir: string): { parent: string; base: string; 
   return { parent, base, old: path.join(parent, `.${base}.old`), stagingPrefix: `.${base}.tmp-` };
 }
 
+/** A readable config.json of our format; a config.json that is not JSON is a corrupt checkpoint, not "no checkpoint". */
 async function isCheckpointDir(fs: NodeFs, path: NodePath, dir: string): Promise<boolean> {
+  const file = path.join(dir, CHECKPOINT_FILES.config);
+  let text: string;
   try {
-    const cfg = JSON.parse(await fs.readFile(path.join(dir, CHECKPOINT_FILES.config), 'utf8')) as { format?: unknown };
-    return cfg.format === CHECKPOINT_FORMAT;
+    text = await fs.readFile(file, 'utf8');
   } catch {
     return false;
   }
+  let cfg: { format?: unknown };
+  try {
+    cfg = JSON.parse(text) as { format?: unknown };
+  } catch (err) {
+    throw new FormatError(`${file}: invalid JSON (${(err as Error).message}); the checkpoint is corrupt`);
+  }
+  return typeof cfg === 'object' && cfg !== null && cfg.format === CHECKPOINT_FORMAT;
 }
 
 async function fsyncDir(fs: NodeFs, dir: string): Promise<void> {

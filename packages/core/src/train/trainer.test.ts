@@ -1,14 +1,15 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setTestBackend } from '../testing/backend.js';
-import { ShapeError } from '../errors.js';
+import { ConfigError, FormatError, ShapeError } from '../errors.js';
+import type { BatchSource } from '../data/types.js';
 import { LabelSmoothingCrossEntropy, SoftTargetCrossEntropy } from '../losses/index.js';
 import { AdamW, CosineAnnealingLR, SGD, warmupCosine } from '../optim/index.js';
-import { Module } from '../nn/index.js';
+import { Linear, Module } from '../nn/index.js';
 import { modelCard, registerModel, unregisterModel } from '../registry/registry.js';
 import { TinyConvNet, TinyMlp, bitEqual, snapshot, toySource } from './__fixtures__/toy.js';
 import {
@@ -281,7 +282,9 @@ describe('checkpoints and resume', () => {
     const dir = join(root, 'run-crash');
     const crash: Callback = {
       onBatchEnd: (_t, s) => {
-        if (s.step === 10) throw new Error('simulated crash at step 10');
+        // An abort (what a dead wasm instance throws): nothing can be saved after it, so the
+        // run resumes from its last periodic checkpoint.
+        if (s.step === 10) throw new Error('Aborted(): simulated crash at step 10');
       },
     };
     const model = conv();
@@ -303,6 +306,54 @@ describe('checkpoints and resume', () => {
     expect(bitEqual(snapshot(fresh), reference.weights)).toBe(true);
     expect(metricsOnly(res.history.epochs)).toEqual(metricsOnly(reference.history));
     expect(existsSync(join(dir, 'final', 'model.safetensors'))).toBe(true);
+    fresh.dispose();
+    resumed.optimizer.dispose();
+  });
+
+  it('an error between steps (a corrupt image met by the data source) saves last/ there; the resumed run is bit-identical', async () => {
+    const dir = join(root, 'run-bad-data');
+    // The source fails on epoch 1's fourth batch, as a file that became unreadable would.
+    const failing = (): BatchSource => {
+      const src = source();
+      return {
+        numBatches: src.numBatches,
+        numExamples: src.numExamples,
+        numClasses: src.numClasses,
+        classNames: src.classNames,
+        epoch(e, opts) {
+          const it = src.epoch(e, opts)[Symbol.asyncIterator]();
+          let b = opts?.startBatch ?? 0;
+          return {
+            [Symbol.asyncIterator]: () => ({
+              next: async () => {
+                if (e === 1 && b === 3) throw new FormatError('/data/cat/7.png: cannot decode image (simulated)');
+                b += 1;
+                return it.next();
+              },
+              return: async () => (await it.return?.()) ?? { done: true, value: undefined },
+            }),
+          };
+        },
+      };
+    };
+    const model = conv();
+    const first = build(model, [new ModelCheckpoint({ dir, monitor: 'valAcc' })]);
+    const err = (await first.fit(failing(), { epochs: EPOCHS, validation: source() }).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(FormatError);
+    expect(err.message).toMatch(/7\.png: cannot decode image \(simulated\) \(The run was saved to '.*run-bad-data\/last' at epoch 2, batch 3: it can resume from there\.\)/);
+    model.dispose();
+    first.optimizer.dispose();
+    const ck = await loadCheckpoint(join(dir, 'last'));
+    const saved = ck.trainer as { state: { step: number; epoch: number; batch: number } };
+    expect([saved.state.step, saved.state.epoch, saved.state.batch]).toEqual([9, 1, 3]);
+    ck.dispose();
+
+    const fresh = conv();
+    const resumed = await Trainer.fromCheckpoint(join(dir, 'last'), { model: fresh });
+    const res = await resumed.fit(source(), { epochs: EPOCHS, validation: source() });
+    expect(res.status).toBe('completed');
+    expect(bitEqual(snapshot(fresh), reference.weights)).toBe(true);
+    expect(metricsOnly(res.history.epochs)).toEqual(metricsOnly(reference.history));
     fresh.dispose();
     resumed.optimizer.dispose();
   });
@@ -387,3 +438,64 @@ describe('checkpoints and resume', () => {
 function optionsOf(t: Trainer) {
   return { model: t.model, optimizer: t.optimizer, loss: t.loss, schedule: t.schedule, clipGradNorm: t.clipGradNorm, seed: t.seed };
 }
+
+describe('a checkpoint whose config.json asks for more than its weights hold', () => {
+  /** `hidden` Linear layers of width 16: the options decide the size, as a real architecture's depth does. */
+  class Deep extends Module {
+    constructor(depth: number) {
+      super();
+      for (let i = 0; i < depth; i++) this.register(`l${i}`, new Linear(16, 16));
+      this.register('head', new Linear(16, 3));
+    }
+    forward(x: tf.Tensor): tf.Tensor2D {
+      return tf.tidy(() => {
+        let h = tf.reshape(x, [x.shape[0]!, -1]).slice([0, 0], [-1, 16]);
+        for (const [name, m] of this.namedChildren()) if (name !== 'head') h = (m as Linear).forward(h);
+        return ([...this.namedChildren()].find(([n]) => n === 'head')![1] as Linear).forward(h) as tf.Tensor2D;
+      });
+    }
+  }
+
+  it('is refused while the model is being built (depth 100000 takes milliseconds, not minutes), leaking nothing', async () => {
+    const name = 'test_deep_budget';
+    registerModel(name, (o) => new Deep((o?.depth as number) ?? 2), modelCard({ name, arch: 'test', firstConv: 'l0', classifier: 'head' }));
+    try {
+      const dir = join(root, 'crafted');
+      const model = new Deep(2);
+      const t = new Trainer({ model, optimizer: new SGD(model, { lr: 0.1 }), modelName: name, modelOptions: { depth: 2 } });
+      await t.saveCheckpoint(dir);
+      model.dispose();
+      t.optimizer.dispose();
+      const cfgFile = join(dir, 'config.json');
+      const cfg = JSON.parse(readFileSync(cfgFile, 'utf8'));
+      writeFileSync(cfgFile, JSON.stringify({ ...cfg, modelOptions: { depth: 100000 } }));
+      const before = tf.memory().numTensors;
+      const t0 = Date.now();
+      const err = (await Trainer.fromCheckpoint(dir).catch((e: unknown) => e)) as Error;
+      expect(err).toBeInstanceOf(ConfigError);
+      expect(err.message).toMatch(/config\.json of checkpoint .*crafted.*test_deep_budget, options \{"depth":100000\}\) — its weights hold 595 elements — asks for a model with more than 1,049,171 parameter and buffer elements/);
+      expect(Date.now() - t0).toBeLessThan(30_000);
+      expect(tf.memory().numTensors).toBe(before);
+      // The budget is generous for what the weights hold: the real config still loads.
+      writeFileSync(cfgFile, JSON.stringify(cfg));
+      const ok = await Trainer.fromCheckpoint(dir);
+      expect(ok.model.numParams()).toBe(595);
+      ok.model.dispose();
+      ok.optimizer.dispose();
+    } finally {
+      unregisterModel(name);
+    }
+  });
+
+  it('a config.json that is not JSON is a corrupt checkpoint, not "no checkpoint"', async () => {
+    const dir = join(root, 'badjson');
+    const model = new TinyMlp(4, 4, 2);
+    const t = new Trainer({ model, optimizer: new SGD(model, { lr: 0.1 }) });
+    await t.saveCheckpoint(dir);
+    model.dispose();
+    t.optimizer.dispose();
+    writeFileSync(join(dir, 'config.json'), '{"format": "vit-checkpoint", trunc');
+    await expect(loadCheckpoint(dir)).rejects.toThrow(FormatError);
+    await expect(loadCheckpoint(dir)).rejects.toThrow(/badjson\/config\.json: invalid JSON .*the checkpoint is corrupt/);
+  });
+});

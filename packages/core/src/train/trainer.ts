@@ -5,7 +5,7 @@ import { ConfigError, ShapeError, VitError } from '../errors.js';
 import type { Batch, BatchSource } from '../data/types.js';
 import { Rng } from '../data/rng.js';
 import { CrossEntropyLoss, createLoss, type Loss, type LossConfig } from '../losses/index.js';
-import type { Module } from '../nn/module.js';
+import { buildWithinBudget, type Module } from '../nn/module.js';
 import { BatchNorm2d } from '../nn/norm.js';
 import { clipGradNorm, globalNorm } from '../optim/clip.js';
 import { restoreOptimizer } from '../optim/factory.js';
@@ -85,11 +85,11 @@ export interface History {
   steps: Array<{ step: number; epoch: number; loss: number; lr: number }>;
 }
 
-export type FitStatus = 'completed' | 'stopped' | 'interrupted' | 'diverged';
+export type FitStatus = 'completed' | 'stopped' | 'interrupted' | 'diverged' | 'failed';
 
 export interface FitResult {
   status: FitStatus;
-  /** Why the run ended early (early stopping, a callback's `stop`, abort, NaN). */
+  /** Why the run ended early (early stopping, a callback's `stop`, abort, NaN, an error: 'failed'). */
   message?: string;
   /** Completed epochs and optimizer steps. */
   epochs: number;
@@ -281,6 +281,8 @@ export class Trainer {
   private stoppedBy: StoppedBy | null = null;
   private classNames: readonly string[] | undefined;
   private running = false;
+  /** True while the optimizer applies an update (an error then leaves no step boundary to save). */
+  private partialUpdate = false;
   readonly accumSteps: number;
   readonly microBatch: number | 'auto' | 'off';
   readonly memoryLimit: number | undefined;
@@ -443,6 +445,19 @@ export class Trainer {
         for (const cb of this.callbacks) await cb.onFitEnd?.(this, diverged);
         const saved = this.callbacks.map((c) => (c as { lastSaved?: unknown }).lastSaved).find((p): p is string => typeof p === 'string');
         err.message += saved ? ` The last good checkpoint is '${saved}'.` : ' No checkpoint was written after it.';
+      } else if (err instanceof Error && !isOutOfMemory(err) && !this.partialUpdate) {
+        // Any other failure (a corrupt image met mid-epoch, a full disk…) happens between steps:
+        // the callbacks see status 'failed' (ModelCheckpoint saves last/), so the run can resume
+        // once the cause is fixed. Out of memory is left alone: an aborted wasm instance cannot
+        // be read any more.
+        const failed: FitResult = { status: 'failed', message: err.message, epochs: this.state.epoch, steps: this.state.step, history: this.state.history };
+        try {
+          for (const cb of this.callbacks) await cb.onFitEnd?.(this, failed);
+          const saved = this.callbacks.map((c) => (c as { lastSaved?: unknown }).lastSaved).find((p): p is string => typeof p === 'string');
+          if (saved) err.message += ` (The run was saved to '${saved}' at epoch ${this.state.epoch + 1}, batch ${this.state.batch}: it can resume from there.)`;
+        } catch (saveErr) {
+          err.message += ` (Saving the run after this failed too: ${(saveErr as Error).message})`;
+        }
       }
       throw err;
     } finally {
@@ -538,6 +553,9 @@ export class Trainer {
       out = micro >= n ? this.batchGradients(batch, n, vars, numClasses) : this.accumulatedGradients(batch, n, micro, vars, numClasses);
     } catch (err) {
       try {
+        // A step that failed part-way leaves the model as it was after the previous step, so
+        // what is saved after the failure (last/) resumes exactly.
+        for (const [b, c] of buffers) b.assign(c);
         tf.dispose(buffers.map(([, c]) => c));
       } catch {
         // An aborted wasm instance cannot free anything any more.
@@ -571,7 +589,11 @@ export class Trainer {
       }
       if (this.schedule) this.optimizer.applySchedule(this.schedule, this.state.step);
       const lr = this.optimizer.lr;
+      // An error inside the update may leave some parameters updated and others not: such a state
+      // must not be saved as a step boundary.
+      this.partialUpdate = true;
       this.optimizer.step(grads);
+      this.partialUpdate = false;
       let correct = 0;
       for (let i = 0; i < n; i++) if (predV[i] === batch.labels[i]) correct++;
       return { loss, correct, gradNorm, lr, batchSize: n };
@@ -971,7 +993,16 @@ export class Trainer {
       model = options.model;
       if (!model) {
         if (!cfg.modelName) throw new ConfigError(`Checkpoint '${ck.dir}' records no model name; pass options.model`);
-        model = createModel(cfg.modelName, cfg.modelOptions ?? {});
+        // The weights file says how big the model is; a config asking for far more (a crafted
+        // `depth: 100000`) is refused while it is being built, not after minutes and gigabytes.
+        let held = 0;
+        for (const t of ck.weights.values()) held += t.size;
+        const name = cfg.modelName;
+        model = buildWithinBudget(
+          Math.max(2 * held, held + 2 ** 20),
+          `The config.json of checkpoint '${ck.dir}' (${name}, options ${JSON.stringify(cfg.modelOptions ?? {}).slice(0, 200)}) — its weights hold ${held.toLocaleString('en-US')} elements —`,
+          () => createModel(name, cfg.modelOptions ?? {}),
+        );
         ownModel = true;
       }
       model.loadStateDict(Object.fromEntries(ck.weights));
