@@ -1,5 +1,5 @@
 import '@tensorflow/tfjs';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -100,11 +100,12 @@ describe('vit convert', () => {
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^Converted .*conv2former_k11_d16_legacy\.pth \(pth \(legacy\)\) → .*k11\.safetensors/);
-    // Every official key but the BatchNorm counters (our BatchNorm keeps none).
+    // Every official key but the BatchNorm counters (our BatchNorm keeps none: they go to the metadata).
     const counters = [...c2f.sd.keys()].filter((k) => k.endsWith('num_batches_tracked')).length;
     expect(counters).toBeGreaterThan(0);
     expect(r.out).toMatch(new RegExp(`wrote: {3}${c2f.sd.size - counters} tensors in our layout, [\\d,]+ parameters \\(read ${c2f.sd.size}\\)`));
-    expect(r.out).toMatch(new RegExp(`dropped: ${counters} num_batches_tracked counters`));
+    expect(r.out).toMatch(new RegExp(`kept: {4}${counters} num_batches_tracked counters in the metadata`));
+    expect(r.out).toMatch(/dropped: nothing/);
 
     const ref = reference('conv2former', c2f.kwargs, c2f.sd);
     const got = getArchitecture('conv2former').fromOfficialConfig(c2f.kwargs);
@@ -126,7 +127,7 @@ describe('vit convert', () => {
     try {
       expect([...official.tensors.keys()].sort()).toEqual([...c2f.sd.keys()].sort());
       for (const [k, t] of c2f.sd) {
-        if (k.endsWith('num_batches_tracked')) continue; // ours are written as 0
+        // The counters too: kept in our file's metadata, written back as read (were 0 before).
         expect(official.tensors.get(k)!.shape, k).toEqual(t.shape);
         expect(Array.from(official.tensors.get(k)!.dataSync()), k).toEqual(Array.from(t.dataSync()));
       }
@@ -157,7 +158,7 @@ describe('vit convert', () => {
     const three = join(dir, 'toy3.safetensors');
     const d = await vit('convert', C2F_LEGACY, '--model', 'c2ftoy_k11', '--num-classes', '3', '--out', three);
     expect(d.code).toBe(0);
-    expect(d.out).toMatch(/dropped: \d+ num_batches_tracked counters \(our BatchNorm keeps none\); the classifier pred\.weight \[10, 1280\], pred\.bias \[10\]: the checkpoint has 10 classes, the model 3/);
+    expect(d.out).toMatch(/dropped: the classifier pred\.weight \[10, 1280\], pred\.bias \[10\]: the checkpoint has 10 classes, the model 3/);
     const ref = reference('conv2former', c2f.kwargs, c2f.sd);
     const got = getArchitecture('conv2former').fromOfficialConfig({ ...c2f.kwargs, num_classes: 3 });
     try {
@@ -183,7 +184,14 @@ describe('vit convert', () => {
     expect(wrong.err).toMatch(/does not fit conv2former/);
     expect(wrong.err).toMatch(/missing key: downsample_layers\.0\.0\.weight/);
     expect(wrong.err).toMatch(/unexpected key: cls_token/);
-    expect(wrong.err).toMatch(/hint: .*--no-strict/);
+    // The hint says what --no-strict does instead of recommending it.
+    expect(wrong.err).toMatch(/hint: check that --model \/ --arch --config match the checkpoint first; --no-strict only tolerates missing\/unexpected keys .*keeps its fresh random initialisation, and it refuses a result that fills less than 50% of the parameters \(--min-loaded\)/);
+    expect(existsSync(out)).toBe(false);
+    // --no-strict with a checkpoint of another architecture: nothing matches, nothing is written.
+    const none = await vit('convert', CAIT_MODULE, '--config', C2F_GOLDEN, '--arch', 'conv2former', '--out', out, '--no-strict');
+    expect(none.code).toBe(3);
+    expect(none.err).toMatch(/it would have loaded 0 of \d+ tensors, 0\.0% of the parameters \(0 of [\d,]+ elements\), less than the minimum of 50\.0%/);
+    expect(none.err).toMatch(/hint: check that the checkpoint was made for conv2former/);
     expect(existsSync(out)).toBe(false);
 
     // One more CaiT block than the checkpoint has.
@@ -195,7 +203,22 @@ describe('vit convert', () => {
     expect(strict.err).toMatch(/missing key: blocks\.2\.attn\.qkv\.weight/);
     const loose = await vit('convert', CAIT_MODULE, '--arch', 'cait', '--config', deeper, '--out', out, '--no-strict');
     expect(loose.code).toBe(0);
+    expect(loose.out).toMatch(/loaded: {2}loaded \d+ of \d+ tensors, \d+\.\d% of the parameters .*\(--no-strict; at least 50% required\)/);
     expect(loose.out).toMatch(/not in the checkpoint \(left initialised, --no-strict\): blocks\.2\.gamma_1/);
+    rmSync(out);
+    // Six blocks more than the checkpoint has: under half of the parameters would load.
+    const much = JSON.stringify({ ...cait.kwargs, depth: 12, depth_token_only: 6 });
+    const mostly = await vit('convert', CAIT_MODULE, '--arch', 'cait', '--config', much, '--out', out, '--no-strict');
+    expect(mostly.code).toBe(3);
+    expect(mostly.err).toMatch(/it would have loaded (\d+) of (\d+) tensors, (\d+\.\d)% of the parameters/);
+    const pct = Number(/(\d+\.\d)% of the parameters/.exec(mostly.err)![1]);
+    expect(pct).toBeLessThan(50);
+    expect(mostly.err).toMatch(new RegExp(`--min-loaded ${Math.floor(pct)}% accepts this much deliberately`));
+    expect(existsSync(out)).toBe(false);
+    const deliberate = await vit('convert', CAIT_MODULE, '--arch', 'cait', '--config', much, '--out', out, '--no-strict', '--min-loaded', `${Math.floor(pct)}%`);
+    expect(deliberate.code).toBe(0);
+    expect(deliberate.out).toMatch(new RegExp(`at least ${Math.floor(pct)}% required`));
+    expect(existsSync(out)).toBe(true);
 
     // Official kwargs with another num_classes drop the classifier too.
     const seven = await vit('convert', CAIT_MODULE, '--arch', 'cait', '--config', JSON.stringify({ ...cait.kwargs, num_classes: 7 }), '--out', out);
@@ -218,11 +241,25 @@ describe('vit convert', () => {
     }
     expect((await vit('convert', join(dir, 'missing.pth'), '--config', C2F_GOLDEN, '--out', out)).code).toBe(3);
     // --lenient: unknown objects become inert placeholders; the os.system call is recorded, never made.
-    const lenient = await vit('convert', `${FIX}pth/bad/exec_reduce.pth`, '--config', C2F_GOLDEN, '--out', join(dir, 'lenient.safetensors'), '--lenient', '--no-strict', '--json');
+    // (Its 2-tensor state dict fills almost nothing of the model: --min-loaded 0 accepts that.)
+    const lenient = await vit('convert', `${FIX}pth/bad/exec_reduce.pth`, '--config', C2F_GOLDEN, '--out', join(dir, 'lenient.safetensors'), '--lenient', '--no-strict', '--min-loaded', '0', '--json');
     expect(lenient.code).toBe(0);
     expect(JSON.parse(lenient.out)).toMatchObject({ stateDictKey: 'model', placeholders: ['os.system'], extra: { x: { __placeholder__: 'os.system', args: ['touch /tmp/pwned_by_pth'] } } });
     expect(existsSync(out)).toBe(false);
     expect(existsSync(CANARY)).toBe(false);
+  });
+
+  it('names a PyTorch checkpoint given as safetensors (by its magic bytes), exit 3', async () => {
+    const disguised = join(dir, 'weights.safetensors');
+    copyFileSync(C2F_WRAPPED, disguised);
+    const out = join(dir, 'x.safetensors');
+    // Read by its content, not its name.
+    const ok = await vit('convert', disguised, '--arch', 'conv2former', '--config', JSON.stringify(c2f.kwargs), '--out', out);
+    expect(ok.code).toBe(0);
+    // Where a safetensors file is required (--config reads a golden's metadata), the format is named.
+    const cfg = await vit('convert', C2F_LEGACY, '--config', disguised, '--arch', 'conv2former', '--out', join(dir, 'y.safetensors'));
+    expect(cfg.code).toBe(3);
+    expect(cfg.err).toMatch(/weights\.safetensors: a PyTorch checkpoint \(zip\), not safetensors: convert it with `vit convert`/);
   });
 
   it('usage errors exit 2: unknown models (with suggestions), contradictory or missing flags', async () => {
@@ -244,6 +281,11 @@ describe('vit convert', () => {
       [[C2F_GOLDEN, '--model', 'c2ftoy_k11', '--key', 'model'], /--key applies to \.pth checkpoints only/],
       [[C2F_LEGACY, '--model', 'c2ftoy_k11', '--out', C2F_LEGACY], /--out must differ/],
       [[C2F_LEGACY, '--bogus'], /Unknown option '--bogus'/],
+      [[C2F_LEGACY, '--model', 'c2ftoy_k11', '--no-strict', '--min-loaded', '1.5'], /--min-loaded expects a fraction 0–1 or a percentage/],
+      [[C2F_LEGACY, '--model', 'c2ftoy_k11', '--no-strict', '--min-loaded', 'half'], /--min-loaded expects/],
+      [[C2F_LEGACY, '--model', 'c2ftoy_k11', '--min-loaded', '0.2'], /--min-loaded applies to --no-strict loads/],
+      [[C2F_LEGACY, '--model', 'c2ftoy_k11', '--dtype', 'F8'], /--dtype expects keep, F32, F16 or BF16/],
+      [[C2F_LEGACY, '--model', 'c2ftoy_k11', '--out', '/tmp/x.pth'], /a \.pth\/\.pt\/\.bin output is a torch\.save file of the official layout; add --to-pytorch/],
     ];
     for (const [args, message] of cases) {
       const r = await vit('convert', ...args);

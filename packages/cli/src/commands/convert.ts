@@ -3,15 +3,21 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
   ConfigError,
+  DEFAULT_MIN_LOADED,
   FormatError,
   OUR_LAYOUT,
   VERSION,
   VitError,
+  WeightCoverageError,
   WeightLoadError,
+  batchCountersFromMetadata,
   createModel,
   getArchitecture,
   getModelCard,
   listModels,
+  describeCoverage,
+  loadCoverage,
+  loadOurStateDict,
   loadPthFile,
   loadPytorchStateDict,
   looksLikePth,
@@ -46,6 +52,34 @@ interface Checkpoint {
 type ModelSpec =
   | { kind: 'registered'; name: string; options: Record<string, unknown> }
   | { kind: 'official'; arch: string; kwargs: Record<string, unknown>; overrides?: Record<string, unknown> };
+
+/** `--min-loaded`: a fraction (0.1) or a percentage (10%) of the parameters. */
+function minLoadedFlag(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const text = String(v).trim();
+  const pct = text.endsWith('%');
+  const n = Number(pct ? text.slice(0, -1) : text);
+  const f = pct ? n / 100 : n;
+  if (text === '' || text === '%' || !Number.isFinite(f) || f < 0 || f > 1) throw new UsageError(`--min-loaded expects a fraction 0–1 or a percentage 0–100%, got '${text}'`);
+  return f;
+}
+
+type DtypeChoice = 'keep' | 'F32' | 'F16' | 'BF16';
+
+function dtypeFlag(v: unknown): DtypeChoice {
+  if (v === undefined) return 'F32';
+  const t = String(v).toUpperCase();
+  if (t === 'KEEP') return 'keep';
+  if (t === 'F32' || t === 'F16' || t === 'BF16') return t;
+  throw new UsageError(`--dtype expects keep, F32, F16 or BF16, got '${String(v)}'`);
+}
+
+const FLOAT_FILE_DTYPES = new Set<SafetensorsDtype>(['F64', 'F32', 'F16', 'BF16']);
+
+/** A .pth/.pt/.bin output is a torch.save file; anything else safetensors. */
+function isPthPath(file: string): boolean {
+  return /\.(pth|pt|bin)$/i.test(file);
+}
 
 function positiveInt(v: unknown, flag: string): number | undefined {
   if (v === undefined) return undefined;
@@ -162,6 +196,11 @@ async function convert(values: Record<string, unknown>, positionals: string[], i
   if (values.arch && !config) throw new UsageError('--arch needs --config <official kwargs JSON | file.json | golden.safetensors>');
   const out = (values.out as string | undefined) ?? defaultOut(input, toPytorch);
   if (resolve(out) === resolve(input)) throw new UsageError('--out must differ from the input file');
+  const pthOut = isPthPath(out);
+  if (pthOut && !toPytorch) throw new UsageError(`${out}: a .pth/.pt/.bin output is a torch.save file of the official layout; add --to-pytorch (or write .safetensors)`);
+  const minLoaded = minLoadedFlag(values['min-loaded']);
+  if (minLoaded !== undefined && strict) throw new UsageError('--min-loaded applies to --no-strict loads (a strict load fills every parameter or fails)');
+  const dtype = dtypeFlag(values.dtype);
 
   await useBackend('cpu');
   let ckpt: Checkpoint;
@@ -183,7 +222,13 @@ async function convert(values: Record<string, unknown>, positionals: string[], i
     else if (arch && config) spec = { kind: 'official', arch, kwargs: { ...config.kwargs }, overrides: config.overrides };
     else if (ckpt.metadata.model) spec = { kind: 'registered', name: ckpt.metadata.model, options: ckpt.metadata.options ? parseJsonObject(ckpt.metadata.options, "'options' metadata") : {} };
     else if (ckpt.metadata.arch && ckpt.metadata.config) {
-      spec = { kind: 'official', arch: ckpt.metadata.arch, kwargs: parseJsonObject(ckpt.metadata.config, "'config' metadata") };
+      spec = {
+        kind: 'official',
+        arch: ckpt.metadata.arch,
+        kwargs: parseJsonObject(ckpt.metadata.config, "'config' metadata"),
+        // Class-attribute overrides (MRLA's MRLA_Bottleneck.expansion) are part of the model too.
+        overrides: ckpt.metadata.overrides ? parseJsonObject(ckpt.metadata.overrides, "'overrides' metadata") : undefined,
+      };
     } else throw new UsageError('needs --model <name> (see `vit models`) or --arch <arch> --config <official kwargs>');
 
     const card = spec.kind === 'registered' ? getModelCard(spec.name) : cardForArch(spec.arch);
@@ -193,10 +238,13 @@ async function convert(values: Record<string, unknown>, positionals: string[], i
     // Official keys without golden entries and without a DataParallel `module.` prefix (a .pth
     // reader already removed it; safetensors files may still carry it).
     const tensors = new Map([...ckpt.tensors].filter(([k]) => !k.startsWith('golden.')));
+    // The file dtype of each key as the model will see it (for --dtype keep).
+    const fileDtypes = new Map([...tensors.keys()].map((k) => [k, ckpt.dtypes.get(k)]));
     if (ckpt.layout === 'pytorch' && tensors.size && [...tensors.keys()].every((k) => k.startsWith('module.'))) {
       for (const [k, t] of [...tensors]) {
         tensors.delete(k);
         tensors.set(k.slice('module.'.length), t);
+        fileDtypes.set(k.slice('module.'.length), ckpt.dtypes.get(k));
       }
       ckpt.strippedPrefix = 'module.';
     }
@@ -229,27 +277,51 @@ async function convert(values: Record<string, unknown>, positionals: string[], i
     let missingKeys: string[] = [];
     let unexpectedKeys: string[] = [];
     let counters = 0;
+    // BatchNorm num_batches_tracked counters: ours keeps none, so they travel beside the model
+    // (our files: metadata; PyTorch layout: the counters themselves) and are written back as read.
+    let batchCounters: Record<string, number> = {};
     try {
       if (ckpt.layout === 'pytorch') {
-        const r = loadPytorchStateDict(m, tensors, { strict });
-        ({ missingKeys, unexpectedKeys } = r);
+        const r = loadPytorchStateDict(m, tensors, { strict, minLoaded });
+        ({ missingKeys, unexpectedKeys, batchCounters } = r);
         counters = r.ignoredKeys.filter((k) => k.endsWith('num_batches_tracked')).length;
       } else {
-        const r = m.loadStateDict(Object.fromEntries(tensors), { strict });
+        const sd = Object.fromEntries(tensors);
+        const entries = m.stateEntries();
+        // Counters of BatchNorms this model has (a --num-classes rebuild keeps every BatchNorm).
+        const recorded = batchCountersFromMetadata(ckpt.metadata);
+        counters = Object.keys(recorded).length;
+        for (const [k, n] of Object.entries(recorded)) {
+          if (entries.has(`${k.slice(0, -'num_batches_tracked'.length)}running_var`)) batchCounters[k] = n;
+        }
+        const r = loadOurStateDict(m, sd, { strict, minLoaded });
         ({ missingKeys, unexpectedKeys } = r);
       }
     } catch (e) {
       if (!(e instanceof WeightLoadError)) throw e;
+      const target = spec.kind === 'registered' ? spec.name : `${spec.arch} ${brief(spec.kwargs)}`;
       const hints = [];
-      if (e.problems.some((p) => p.problem === 'shape' && classifier && p.key.startsWith(`${classifier}.`))) hints.push('the classifier differs: pass --num-classes N to drop it');
-      if (e.problems.some((p) => p.problem === 'missing' || p.problem === 'unexpected')) hints.push('--no-strict loads what matches (shapes must still agree)');
-      if (e.problems.some((p) => p.problem === 'missing') && e.problems.some((p) => p.problem === 'unexpected') && ckpt.stateDictKey === null && ckpt.format !== 'safetensors') {
-        hints.push('a wrapped checkpoint may hold the weights under --key <entry>');
+      if (e instanceof WeightCoverageError) {
+        hints.push(`check that the checkpoint was made for ${target} (--model / --arch --config)`);
+        if (e.coverage.loadedTensors > 0) hints.push(`--min-loaded ${Math.floor(100 * e.coverage.fraction)}% accepts this much deliberately (the rest keeps its fresh initialisation)`);
+      } else {
+        if (e.problems.some((p) => p.problem === 'shape' && classifier && p.key.startsWith(`${classifier}.`))) hints.push('the classifier differs: pass --num-classes N to drop it');
+        if (e.problems.some((p) => p.problem === 'missing' || p.problem === 'unexpected')) {
+          hints.push(
+            'check that --model / --arch --config match the checkpoint first; --no-strict only tolerates missing/unexpected keys ' +
+              '(shapes must still agree): what is missing keeps its fresh random initialisation, and it refuses a result that fills ' +
+              `less than ${Math.round(100 * (minLoaded ?? DEFAULT_MIN_LOADED))}% of the parameters (--min-loaded)`,
+          );
+        }
+        if (e.problems.some((p) => p.problem === 'missing') && e.problems.some((p) => p.problem === 'unexpected') && ckpt.stateDictKey === null && ckpt.format !== 'safetensors') {
+          hints.push('a wrapped checkpoint may hold the weights under --key <entry>');
+        }
       }
-      io.err(`vit convert: ${input} does not fit ${spec.kind === 'registered' ? spec.name : `${spec.arch} ${brief(spec.kwargs)}`}: ${e.message}`);
+      io.err(`vit convert: ${input} does not fit ${target}: ${e.message}`);
       if (hints.length) io.err(`hint: ${hints.join('; ')}`);
       return EXIT.INPUT;
     }
+    const keptCounters = Object.keys(batchCounters).length;
 
     // Same keys as the trainer's model.safetensors (library, version, model), plus how to rebuild it.
     const metadata: Record<string, string> = { library: '@vit/core', version: VERSION, arch: archName, source: basename(input), converted_by: 'vit convert' };
@@ -261,7 +333,23 @@ async function convert(values: Record<string, unknown>, positionals: string[], i
       if (spec.overrides) metadata.overrides = JSON.stringify(spec.overrides);
     }
     if (ckpt.stateDictKey !== null) metadata.source_key = ckpt.stateDictKey;
-    await saveModelWeights(m, out, { format: toPytorch ? 'pytorch' : 'ours', metadata });
+    // --dtype keep: every tensor in the dtype it had in the input file (fp16 stays fp16), where
+    // that dtype can hold the model's values (a float stays a float, an integer an integer).
+    const dtypes: Record<string, SafetensorsDtype> = {};
+    if (dtype === 'keep') {
+      for (const [k, e] of m.stateEntries()) {
+        const d = fileDtypes.get(k);
+        if (d && FLOAT_FILE_DTYPES.has(d) === (e.variable.dtype === 'float32')) dtypes[k] = d;
+      }
+    }
+    await saveModelWeights(m, out, {
+      format: toPytorch ? 'pytorch' : 'ours',
+      container: pthOut ? 'pth' : 'safetensors',
+      metadata,
+      batchCounters,
+      dtypes,
+      floatDtype: dtype === 'keep' ? undefined : dtype,
+    });
 
     const entries = m.stateEntries();
     // toPytorchStateDict adds a num_batches_tracked counter beside each BatchNorm's running stats.
@@ -282,7 +370,10 @@ async function convert(values: Record<string, unknown>, positionals: string[], i
       stateDictKey: ckpt.stateDictKey,
       strippedPrefix: ckpt.strippedPrefix,
       droppedClassifier,
-      droppedCounters: counters,
+      droppedCounters: counters - keptCounters,
+      keptCounters,
+      outputFormat: pthOut ? 'pth (zip)' : 'safetensors',
+      dtype,
       droppedGolden: golden.length,
       missingKeys,
       unexpectedKeys,
@@ -299,15 +390,26 @@ async function convert(values: Record<string, unknown>, positionals: string[], i
       .join(', ');
     io.out(`Converted ${input} (${src}) → ${out}`);
     io.out(`  model:   ${summary.model ?? `${archName} ${brief(spec.kind === 'official' ? spec.kwargs : {})}`}${modelClasses !== undefined ? `, ${modelClasses} classes` : ''}`);
-    io.out(`  wrote:   ${written} tensors in ${toPytorch ? 'the official PyTorch' : 'our'} layout, ${m.numParams().toLocaleString('en-US')} parameters (read ${ckpt.tensors.size})`);
+    io.out(
+      `  wrote:   ${written} tensors in ${toPytorch ? 'the official PyTorch' : 'our'} layout${pthOut ? ' as a torch.save file' : ''}${dtype === 'F32' ? '' : ` (dtype ${dtype})`}, ` +
+        `${m.numParams().toLocaleString('en-US')} parameters (read ${ckpt.tensors.size})`,
+    );
+    if (keptCounters) {
+      io.out(`  kept:    ${keptCounters} num_batches_tracked counter${keptCounters === 1 ? '' : 's'} ${toPytorch ? 'written back as read' : "in the metadata (our BatchNorm keeps none; --to-pytorch writes them back)"}`);
+    }
     for (const n of notes) io.out(`  note:    ${n}`);
     const dropped: string[] = [];
-    if (counters) dropped.push(`${counters} num_batches_tracked counter${counters === 1 ? '' : 's'} (our BatchNorm keeps none)`);
+    const lost = counters - keptCounters;
+    if (lost) dropped.push(`${lost} num_batches_tracked counter${lost === 1 ? '' : 's'} of BatchNorms the model does not have`);
     if (golden.length) dropped.push(`${golden.length} golden.* reference entr${golden.length === 1 ? 'y' : 'ies'}`);
     if (droppedClassifier.length) {
       dropped.push(`the classifier ${droppedClassifier.join(', ')}: the checkpoint has ${ckptClasses} classes, the model ${modelClasses}; it keeps its fresh initialisation`);
     }
     io.out(`  dropped: ${dropped.length ? dropped.join('; ') : 'nothing'}`);
+    if (!strict) {
+      const c = loadCoverage(m, [...m.stateEntries().keys()].filter((k) => !missingKeys.includes(k)));
+      io.out(`  loaded:  ${describeCoverage(c)} (--no-strict; at least ${Math.round(100 * (minLoaded ?? DEFAULT_MIN_LOADED))}% required)`);
+    }
     if (missingKeys.length) io.out(`  not in the checkpoint (left initialised, --no-strict): ${missingKeys.join(', ')}`);
     if (unexpectedKeys.length) io.out(`  ignored, not in the model (--no-strict): ${unexpectedKeys.join(', ')}`);
     if (ckpt.placeholders.length) io.out(`  lenient: replaced ${ckpt.placeholders.join(', ')} by inert placeholders`);
@@ -325,7 +427,7 @@ export const convertCommand: Command = {
   name: 'convert',
   summary: 'Convert an official PyTorch checkpoint (.pth or safetensors) into a @vit safetensors checkpoint',
   usage:
-    'vit convert <in.pth|in.safetensors> (--model <name> | --arch <arch> --config <kwargs>) [--out FILE.safetensors] [--num-classes N] [--no-strict] [--key K] [--no-ema] [--lenient] [--to-pytorch] [--json]',
+    'vit convert <in.pth|in.safetensors> (--model <name> | --arch <arch> --config <kwargs>) [--out FILE.safetensors|FILE.pth] [--num-classes N] [--no-strict [--min-loaded F]] [--dtype keep|F32|F16|BF16] [--key K] [--no-ema] [--lenient] [--to-pytorch] [--json]',
   options: {
     model: { type: 'string' },
     arch: { type: 'string' },
@@ -334,6 +436,8 @@ export const convertCommand: Command = {
     'num-classes': { type: 'string' },
     strict: { type: 'boolean' },
     'no-strict': { type: 'boolean' },
+    'min-loaded': { type: 'string' },
+    dtype: { type: 'string' },
     key: { type: 'string' },
     'no-ema': { type: 'boolean' },
     lenient: { type: 'boolean' },
@@ -348,11 +452,19 @@ export const convertCommand: Command = {
     'The model is built by registered name, or from the official constructor kwargs (--arch + --config,',
     'as JSON, a .json file, or a golden .safetensors file whose metadata has them), then loaded',
     'all-or-nothing: any missing, unexpected or mis-shaped key fails with the full list (exit 3) and',
-    'nothing is written. --no-strict tolerates missing/unexpected keys. With --num-classes N different',
+    'nothing is written. --no-strict tolerates missing/unexpected keys (shapes must still agree): what the',
+    'checkpoint lacks keeps its fresh random initialisation, so it still refuses (exit 3, nothing written) a',
+    `result that fills less than ${100 * DEFAULT_MIN_LOADED}% of the parameters by element count, saying how much would load;`,
+    '--min-loaded F (a fraction 0–1 or a percentage, e.g. 0.1 or 10%) sets another minimum deliberately.',
+    'With --num-classes N different',
     "from the checkpoint's, the classifier is dropped and keeps its fresh initialisation; without it the",
     "class count is read from the checkpoint's classifier. The output (atomic write) is our",
     'safetensors checkpoint with metadata (model, options or config, library version, source); --to-pytorch',
-    'writes official keys and layouts instead. A file this command wrote converts back without --model.',
+    'writes official keys and layouts instead; with --out FILE.pth (.pt, .bin) as a torch.save file that',
+    'torch.load(weights_only=True) and load_state_dict(strict=True) accept. A file this command wrote converts',
+    'back without --model, losslessly: BatchNorm num_batches_tracked counters (kept in our metadata) and',
+    "class-attribute overrides come back as read. --dtype: F32 (default), F16 or BF16 for every float, or",
+    "keep: each tensor in its input file's dtype (fp16 stays fp16).",
     '--lenient replaces unknown objects (e.g. argparse.Namespace training args) by inert placeholders:',
     'still nothing is executed, but use it only for files you trust.',
     '',
@@ -362,6 +474,8 @@ export const convertCommand: Command = {
     '  vit convert k11_d16.pth --config packages/conv2former/test/fixtures/k11_d16.safetensors',
     '  vit convert litv2.pth --arch litv2 --config \'{"depths": [2, 2, 6, 2]}\' --lenient',
     '  vit convert c2f_n_10.safetensors --to-pytorch --out c2f_n_10.pytorch.safetensors',
+    '  vit convert c2f_n_10.safetensors --to-pytorch --out c2f_n_10.pth --dtype keep',
+    '  vit convert partial.pth --model conv2former_n --no-strict --min-loaded 0.2',
   ].join('\n'),
   run: ({ values, positionals }, io) => convert(values, positionals, io),
 };

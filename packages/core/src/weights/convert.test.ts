@@ -1,9 +1,15 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ShapeError, WeightLoadError, type WeightProblem } from '../errors.js';
+import { ConfigError, ShapeError, WeightLoadError, type WeightProblem } from '../errors.js';
 import { Module } from '../nn/module.js';
-import { fromPytorchLayout, loadAdaptedCheckpoint, loadPytorchStateDict, pytorchShape, replaceClassifier, stripModulePrefix, toPytorchLayout, toPytorchStateDict } from './convert.js';
+import {
+  DEFAULT_MIN_LOADED,
+  WeightCoverageError,
+  loadOurStateDict,
+  fromPytorchLayout,
+  loadAdaptedCheckpoint,
+  loadPytorchStateDict, pytorchShape, replaceClassifier, stripModulePrefix, toPytorchLayout, toPytorchStateDict } from './convert.js';
 import { setTestBackend } from '../testing/backend.js';
 
 let before = 0;
@@ -302,7 +308,7 @@ describe('loadPytorchStateDict', () => {
     const model = new Toy();
     const sd = officialDict();
     const r = loadPytorchStateDict(model, sd);
-    expect(r).toEqual({ missingKeys: [], unexpectedKeys: [], ignoredKeys: ['bn.num_batches_tracked'] });
+    expect(r).toEqual({ missingKeys: [], unexpectedKeys: [], ignoredKeys: ['bn.num_batches_tracked'], batchCounters: { 'bn.num_batches_tracked': 17 } });
     const state = model.stateDict();
     const expectConverted = (key: string, kind: Parameters<typeof fromPytorchLayout>[0], ourShape?: number[]) => {
       const c = fromPytorchLayout(kind, sd[key]!, ourShape);
@@ -463,7 +469,7 @@ describe('toPytorchStateDict', () => {
     expect(snapshot(b)).not.toEqual(snapshot(a));
     const sd = toPytorchStateDict(a);
     const r = loadPytorchStateDict(b, sd);
-    expect(r).toEqual({ missingKeys: [], unexpectedKeys: [], ignoredKeys: ['bn.num_batches_tracked'] });
+    expect(r).toEqual({ missingKeys: [], unexpectedKeys: [], ignoredKeys: ['bn.num_batches_tracked'], batchCounters: { 'bn.num_batches_tracked': 0 } });
     expect(snapshot(b)).toEqual(snapshot(a));
     tf.dispose(Object.values(sd));
     a.dispose();
@@ -512,6 +518,96 @@ describe('checkpoint adaptation helpers', () => {
     other.dispose();
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose(Object.values(sd));
+    model.dispose();
+  });
+});
+
+describe('non-strict loads refuse a mostly empty result (minLoaded)', () => {
+  /** The official dict with only the listed keys. */
+  const only = (keys: string[]) => {
+    const all = officialDict();
+    const out: Record<string, tf.Tensor> = {};
+    for (const [k, t] of Object.entries(all)) {
+      if (keys.includes(k)) out[k] = t;
+      else t.dispose();
+    }
+    return out;
+  };
+
+  it('refuses, saying how much would load, and changes nothing; minLoaded lowers the bar deliberately', () => {
+    expect(DEFAULT_MIN_LOADED).toBe(0.5);
+    const model = new Toy();
+    const untouched = snapshot(model);
+    // cls_token (6) + head (18 + 3) = 27 of the Toy's 361 parameter elements; 3 of its 14 distinct tensors.
+    const sd = only(['cls_token', 'head.weight', 'head.bias']);
+    let caught: unknown;
+    try {
+      loadPytorchStateDict(model, sd, { strict: false });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(WeightCoverageError);
+    expect(caught).toBeInstanceOf(WeightLoadError);
+    const err = caught as WeightCoverageError;
+    expect(err.message).toMatch(/loaded 3 of 14 tensors, 7\.5% of the parameters \(27 of 361 elements\), less than the minimum of 50\.0% \(minLoaded\)/);
+    expect(err.message).toMatch(/not in the checkpoint \(13\): index, stem\.weight/);
+    expect(err.coverage).toMatchObject({ loadedTensors: 3, totalTensors: 14, loadedElements: 27, totalElements: 361 });
+    expect(snapshot(model)).toEqual(untouched);
+    // A key that matches nothing at all: 0% loaded.
+    const stray = { 'blocks.0.weight': tf.zeros([2]) };
+    expect(() => loadPytorchStateDict(model, stray, { strict: false })).toThrow(/loaded 0 of 14 tensors, 0\.0% of the parameters[\s\S]*not in the model \(1\): blocks\.0\.weight/);
+    expect(snapshot(model)).toEqual(untouched);
+    // Deliberately lower: loads what matches.
+    const r = loadPytorchStateDict(model, sd, { strict: false, minLoaded: 0.05 });
+    expect(r.missingKeys).toContain('stem.weight');
+    expect(snapshot(model).get('cls_token')).toEqual(values(sd.cls_token!));
+    expect(() => loadPytorchStateDict(model, sd, { strict: false, minLoaded: 1.5 })).toThrow(ConfigError);
+    // Strict loads are unaffected (they fill everything or list what is missing).
+    expect(() => loadPytorchStateDict(model, sd)).toThrow(/13 missing/);
+    tf.dispose([...Object.values(sd), ...Object.values(stray)]);
+    model.dispose();
+  });
+
+  it('accepts a non-strict load above the minimum (everything but the head)', () => {
+    const model = new Toy();
+    const sd = officialDict();
+    const head = [sd['head.weight']!, sd['head.bias']!];
+    delete sd['head.weight'];
+    delete sd['head.bias'];
+    const r = loadPytorchStateDict(model, sd, { strict: false });
+    expect(r.missingKeys).toEqual(['head.weight', 'head.bias']);
+    tf.dispose([...Object.values(sd), ...head]);
+    model.dispose();
+  });
+
+  it('guards loads in our layout too, after reporting mis-shaped keys', () => {
+    const model = new Toy();
+    const untouched = snapshot(model);
+    const cls = tf.zeros([1, 1, 6]);
+    expect(() => loadOurStateDict(model, { cls_token: cls }, { strict: false })).toThrow(/loaded 1 of 14 tensors, 1\.7% of the parameters/);
+    const bad = tf.zeros([6]);
+    expect(() => loadOurStateDict(model, { cls_token: bad }, { strict: false })).toThrow(/shape mismatch for cls_token/);
+    expect(snapshot(model)).toEqual(untouched);
+    loadOurStateDict(model, { cls_token: cls }, { strict: false, minLoaded: 0 });
+    expect(snapshot(model).get('cls_token')).toEqual(new Array(6).fill(0));
+    tf.dispose([cls, bad]);
+    model.dispose();
+  });
+});
+
+describe('BatchNorm counters survive a round trip', () => {
+  it('loadPytorchStateDict reports them, toPytorchStateDict writes them back (0 where none is given)', () => {
+    const model = new Toy();
+    const sd = officialDict();
+    const r = loadPytorchStateDict(model, sd);
+    expect(r.batchCounters).toEqual({ 'bn.num_batches_tracked': 17 });
+    const back = toPytorchStateDict(model, { batchCounters: r.batchCounters });
+    expect(back['bn.num_batches_tracked']!.dtype).toBe('int32');
+    expect(values(back['bn.num_batches_tracked']!)).toEqual([17]);
+    const fresh = toPytorchStateDict(model);
+    expect(values(fresh['bn.num_batches_tracked']!)).toEqual([0]);
+    expect(() => toPytorchStateDict(model, { batchCounters: { 'bn.num_batches_tracked': -1 } })).toThrow(ConfigError);
+    tf.dispose([...Object.values(sd), ...Object.values(back), ...Object.values(fresh)]);
     model.dispose();
   });
 });

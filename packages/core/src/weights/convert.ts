@@ -3,8 +3,8 @@
  * (see `ParamKind` in nn/module.ts). Architecture packages never transpose weights themselves.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ShapeError, WeightLoadError, type WeightProblem } from '../errors.js';
-import type { Module, ParamKind } from '../nn/module.js';
+import { ConfigError, ShapeError, WeightLoadError, type WeightProblem } from '../errors.js';
+import type { Module, ParamKind, StateEntry } from '../nn/module.js';
 
 const RANK: Record<ParamKind, number | undefined> = { linear: 2, conv2d: 4, depthwise: 4, conv1d: 3, plain: undefined };
 
@@ -85,9 +85,137 @@ export function toPytorchLayout(kind: ParamKind, t: tf.Tensor): tf.Tensor {
   });
 }
 
+/**
+ * The default `minLoaded`: a non-strict load must fill at least half of the model's parameters (by
+ * element count). A load below it is almost always the wrong checkpoint or the wrong model, and
+ * would otherwise leave a mostly random model that looks converted.
+ */
+export const DEFAULT_MIN_LOADED = 0.5;
+
+/** How much of a model a load fills: distinct tensors, and parameter elements. */
+export interface LoadCoverage {
+  /** Distinct parameters and buffers given a value (a tensor under two names counts once). */
+  loadedTensors: number;
+  totalTensors: number;
+  /** Elements of the parameters (not buffers) given a value. */
+  loadedElements: number;
+  totalElements: number;
+  /** loadedElements / totalElements (1 for a model without parameters). */
+  fraction: number;
+}
+
+const percent = (f: number) => `${(100 * f).toFixed(1)}%`;
+
+/** "loaded 12 of 230 tensors, 3.1% of the parameters" */
+export function describeCoverage(c: LoadCoverage): string {
+  return `loaded ${c.loadedTensors} of ${c.totalTensors} tensors, ${percent(c.fraction)} of the parameters (${c.loadedElements.toLocaleString('en-US')} of ${c.totalElements.toLocaleString('en-US')} elements)`;
+}
+
+/** What loading the given keys (ours, after any prefix removal) would fill of `model`. */
+export function loadCoverage(model: Module | Map<string, StateEntry>, keys: Iterable<string>): LoadCoverage {
+  const entries = model instanceof Map ? model : model.stateEntries();
+  const given = new Set(keys);
+  const loaded = new Set<tf.Variable>();
+  const all = new Map<tf.Variable, StateEntry>();
+  for (const [k, e] of entries) {
+    all.set(e.variable, e);
+    if (given.has(k)) loaded.add(e.variable);
+  }
+  let loadedElements = 0;
+  let totalElements = 0;
+  for (const [v, e] of all) {
+    if (!e.isParameter) continue;
+    totalElements += v.size;
+    if (loaded.has(v)) loadedElements += v.size;
+  }
+  const fraction = totalElements === 0 ? (all.size === 0 || loaded.size === all.size ? 1 : loaded.size / all.size) : loadedElements / totalElements;
+  return { loadedTensors: loaded.size, totalTensors: all.size, loadedElements, totalElements, fraction };
+}
+
+/**
+ * A non-strict load that would fill less of the model than `minLoaded`: refused before any
+ * parameter changes. `coverage` says how much would have been loaded.
+ */
+export class WeightCoverageError extends WeightLoadError {
+  readonly coverage: LoadCoverage;
+  readonly minLoaded: number;
+  constructor(coverage: LoadCoverage, minLoaded: number, problems: WeightProblem[], context = 'state dict') {
+    super(problems, context);
+    this.coverage = coverage;
+    this.minLoaded = minLoaded;
+    const missing = problems.filter((p) => p.problem === 'missing').map((p) => p.key);
+    const unexpected = problems.filter((p) => p.problem === 'unexpected').map((p) => p.key);
+    const few = (keys: string[]) => `${keys.slice(0, 8).join(', ')}${keys.length > 8 ? `, … (${keys.length - 8} more)` : ''}`;
+    this.message =
+      `Cannot load ${context}: it would have ${describeCoverage(coverage)}, less than the minimum of ${percent(minLoaded)} ` +
+      '(minLoaded) for a non-strict load; refusing rather than leave a mostly untrained model. No parameter was changed.' +
+      (missing.length ? `\n  not in the checkpoint (${missing.length}): ${few(missing)}` : '') +
+      (unexpected.length ? `\n  not in the model (${unexpected.length}): ${few(unexpected)}` : '');
+  }
+}
+
+/** Validates a `minLoaded` option (a fraction in [0, 1]); undefined gives the default. */
+export function checkMinLoaded(minLoaded: number | undefined): number {
+  const m = minLoaded ?? DEFAULT_MIN_LOADED;
+  if (typeof m !== 'number' || !(m >= 0 && m <= 1)) throw new ConfigError(`minLoaded must be a fraction between 0 and 1, got ${String(minLoaded)}`);
+  return m;
+}
+
+/**
+ * Throws `WeightCoverageError` when a non-strict load of `keys` would fill less than `minLoaded`
+ * (default `DEFAULT_MIN_LOADED`) of the model's parameters. Strict loads fill everything or fail.
+ */
+export function assertLoadCoverage(
+  model: Module | Map<string, StateEntry>,
+  keys: Iterable<string>,
+  options: { strict?: boolean; minLoaded?: number; unexpectedKeys?: readonly string[]; context?: string },
+): LoadCoverage {
+  const minLoaded = checkMinLoaded(options.minLoaded);
+  const entries = model instanceof Map ? model : model.stateEntries();
+  const given = [...keys];
+  const coverage = loadCoverage(entries, given);
+  if ((options.strict ?? true) || coverage.fraction >= minLoaded) return coverage;
+  const got = new Set(given);
+  const provided = new Set<tf.Variable>();
+  for (const [k, e] of entries) if (got.has(k)) provided.add(e.variable);
+  const problems: WeightProblem[] = [];
+  for (const [k, e] of entries) if (!provided.has(e.variable)) problems.push({ key: k, problem: 'missing', expected: fmt(e.variable.shape) });
+  for (const k of options.unexpectedKeys ?? []) problems.push({ key: k, problem: 'unexpected' });
+  throw new WeightCoverageError(coverage, minLoaded, problems, options.context);
+}
+
+/**
+ * `model.loadStateDict` (our layouts) with the non-strict coverage guard of `loadPytorchStateDict`:
+ * mis-shaped keys are reported first (they are always errors), then a load filling less than
+ * `minLoaded` of the parameters is refused. On any error no parameter has changed.
+ */
+export function loadOurStateDict(
+  model: Module,
+  stateDict: Record<string, tf.Tensor>,
+  options: { strict?: boolean; minLoaded?: number; context?: string } = {},
+): { missingKeys: string[]; unexpectedKeys: string[] } {
+  const strict = options.strict ?? true;
+  const entries = model.stateEntries();
+  const keys = Object.keys(stateDict);
+  const misfit = keys.some((k) => {
+    const e = entries.get(k);
+    const t = stateDict[k]!;
+    return e !== undefined && (e.variable.rank !== t.rank || e.variable.shape.some((d, i) => d !== t.shape[i]));
+  });
+  // A mis-shaped key makes loadStateDict throw its full list (before changing anything).
+  if (!misfit) assertLoadCoverage(entries, keys, { strict, minLoaded: options.minLoaded, unexpectedKeys: keys.filter((k) => !entries.has(k)), context: options.context });
+  return model.loadStateDict(stateDict, { strict });
+}
+
 export interface PytorchLoadOptions {
   /** Report missing and unexpected keys as errors (default true). Mis-shaped keys are always errors. */
   strict?: boolean;
+  /**
+   * Non-strict loads only: the least fraction of the model's parameters (by element count) the
+   * checkpoint must fill, else `WeightCoverageError` and nothing changes. Default 0.5
+   * (`DEFAULT_MIN_LOADED`); 0 accepts anything.
+   */
+  minLoaded?: number;
   /** Keys (after prefix stripping) to skip silently; they are listed in `ignoredKeys`. */
   ignore?: (key: string) => boolean;
   /**
@@ -102,6 +230,12 @@ export interface PytorchLoadResult {
   missingKeys: string[];
   unexpectedKeys: string[];
   ignoredKeys: string[];
+  /**
+   * The checkpoint's BatchNorm `num_batches_tracked` counters (skipped by the load: our BatchNorm
+   * keeps none) by key, for the model's BatchNorms; pass them to `saveModelWeights`
+   * (`batchCounters`) to write them back unchanged.
+   */
+  batchCounters: Record<string, number>;
 }
 
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
@@ -137,11 +271,13 @@ export function loadPytorchStateDict(
   const ignoredKeys: string[] = [];
   const unexpectedKeys: string[] = [];
   const problems: WeightProblem[] = [];
+  const counters = new Map<string, tf.Tensor>();
   for (const [rawKey, t] of input) {
     const key = prefix && rawKey.startsWith(prefix) ? rawKey.slice(prefix.length) : rawKey;
     const e = entries.get(key);
     if ((!e && isBatchCounter(key)) || options.ignore?.(key)) {
       ignoredKeys.push(key);
+      if (!e && isBatchCounter(key) && !options.ignore?.(key)) counters.set(key, t);
       continue;
     }
     if (!e) {
@@ -174,6 +310,8 @@ export function loadPytorchStateDict(
     if (strict) problems.push({ key, problem: 'missing', expected: fmt(pytorchShape(e.kind, e.variable.shape)) });
   }
   if (problems.length) throw new WeightLoadError(problems, 'PyTorch state dict');
+  assertLoadCoverage(entries, incoming.keys(), { strict, minLoaded: options.minLoaded, unexpectedKeys, context: 'PyTorch state dict' });
+  const batchCounters = readBatchCounters(entries, counters);
 
   const done = new Set<tf.Variable>();
   for (const [key, e] of entries) {
@@ -185,16 +323,45 @@ export function loadPytorchStateDict(
       e.variable.assign(converted.dtype === e.variable.dtype ? converted : tf.cast(converted, e.variable.dtype));
     });
   }
-  return { missingKeys, unexpectedKeys, ignoredKeys };
+  return { missingKeys, unexpectedKeys, ignoredKeys, batchCounters };
+}
+
+/** The BatchNorm of a `…num_batches_tracked` key, if the model has it (its running statistics). */
+function counterOwner(entries: Map<string, StateEntry>, key: string): boolean {
+  const prefix = key.slice(0, -'num_batches_tracked'.length);
+  return entries.has(`${prefix}running_mean`) && entries.has(`${prefix}running_var`);
+}
+
+function readBatchCounters(entries: Map<string, StateEntry>, counters: Map<string, tf.Tensor>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [key, t] of counters) {
+    if (!counterOwner(entries, key) || t.isDisposed || t.size !== 1 || t.dtype === 'string') continue;
+    const v = t.dataSync()[0]!;
+    if (Number.isSafeInteger(v) && v >= 0) out[key] = v;
+  }
+  return out;
+}
+
+export interface ToPytorchOptions {
+  /**
+   * `num_batches_tracked` values by key (as `PytorchLoadResult.batchCounters` gives them); a
+   * BatchNorm without one gets 0.
+   */
+  batchCounters?: Record<string, number>;
 }
 
 /**
  * The model's state dict under the official keys (every alias name) and layouts: new tensors the
- * caller disposes. A `num_batches_tracked` counter (int32 0) is added beside every
- * `running_mean`/`running_var` pair so files load into the official code with strict=True.
+ * caller disposes. A `num_batches_tracked` counter (int32; 0 unless `batchCounters` has it) is
+ * added beside every `running_mean`/`running_var` pair so files load into the official code with
+ * strict=True.
  */
-export function toPytorchStateDict(model: Module): Record<string, tf.Tensor> {
+export function toPytorchStateDict(model: Module, options: ToPytorchOptions = {}): Record<string, tf.Tensor> {
   const entries = model.stateEntries();
+  const given = options.batchCounters ?? {};
+  for (const [k, v] of Object.entries(given)) {
+    if (!Number.isSafeInteger(v) || v < 0 || v > 2 ** 31 - 1) throw new ConfigError(`batchCounters['${k}'] must be an integer in [0, 2^31), got ${v}`);
+  }
   const out: Record<string, tf.Tensor> = {};
   try {
     for (const [key, e] of entries) {
@@ -202,7 +369,8 @@ export function toPytorchStateDict(model: Module): Record<string, tf.Tensor> {
       if (!key.endsWith('running_var')) continue;
       const prefix = key.slice(0, -'running_var'.length);
       if ((prefix === '' || prefix.endsWith('.')) && entries.has(`${prefix}running_mean`) && !entries.has(`${prefix}num_batches_tracked`)) {
-        out[`${prefix}num_batches_tracked`] = tf.scalar(0, 'int32');
+        const key = `${prefix}num_batches_tracked`;
+        out[key] = tf.scalar(Object.prototype.hasOwnProperty.call(given, key) ? given[key]! : 0, 'int32');
       }
     }
   } catch (err) {
@@ -265,10 +433,10 @@ export function replaceClassifier(
 export function loadAdaptedCheckpoint(
   model: Module,
   adapted: AdaptedCheckpoint,
-  options: { strict?: boolean } = {},
+  options: { strict?: boolean; minLoaded?: number } = {},
 ): PytorchLoadResult & { notes: string[] } {
   try {
-    const res = loadPytorchStateDict(model, adapted.tensors, { strict: options.strict ?? true });
+    const res = loadPytorchStateDict(model, adapted.tensors, { strict: options.strict ?? true, minLoaded: options.minLoaded });
     return { ...res, ignoredKeys: [...res.ignoredKeys, ...adapted.dropped], notes: adapted.notes };
   } finally {
     for (const t of adapted.created) t.dispose();

@@ -3,15 +3,18 @@ export {
   bf16BitsToFloat,
   defaultSafetensorsDtype,
   dtypeItemSize,
+  encodeTensorBytes,
   f16BitsToFloat,
   floatToBf16Bits,
   floatToF16Bits,
   isSafetensorsDtype,
+  otherWeightFormat,
   parseSafetensors,
   rawToTensor,
   serializeSafetensors,
   tensorToRaw,
   tensorToRawAsync,
+  type OtherWeightFormat,
   type ParsedSafetensors,
   type RawData,
   type RawTensor,
@@ -19,6 +22,15 @@ export {
   type SafetensorsDtype,
 } from './safetensors.js';
 export {
+  DEFAULT_MIN_LOADED,
+  WeightCoverageError,
+  assertLoadCoverage,
+  checkMinLoaded,
+  describeCoverage,
+  loadCoverage,
+  loadOurStateDict,
+  type LoadCoverage,
+  type ToPytorchOptions,
   fromPytorchLayout,
   loadAdaptedCheckpoint,
   loadPytorchStateDict,
@@ -32,7 +44,10 @@ export {
   type PytorchLoadResult,
 } from './convert.js';
 export {
+  BATCH_COUNTERS_METADATA,
   OUR_LAYOUT,
+  batchCountersFromMetadata,
+  savePthFile,
   loadModelWeights,
   loadSafetensorsFile,
   readSafetensorsFile,
@@ -46,3 +61,4 @@ export {
   type SaveSafetensorsOptions,
 } from './io.js';
 export * from './pth.js';
+export { serializePth, type SerializePthOptions } from './pth_write.js';

@@ -8,7 +8,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { FormatError, VitError, WeightLoadError } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { toPytorchStateDict } from './convert.js';
+import { loadPthFile } from './pth.js';
 import {
+  BATCH_COUNTERS_METADATA,
   OUR_LAYOUT,
   loadModelWeights,
   loadSafetensorsFile,
@@ -245,6 +247,77 @@ describe('model weights', () => {
     tf.dispose(Object.values(sd));
     a.dispose();
     b.dispose();
+  });
+
+  it('keeps BatchNorm counters through ours and back to the official layout (safetensors and .pth)', async () => {
+    const a = new Net();
+    const b = new Net();
+    const c = new Net();
+    // An official file with a counter of 1234 (as a PyTorch-trained model has).
+    const sd = toPytorchStateDict(a, { batchCounters: { 'bn.num_batches_tracked': 1234 } });
+    const official = fresh('official.safetensors');
+    await saveSafetensorsFile(official, sd);
+    const r1 = await loadModelWeights(b, official);
+    expect(r1.batchCounters).toEqual({ 'bn.num_batches_tracked': 1234 });
+    // Ours: the counters ride in the metadata; the tensors are exactly the model's state dict.
+    const ours = fresh('ours.safetensors');
+    await saveModelWeights(b, ours, { batchCounters: r1.batchCounters });
+    const raw = await readSafetensorsFile(ours);
+    expect(raw.metadata[BATCH_COUNTERS_METADATA]).toBe('{"bn.num_batches_tracked":1234}');
+    expect([...raw.tensors.keys()].sort()).toEqual(Object.keys(b.stateDict()).sort());
+    const r2 = await loadModelWeights(c, ours);
+    expect(r2.batchCounters).toEqual({ 'bn.num_batches_tracked': 1234 });
+    // Back to the official layout: the counter as read, I64.
+    for (const container of ['safetensors', 'pth'] as const) {
+      const back = fresh(`back.${container}`);
+      await saveModelWeights(c, back, { format: 'pytorch', container, batchCounters: r2.batchCounters });
+      const loaded = container === 'pth' ? await loadPthFile(back) : await loadSafetensorsFile(back);
+      try {
+        expect(loaded.dtypes.get('bn.num_batches_tracked'), container).toBe('I64');
+        expect([...loaded.tensors.keys()].sort()).toEqual(Object.keys(sd).sort());
+        for (const [k, t] of Object.entries(sd)) expect(Array.from(loaded.tensors.get(k)!.dataSync()), `${container} ${k}`).toEqual(Array.from(t.dataSync()));
+      } finally {
+        for (const t of loaded.tensors.values()) t.dispose();
+      }
+    }
+    await expect(saveModelWeights(c, fresh('x.pth'), { container: 'pth' })).rejects.toThrow(/official PyTorch layout/);
+    const badMeta = fresh('bad-meta.safetensors');
+    await saveSafetensorsFile(badMeta, c.stateDict(), { layout: OUR_LAYOUT, [BATCH_COUNTERS_METADATA]: '{"bn.num_batches_tracked": -1}' });
+    await expect(loadModelWeights(c, badMeta)).rejects.toThrow(FormatError);
+    tf.dispose(Object.values(sd));
+    a.dispose();
+    b.dispose();
+    c.dispose();
+  });
+
+  it('names a PyTorch checkpoint given where safetensors is expected (by its magic bytes)', async () => {
+    const net = new Net();
+    const pth = fresh('actually-a-checkpoint.safetensors');
+    await saveModelWeights(net, pth, { format: 'pytorch', container: 'pth' });
+    await expect(loadModelWeights(net, pth)).rejects.toThrow(/actually-a-checkpoint\.safetensors: a PyTorch checkpoint \(zip\), not safetensors: convert it with `vit convert`, or read it with loadPthFile/);
+    const legacy = fresh('legacy.safetensors');
+    fs.copyFileSync(fixture('pth/conv2former_k11_d16_legacy.pth'), legacy);
+    await expect(loadModelWeights(net, legacy)).rejects.toThrow(/legacy\.safetensors: a PyTorch checkpoint \(legacy pickle\), not safetensors/);
+    net.dispose();
+  });
+
+  it('a non-strict load of a file that fills less than minLoaded is refused, naming the file, in either layout', async () => {
+    const a = new Net();
+    for (const layout of ['ours', 'pytorch'] as const) {
+      const b = new Net();
+      const untouched = snapshot(b);
+      const file = fresh(`head-only-${layout}.safetensors`);
+      const official = toPytorchStateDict(a);
+      const head = { 'head.weight': layout === 'ours' ? a.stateDict()['head.weight']! : official['head.weight']! };
+      await saveSafetensorsFile(file, head, layout === 'ours' ? { layout: OUR_LAYOUT } : {});
+      tf.dispose(Object.values(official));
+      await expect(loadModelWeights(b, file, { strict: false })).rejects.toThrow(new RegExp(`head-only-${layout}\\.safetensors' \\(${layout} layout\\): it would have loaded 1 of 9 tensors, 7\\.3% of the parameters`));
+      expect(snapshot(b)).toEqual(untouched);
+      await loadModelWeights(b, file, { strict: false, minLoaded: 0.05 });
+      expect(snapshot(b).get('head.weight')).toEqual(snapshot(a).get('head.weight'));
+      b.dispose();
+    }
+    a.dispose();
   });
 
   it('treats golden.* entries as unexpected unless asked to ignore them', async () => {

@@ -4,9 +4,10 @@
  * `parseSafetensors` / `serializeSafetensors` directly.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import { FormatError, VitError, WeightLoadError } from '../errors.js';
+import { ConfigError, FormatError, VitError, WeightLoadError } from '../errors.js';
 import type { Module } from '../nn/module.js';
-import { loadPytorchStateDict, toPytorchStateDict, type PytorchLoadResult } from './convert.js';
+import { WeightCoverageError, loadOurStateDict, loadPytorchStateDict, toPytorchStateDict, type PytorchLoadResult } from './convert.js';
+import { serializePth } from './pth_write.js';
 import {
   parseSafetensors,
   rawToTensor,
@@ -19,6 +20,34 @@ import {
 
 /** Metadata `layout` value marking a file written in our layouts (`saveModelWeights(..., {format: 'ours'})`). */
 export const OUR_LAYOUT = 'nhwc-vit';
+
+/**
+ * Metadata key of our-layout files holding the checkpoint's BatchNorm `num_batches_tracked`
+ * counters (JSON `{key: count}`): our BatchNorm keeps none, and a file converted from PyTorch must
+ * convert back with them unchanged.
+ */
+export const BATCH_COUNTERS_METADATA = 'num_batches_tracked';
+
+/** The counters an our-layout file's metadata records (see `BATCH_COUNTERS_METADATA`); {} when none. */
+export function batchCountersFromMetadata(metadata: Record<string, string>): Record<string, number> {
+  const text = metadata[BATCH_COUNTERS_METADATA];
+  if (text === undefined) return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new FormatError(`metadata '${BATCH_COUNTERS_METADATA}' is not valid JSON`);
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new FormatError(`metadata '${BATCH_COUNTERS_METADATA}' must be a JSON object of counts`);
+  const out: Record<string, number> = {};
+  for (const [k, n] of Object.entries(v)) {
+    if (!k.endsWith('num_batches_tracked') || !Number.isSafeInteger(n) || (n as number) < 0 || (n as number) > 2 ** 31 - 1) {
+      throw new FormatError(`metadata '${BATCH_COUNTERS_METADATA}' has an invalid entry '${k.slice(0, 80)}': ${JSON.stringify(n)?.slice(0, 20)}`);
+    }
+    out[k] = n as number;
+  }
+  return out;
+}
 
 type NodeFs = typeof import('node:fs');
 type NodePath = typeof import('node:path');
@@ -145,28 +174,67 @@ export async function saveSafetensorsFile(
   await writeFileAtomic(file, serializeSafetensors(raws, metadata));
 }
 
+/**
+ * Writes tensors as a `torch.save(state_dict)` file (zip format; see `serializePth`) atomically, in
+ * the given order and with the same dtype choices as `saveSafetensorsFile`. A .pth has no place for
+ * metadata.
+ */
+export async function savePthFile(file: string, tensors: Record<string, tf.Tensor> | Map<string, tf.Tensor>, options: SaveSafetensorsOptions = {}): Promise<void> {
+  const items = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  const raws = new Map<string, RawTensorInput>();
+  for (const [key, t] of items) {
+    const dtype = options.dtypes?.[key] ?? (t.dtype === 'float32' ? options.floatDtype : undefined);
+    try {
+      raws.set(key, await tensorToRawAsync(t, dtype));
+    } catch (err) {
+      if (err instanceof FormatError) throw new FormatError(`Cannot write '${key}': ${err.message}`);
+      throw err;
+    }
+  }
+  await writeFileAtomic(file, serializePth(raws));
+}
+
 export interface SaveModelWeightsOptions extends SaveSafetensorsOptions {
   /**
    * 'ours' (default): our layouts, marked with metadata `layout: 'nhwc-vit'`, fastest to load back.
    * 'pytorch': official keys and layouts (with `num_batches_tracked`), loadable by the official code.
    */
   format?: 'ours' | 'pytorch';
+  /**
+   * 'safetensors' (default), or 'pth': a `torch.save(state_dict)` zip file that
+   * `torch.load(weights_only=True)` reads (official layout only; no metadata).
+   */
+  container?: 'safetensors' | 'pth';
   /** Extra metadata strings (model name, config JSON, library version…). */
   metadata?: Record<string, string>;
+  /**
+   * BatchNorm `num_batches_tracked` counters by official key (`LoadModelWeightsResult.batchCounters`,
+   * `PytorchLoadResult.batchCounters`): written as the counters in the official layout, kept in the
+   * metadata (`num_batches_tracked`) in ours, so conversions to and from PyTorch lose nothing.
+   */
+  batchCounters?: Record<string, number>;
 }
 
-/** Saves a model's parameters and persistent buffers (every alias name) to a safetensors file. */
+/** Saves a model's parameters and persistent buffers (every alias name) to a safetensors (or .pth) file. */
 export async function saveModelWeights(model: Module, file: string, options: SaveModelWeightsOptions = {}): Promise<void> {
   const format = options.format ?? 'ours';
+  const container = options.container ?? 'safetensors';
   if (format !== 'ours' && format !== 'pytorch') throw new VitError(`Unknown weight format '${String(format)}'; use 'ours' or 'pytorch'`, 'VIT_CONFIG');
+  if (container !== 'safetensors' && container !== 'pth') throw new ConfigError(`Unknown weight container '${String(container)}'; use 'safetensors' or 'pth'`);
+  if (container === 'pth' && format !== 'pytorch') throw new ConfigError("A .pth file holds the official PyTorch layout: use format 'pytorch'");
+  const counters = options.batchCounters ?? {};
   if (format === 'ours') {
-    await saveSafetensorsFile(file, model.stateDict(), { ...options.metadata, layout: OUR_LAYOUT }, options);
+    const metadata: Record<string, string> = { ...options.metadata, layout: OUR_LAYOUT };
+    delete metadata[BATCH_COUNTERS_METADATA];
+    if (Object.keys(counters).length) metadata[BATCH_COUNTERS_METADATA] = JSON.stringify(counters);
+    await saveSafetensorsFile(file, model.stateDict(), metadata, options);
     return;
   }
-  const sd = toPytorchStateDict(model);
+  const sd = toPytorchStateDict(model, { batchCounters: counters });
   try {
+    if (container === 'pth') await savePthFile(file, sd, options);
     // 'format: pt' is what Hugging Face tools expect of PyTorch-layout safetensors files.
-    await saveSafetensorsFile(file, sd, { ...options.metadata, format: 'pt', layout: 'pytorch' }, options);
+    else await saveSafetensorsFile(file, sd, { ...options.metadata, format: 'pt', layout: 'pytorch' }, options);
   } finally {
     for (const t of Object.values(sd)) t.dispose();
   }
@@ -181,6 +249,8 @@ export interface LoadModelWeightsOptions {
   ignore?: (key: string) => boolean;
   /** Passed to `loadPytorchStateDict` for official-layout files. */
   stripPrefix?: string;
+  /** Non-strict loads: the least fraction of the parameters (by elements) the file must fill (default 0.5; see `loadPytorchStateDict`). */
+  minLoaded?: number;
 }
 
 export interface LoadModelWeightsResult extends PytorchLoadResult {
@@ -207,13 +277,16 @@ export async function loadModelWeights(model: Module, file: string, options: Loa
         if (ignore(key)) ignoredKeys.push(key);
         else sd[key] = t;
       }
-      const r = model.loadStateDict(sd, { strict });
-      return { ...r, ignoredKeys, layout, metadata };
+      const batchCounters = batchCountersFromMetadata(metadata);
+      const r = loadOurStateDict(model, sd, { strict, minLoaded: options.minLoaded });
+      return { ...r, ignoredKeys, layout, metadata, batchCounters };
     }
-    const r = loadPytorchStateDict(model, tensors, { strict, ignore, stripPrefix: options.stripPrefix });
+    const r = loadPytorchStateDict(model, tensors, { strict, ignore, stripPrefix: options.stripPrefix, minLoaded: options.minLoaded });
     return { ...r, layout, metadata };
   } catch (err) {
-    if (err instanceof WeightLoadError) throw new WeightLoadError(err.problems, `'${file}' (${layout} layout)`);
+    const context = `'${file}' (${layout} layout)`;
+    if (err instanceof WeightCoverageError) throw new WeightCoverageError(err.coverage, err.minLoaded, err.problems, context);
+    if (err instanceof WeightLoadError) throw new WeightLoadError(err.problems, context);
     throw err;
   } finally {
     for (const t of tensors.values()) t.dispose();

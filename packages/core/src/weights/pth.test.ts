@@ -9,6 +9,7 @@ import { setTestBackend } from '../testing/backend.js';
 import { readSafetensorsFile } from './io.js';
 import { PyDict, PyObject } from './pickle.js';
 import { PthTensor, findStateDict, loadPth, loadPthFile, looksLikePth, readPth, type LoadedPth } from './pth.js';
+import { serializePth } from './pth_write.js';
 import { crc32, ZipArchive } from './zip.js';
 
 const FIX = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
@@ -269,6 +270,22 @@ describe('robustness', () => {
     expect(looksLikePth(readFileSync(`${PTH}cait_p8_d2.pth`))).toBe(true);
     expect(looksLikePth(readFileSync(`${EXTRA}dtypes_legacy.pth`))).toBe(true);
     expect(looksLikePth(readFileSync(`${FIX}cait_p8_d2.safetensors`))).toBe(false);
+  });
+
+  it('a state dict with a non-string key is refused naming the key type, not loaded as an empty dict', () => {
+    // serializePth writes a string key; patch its BINUNICODE 'AAAA' (9 bytes) into BININT 7 + two
+    // BINPUTs (9 bytes), so the pickle's dict maps the int 7 to the tensor (CRC off: the patch breaks it).
+    const bytes = serializePth({ AAAA: { dtype: 'F32', shape: [2], data: [1, 2] } });
+    const find = [0x58, 4, 0, 0, 0, 0x41, 0x41, 0x41, 0x41];
+    const at = bytes.findIndex((_, i) => find.every((b, j) => bytes[i + j] === b));
+    expect(at).toBeGreaterThan(0);
+    bytes.set([0x4a, 7, 0, 0, 0, 0x71, 0, 0x71, 0], at);
+    const before = tf.memory().numTensors;
+    const root = readPth(bytes, { verifyCrc: false }).root as PyDict;
+    expect([...root.keys()]).toEqual([7]);
+    expect(() => loadPth(bytes, { verifyCrc: false })).toThrow(/the state dict has a key of type int 7; state dict keys must be strings/);
+    expect(() => loadPth(bytes, { verifyCrc: false })).toThrow(FormatError);
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it('a safetensors file is refused as not a checkpoint', () => {

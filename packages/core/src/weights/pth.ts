@@ -698,8 +698,14 @@ export function loadPth(bytes: Uint8Array, options: PthLoadOptions = {}): Loaded
   const entries: Array<[string, PthTensor]> = [];
   const skippedKeys: string[] = [];
   for (const [k, v] of dict) {
-    if (typeof k === 'string' && v instanceof PthTensor) entries.push([k, v]);
-    else skippedKeys.push(String(k));
+    // A state dict is keyed by parameter names; any other key type would otherwise leave the
+    // tensors behind silently and load an empty dict.
+    if (typeof k !== 'string') {
+      const where = key === null ? 'the state dict' : `the state dict (entry '${key}')`;
+      throw new FormatError(`${where} has a key of type ${describePyValue(k)} ${JSON.stringify(pyToPlain(k)).slice(0, 40)}; state dict keys must be strings (parameter names)`);
+    }
+    if (v instanceof PthTensor) entries.push([k, v]);
+    else skippedKeys.push(k);
   }
   let prefix: string | null = null;
   if (typeof options.stripPrefix === 'string') prefix = options.stripPrefix;

@@ -348,6 +348,27 @@ describe('corrupt files', () => {
     expectFormatError(() => parseSafetensors(rawFile({ w: 3 })), "'w'", 'object');
   });
 
+  it('rejects trailing bytes after the data section, and gaps between entries, as the reference reader does', () => {
+    const f = good();
+    expect(parseSafetensors(f).tensors.size).toBe(2);
+    const longer = new Uint8Array(f.length + 3);
+    longer.set(f);
+    expectFormatError(() => parseSafetensors(longer), '3 trailing bytes after the data section', 'data byte 36 of 39');
+    // The header says nothing about the data at all.
+    expectFormatError(() => parseSafetensors(rawFile({}, new Uint8Array(8))), '8 trailing bytes');
+    const gap = rawFile({ a: { dtype: 'U8', shape: [1], data_offsets: [0, 1] }, b: { dtype: 'U8', shape: [1], data_offsets: [2, 3] } }, new Uint8Array(3));
+    expectFormatError(() => parseSafetensors(gap), "data bytes [1, 2) before entry 'b' belong to no entry");
+  });
+
+  it('names a PyTorch checkpoint passed as safetensors (by its magic bytes), and a header that is not a JSON object', () => {
+    const zip = new Uint8Array([0x50, 0x4b, 0x03, 0x04, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    expectFormatError(() => parseSafetensors(zip), 'a PyTorch checkpoint (zip), not safetensors', 'vit convert', 'loadPthFile');
+    const pickle = new Uint8Array([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
+    expectFormatError(() => parseSafetensors(pickle), 'a PyTorch checkpoint (legacy pickle), not safetensors');
+    expectFormatError(() => parseSafetensors(new Uint8Array([0x50, 0x4b, 0x03, 0x04])), 'PyTorch checkpoint (zip)');
+    expectFormatError(() => parseSafetensors(rawFile(' {}')), "must be a JSON object starting with '{', found ' '");
+  });
+
   it('rejects non-string metadata', () => {
     expectFormatError(() => parseSafetensors(rawFile({ __metadata__: { epoch: 3 } })), "'epoch'", 'number', 'strings');
     expectFormatError(() => parseSafetensors(rawFile({ __metadata__: { x: null } })), "'x'", 'null');

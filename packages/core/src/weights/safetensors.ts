@@ -158,11 +158,18 @@ export function floatToBf16Bits(value: number): number {
  */
 export function parseSafetensors(bytes: Uint8Array): ParsedSafetensors {
   if (bytes.byteLength < 8) {
+    const other = otherWeightFormat(bytes);
+    if (other) throw new FormatError(notSafetensorsMessage(other));
     throw new FormatError(`Not a safetensors file: ${bytes.byteLength} bytes, need at least 8 for the header length`);
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = view.getBigUint64(0, true);
   const available = BigInt(bytes.byteLength - 8);
+  // A PyTorch checkpoint read as safetensors would otherwise be reported as a corrupt header.
+  const other = otherWeightFormat(bytes);
+  if (other && (headerLen > available || headerLen > BigInt(MAX_HEADER_BYTES) || bytes[8] !== 0x7b)) {
+    throw new FormatError(notSafetensorsMessage(other));
+  }
   if (headerLen > available) {
     throw new FormatError(
       `Corrupt safetensors file: header length ${headerLen} bytes is larger than the ${available} bytes after the ` +
@@ -173,6 +180,12 @@ export function parseSafetensors(bytes: Uint8Array): ParsedSafetensors {
     throw new FormatError(`Corrupt safetensors file: header length ${headerLen} bytes exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   }
   const n = Number(headerLen);
+  // As the reference reader (InvalidHeaderStart): the header is a JSON object, first byte '{'.
+  if (n > 0 && bytes[8] !== 0x7b) {
+    const c = bytes[8]!;
+    const shown = c >= 0x20 && c < 0x7f ? `'${String.fromCharCode(c)}'` : `byte 0x${c.toString(16).padStart(2, '0')}`;
+    throw new FormatError(`Not a safetensors file: the header must be a JSON object starting with '{', found ${shown}`);
+  }
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
@@ -232,6 +245,22 @@ export function parseSafetensors(bytes: Uint8Array): ParsedSafetensors {
     }
     if (!last || e.end > last.end) last = e;
   }
+  // As the reference reader (InvalidOffset, MetadataIncompleteBuffer): the entries tile the data
+  // section exactly, with no gap and nothing after the last one.
+  let covered = 0;
+  for (const e of byOffset) {
+    if (e.begin === e.end) continue;
+    if (e.begin > covered) {
+      throw new FormatError(`Corrupt safetensors file: data bytes [${covered}, ${e.begin}) before entry '${e.key}' belong to no entry (the entries must be contiguous)`);
+    }
+    covered = e.end;
+  }
+  if (covered !== dataLen) {
+    throw new FormatError(
+      `Corrupt safetensors file: ${dataLen - covered} trailing bytes after the data section (the entries end at data byte ${covered} of ${dataLen}); ` +
+        'the file was appended to or is not what its header describes',
+    );
+  }
 
   const tensors = new Map<string, RawTensor>();
   for (const e of byOffset) {
@@ -239,6 +268,25 @@ export function parseSafetensors(bytes: Uint8Array): ParsedSafetensors {
     tensors.set(e.key, { dtype: e.dtype, shape: e.shape, data });
   }
   return { tensors, metadata };
+}
+
+/** Formats a safetensors reader may be handed by mistake: PyTorch checkpoints. */
+export type OtherWeightFormat = 'pth-zip' | 'pth-legacy';
+
+/**
+ * What the first bytes say when they are a PyTorch checkpoint rather than safetensors: a zip
+ * archive (`PK\x03\x04`, torch.save since 1.6) or a pickle (protocol byte 0x80, then 2–5: the
+ * legacy torch.save format). Undefined otherwise.
+ */
+export function otherWeightFormat(bytes: Uint8Array): OtherWeightFormat | undefined {
+  if (bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 0x03 && bytes[3] === 0x04) return 'pth-zip';
+  if (bytes.length >= 2 && bytes[0] === 0x80 && bytes[1]! >= 2 && bytes[1]! <= 5) return 'pth-legacy';
+  return undefined;
+}
+
+function notSafetensorsMessage(format: OtherWeightFormat): string {
+  const what = format === 'pth-zip' ? 'a PyTorch checkpoint (zip)' : 'a PyTorch checkpoint (legacy pickle)';
+  return `${what}, not safetensors: convert it with \`vit convert\`, or read it with loadPthFile and load it with loadPytorchStateDict`;
 }
 
 function validateEntry(
@@ -418,6 +466,20 @@ export function serializeSafetensors(
   out.fill(0x20, 8 + json.byteLength, 8 + headerLen);
   const dataStart = 8 + headerLen;
   for (const [key, t] of layout) encode(key, t, dv, dataStart + offsets.get(key)![0]);
+  return out;
+}
+
+/**
+ * One tensor's elements as little-endian bytes of `t.dtype`, with the same checks and rounding as
+ * `serializeSafetensors` (the `.pth` writer stores its storages this way).
+ */
+export function encodeTensorBytes(key: string, t: RawTensorInput): Uint8Array {
+  if (!isSafetensorsDtype(t.dtype)) throw new FormatError(`Cannot write '${key}' as dtype '${String(t.dtype)}'; supported: ${SAFETENSORS_DTYPES.join(', ')}`);
+  if (t.data.length !== numel(t.shape)) {
+    throw new FormatError(`Cannot write '${key}': shape ${fmtShape(t.shape)} has ${numel(t.shape)} elements but data has ${t.data.length}`);
+  }
+  const out = new Uint8Array(t.data.length * ITEM_SIZE[t.dtype]);
+  encode(key, t, new DataView(out.buffer), 0);
   return out;
 }
 
