@@ -21,7 +21,7 @@ import {
   type Dataset,
   type Transform,
 } from '@vit/core';
-import { UsageError } from './exit-codes.js';
+import { InputError, UsageError } from './exit-codes.js';
 import type { AugmentSpec } from './recipes.js';
 
 export interface DataSplits {
@@ -59,7 +59,18 @@ export const DATA_SPEC_HELP = [
  * Resolves a `--data` spec to train and validation datasets. `imageSize` is only used by
  * image folders (decoded straight to the training size).
  */
-export async function loadData(spec: string, options: { imageSize: number; channels: 1 | 3; seed: number; valFraction?: number }): Promise<DataSplits> {
+export interface LoadDataOptions {
+  imageSize: number;
+  channels: 1 | 3;
+  seed: number;
+  valFraction?: number;
+  /** Image folders: refuse bad image files (default, with the full list) or leave them out with a warning each. */
+  badImages?: 'error' | 'skip';
+  /** Where warnings and the image check's progress go (stderr in the CLI). */
+  log?: (line: string) => void;
+}
+
+export async function loadData(spec: string, options: LoadDataOptions): Promise<DataSplits> {
   const colon = spec.indexOf(':');
   const kind = colon < 0 ? spec : spec.slice(0, colon);
   const arg = colon < 0 ? '' : spec.slice(colon + 1);
@@ -77,7 +88,7 @@ export async function loadData(spec: string, options: { imageSize: number; chann
           dir = bundled;
           description = 'fashion-mnist (the subset bundled with @vit/cli)';
         } else {
-          throw new UsageError(`no Fashion-MNIST found: install Debian's dataset-fashion-mnist (files in ${FASHION_MNIST_DIR}) or pass fashion-mnist:DIR`);
+          throw new InputError(`no Fashion-MNIST found: install Debian's dataset-fashion-mnist (files in ${FASHION_MNIST_DIR}) or pass fashion-mnist:DIR`);
         }
       } else {
         dir = resolve(dir);
@@ -104,16 +115,38 @@ export async function loadData(spec: string, options: { imageSize: number; chann
     case 'folder': {
       if (!arg) throw new UsageError('folder needs a directory: --data folder:DIR');
       const dir = resolve(arg);
-      const common = { size: options.imageSize, channels: options.channels, cache: true } as const;
+      // Every image is decoded (and cached) before the first step, so a corrupt or non-image file
+      // is reported now, all of them at once, and not an epoch into the run.
+      const log = options.log ?? (() => {});
+      let lastReport = Date.now();
+      const common = {
+        size: options.imageSize,
+        channels: options.channels,
+        cache: true,
+        check: 'full',
+        badImages: options.badImages ?? 'error',
+        onCheckProgress: (done: number, total: number) => {
+          if (total >= 2000 && (Date.now() - lastReport > 5000 || done === total)) {
+            lastReport = Date.now();
+            log(`checking images: ${done}/${total}`);
+          }
+        },
+      } as const;
+      const warnSkipped = (ds: { skipped: readonly { file: string; reason: string }[] }) => {
+        for (const b of ds.skipped) log(`warning: skipped ${b.file}: ${b.reason}`);
+      };
       if (existsSync(join(dir, 'train')) && existsSync(join(dir, 'val'))) {
         const train = await imageFolder({ dir: join(dir, 'train'), ...common });
         const val = await imageFolder({ dir: join(dir, 'val'), ...common });
+        warnSkipped(train);
+        warnSkipped(val);
         if (val.classNames.join('\n') !== train.classNames.join('\n')) {
-          throw new UsageError(`${dir}/train and ${dir}/val have different class folders: [${train.classNames.join(', ')}] vs [${val.classNames.join(', ')}]`);
+          throw new InputError(`${dir}/train and ${dir}/val have different class folders: [${train.classNames.join(', ')}] vs [${val.classNames.join(', ')}]`);
         }
         return { description: `folder (${dir}): ${train.length} train / ${val.length} val`, train, val, classNames: train.classNames };
       }
       const all = await imageFolder({ dir, ...common });
+      warnSkipped(all);
       const { train, val } = await splitDataset(all, { valSize: options.valFraction ?? 0.1, seed: options.seed });
       return { description: `folder (${dir}): ${train.length} train / ${val.length} val (stratified split)`, train, val, classNames: all.classNames };
     }

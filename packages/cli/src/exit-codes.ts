@@ -23,3 +23,11 @@ export class UsageError extends Error {
     this.name = 'UsageError';
   }
 }
+
+/** A missing, unreadable or malformed input (data set, checkpoint, image): exit code 3. */
+export class InputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InputError';
+  }
+}

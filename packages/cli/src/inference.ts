@@ -1,7 +1,10 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
+  ConfigError,
+  ShapeError,
   Trainer,
+  UnknownModelError,
   createModel,
   createOptimizer,
   getModelCard,
@@ -11,7 +14,7 @@ import {
   resolveCheckpointDir,
   type Module,
 } from '@vit/core';
-import { UsageError } from './exit-codes.js';
+import { InputError, UsageError } from './exit-codes.js';
 
 /** A model ready for evaluation or prediction, with what its training run recorded. */
 export interface LoadedModel {
@@ -27,16 +30,46 @@ export interface LoadedModel {
   dispose(): void;
 }
 
+/** The largest image side a checkpoint's config may ask for: 16 images of 2048² RGB are 800 MB already. */
+export const MAX_IMAGE_SIZE = 2048;
+
+/**
+ * What a checkpoint's config.json says about its inputs, checked before any image is decoded: a
+ * crafted `imgSize: 100000` would otherwise ask for a 28 GB buffer.
+ */
+function checkMeta(
+  m: { imgSize: unknown; channels: unknown; mean: unknown; std: unknown; cropPct: unknown; classNames: unknown },
+  file: string,
+  model: Module,
+): void {
+  const bad = (what: string) => {
+    throw new InputError(`${file}: meta.${what}`);
+  };
+  if (!(Number.isInteger(m.imgSize) && (m.imgSize as number) >= 1 && (m.imgSize as number) <= MAX_IMAGE_SIZE)) bad(`imgSize must be an integer in [1, ${MAX_IMAGE_SIZE}], got ${JSON.stringify(m.imgSize)}`);
+  if (m.channels !== 1 && m.channels !== 3) bad(`channels must be 1 or 3, got ${JSON.stringify(m.channels)}`);
+  const stats = (v: unknown) => Array.isArray(v) && (v.length === 1 || v.length === m.channels) && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+  if (!stats(m.mean)) bad(`mean must be ${String(m.channels)} finite numbers, got ${JSON.stringify(m.mean)}`);
+  if (!stats(m.std) || (m.std as number[]).some((x) => !(x > 0))) bad(`std must be ${String(m.channels)} positive numbers, got ${JSON.stringify(m.std)}`);
+  if (!(typeof m.cropPct === 'number' && m.cropPct > 0 && m.cropPct <= 1)) bad(`cropPct must be in (0, 1], got ${JSON.stringify(m.cropPct)}`);
+  if (m.classNames !== undefined) {
+    const names = m.classNames;
+    if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) bad(`classNames must be a list of strings`);
+    const classes = (model as { numClasses?: number }).numClasses;
+    if (typeof classes === 'number' && (names as string[]).length !== classes) bad(`classNames lists ${(names as string[]).length} names for a model with ${classes} classes`);
+  }
+}
+
 /** A run folder means its best checkpoint (then final, then last). */
 async function checkpointDir(dir: string): Promise<string> {
   const abs = resolve(dir);
+  if (!existsSync(abs)) throw new InputError(`no such checkpoint: ${abs}`);
   if (await resolveCheckpointDir(abs)) return abs;
   for (const sub of ['best', 'final', 'last']) {
     if (existsSync(join(abs, sub)) || existsSync(join(abs, `.${sub}.old`))) {
       if (await resolveCheckpointDir(join(abs, sub))) return join(abs, sub);
     }
   }
-  throw new UsageError(`${abs} is not a checkpoint: expected a folder written by \`vit train\` (with config.json), or a run folder holding best/, final/ or last/`);
+  throw new InputError(`${abs} is not a checkpoint: expected a folder written by \`vit train\` (with config.json), or a run folder holding best/, final/ or last/`);
 }
 
 /**
@@ -50,25 +83,46 @@ export async function loadForInference(values: Record<string, unknown>): Promise
   if (ckFlag && (name || weights)) throw new UsageError('give either --checkpoint, or --model with --weights, not both');
   if (ckFlag) {
     const dir = await checkpointDir(ckFlag);
-    const trainer = await Trainer.fromCheckpoint(dir);
-    const meta = (trainer.meta ?? {}) as Record<string, unknown>;
-    const modelName = trainer.modelName ?? 'model';
-    const card = trainer.modelName ? getModelCard(trainer.modelName) : undefined;
-    return {
-      trainer,
-      modelName,
-      imgSize: (meta.imgSize as number | undefined) ?? card?.inputSize[0] ?? 224,
-      channels: ((meta.channels as number | undefined) ?? card?.inputSize[2] ?? 3) === 1 ? 1 : 3,
-      mean: (meta.mean as number[] | undefined) ?? card?.mean ?? [0.485, 0.456, 0.406],
-      std: (meta.std as number[] | undefined) ?? card?.std ?? [0.229, 0.224, 0.225],
-      cropPct: (meta.cropPct as number | undefined) ?? card?.cropPct ?? 1,
-      classNames: meta.classNames as string[] | undefined,
-      source: dir,
-      dispose: () => {
-        trainer.model.dispose();
-        trainer.optimizer.dispose();
-      },
-    };
+    let trainer: Trainer;
+    try {
+      trainer = await Trainer.fromCheckpoint(dir);
+    } catch (e) {
+      // The model options come from the checkpoint's config.json here, not from flags: a file problem.
+      if (e instanceof ConfigError || e instanceof ShapeError || e instanceof UnknownModelError) {
+        throw new InputError(`${join(dir, 'config.json')}: cannot rebuild its model: ${e.message}`);
+      }
+      throw e;
+    }
+    try {
+      const meta = (trainer.meta ?? {}) as Record<string, unknown>;
+      const modelName = trainer.modelName ?? 'model';
+      const card = trainer.modelName ? getModelCard(trainer.modelName) : undefined;
+      const channels = (meta.channels ?? card?.inputSize[2] ?? 3) as number;
+      const m = {
+        imgSize: (meta.imgSize ?? card?.inputSize[0] ?? 224) as number,
+        channels,
+        mean: (meta.mean ?? card?.mean ?? [0.485, 0.456, 0.406]) as number[],
+        std: (meta.std ?? card?.std ?? [0.229, 0.224, 0.225]) as number[],
+        cropPct: (meta.cropPct ?? card?.cropPct ?? 1) as number,
+        classNames: meta.classNames as string[] | undefined,
+      };
+      checkMeta(m, join(dir, 'config.json'), trainer.model);
+      return {
+        trainer,
+        modelName,
+        ...m,
+        channels: m.channels === 1 ? 1 : 3,
+        source: dir,
+        dispose: () => {
+          trainer.model.dispose();
+          trainer.optimizer.dispose();
+        },
+      };
+    } catch (e) {
+      trainer.model.dispose();
+      trainer.optimizer.dispose();
+      throw e;
+    }
   }
   if (!name) throw new UsageError('give --checkpoint DIR (from `vit train`), or --model NAME with --weights FILE');
   const card = getModelCard(name);

@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BackendError, FormatError, isOutOfMemory, outOfMemoryError, UnknownModelError, VitError, VERSION, WeightLoadError } from '@vit/core';
-import { EXIT, UsageError } from './exit-codes.js';
+import { BackendError, ConfigError, DataError, FormatError, isOutOfMemory, outOfMemoryError, ShapeError, UnknownModelError, VitError, VERSION, WeightLoadError } from '@vit/core';
+import { EXIT, InputError, UsageError } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
 import { modelsCommand } from './commands/models.js';
 import { summaryCommand } from './commands/summary.js';
@@ -33,8 +33,9 @@ function globalHelp(): string {
     '',
     'Run `vit <command> --help` for a command\'s options and examples.',
     '',
-    'Exit codes: 0 ok, 1 check failed, 2 usage error (bad flag, unknown model),',
-    '            3 missing or malformed input file, 4 backend unavailable, 5 out of memory,',
+    'Exit codes: 0 ok, 1 check failed, 2 usage error (bad flag, unknown model, an option the model does not take),',
+    '            3 missing, unreadable or malformed input (data, images, checkpoints, weights),',
+    '            4 backend unavailable, 5 out of memory,',
     '            70 internal error, 130 interrupted (Ctrl-C; `vit train` saved last/ to --resume).',
   ].join('\n');
 }
@@ -75,34 +76,37 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   try {
     return await cmd.run(parsed, io);
   } catch (e) {
-    if (e instanceof UsageError || e instanceof UnknownModelError) {
-      io.err(`vit ${cmd.name}: ${e.message}`);
-      return EXIT.USAGE;
-    }
-    const errno = (e as NodeJS.ErrnoException).code;
-    if (
-      e instanceof FormatError ||
-      e instanceof WeightLoadError ||
-      (e instanceof VitError && e.code === 'VIT_IO') ||
-      errno === 'ENOENT' ||
-      errno === 'EISDIR' ||
-      errno === 'EACCES'
-    ) {
-      io.err(`vit ${cmd.name}: ${(e as Error).message}`);
-      return EXIT.INPUT;
-    }
-    if (e instanceof BackendError) {
-      io.err(`vit ${cmd.name}: ${e.message}`);
-      return EXIT.BACKEND;
-    }
-    if (isOutOfMemory(e)) {
-      io.err(`vit ${cmd.name}: ${outOfMemoryError(e, { what: `vit ${cmd.name}` }).message}`);
-      return EXIT.MEMORY;
-    }
-    if (e instanceof VitError) {
-      io.err(`vit ${cmd.name}: ${e.message}`);
-      return EXIT.FAILED;
-    }
-    throw e;
+    const code = exitCodeOf(e);
+    if (code === undefined) throw e;
+    const message = code === EXIT.MEMORY ? outOfMemoryError(e, { what: `vit ${cmd.name}` }).message : (e as Error).message;
+    io.err(`vit ${cmd.name}: ${message}`);
+    return code;
   }
+}
+
+/**
+ * The documented exit code for an error a command threw, or undefined for a bug (exit 70 with its
+ * stack). Flags and options outside what a model or command supports are usage errors (2); what
+ * comes from files (data sets, checkpoints, weights, images) is an input error (3).
+ */
+export function exitCodeOf(e: unknown): number | undefined {
+  if (isOutOfMemory(e)) return EXIT.MEMORY;
+  if (e instanceof UsageError || e instanceof UnknownModelError || e instanceof ConfigError || e instanceof ShapeError) return EXIT.USAGE;
+  const errno = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (
+    e instanceof InputError ||
+    e instanceof DataError ||
+    e instanceof FormatError ||
+    e instanceof WeightLoadError ||
+    (e instanceof VitError && e.code === 'VIT_IO') ||
+    errno === 'ENOENT' ||
+    errno === 'EISDIR' ||
+    errno === 'ENOTDIR' ||
+    errno === 'EACCES'
+  ) {
+    return EXIT.INPUT;
+  }
+  if (e instanceof BackendError) return EXIT.BACKEND;
+  if (e instanceof VitError) return EXIT.FAILED;
+  return undefined;
 }

@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import sharp from 'sharp';
-import { CenterCrop, DataLoader, ImageFolderDataset } from '@vit/core';
+import { CenterCrop, DataLoader, ImageFolderDataset, isOutOfMemory, outOfMemoryError } from '@vit/core';
 import type { Command } from '../main.js';
-import { EXIT, UsageError } from '../exit-codes.js';
+import { EXIT, InputError, UsageError } from '../exit-codes.js';
 import { useBackend } from '../setup.js';
 import { loadForInference } from '../inference.js';
 
@@ -32,7 +32,9 @@ export const predictCommand: Command = {
     if (positionals.length === 0) throw new UsageError('give at least one image file');
     const files = positionals.map((p) => resolve(p));
     const missing = files.filter((f) => !existsSync(f));
-    if (missing.length) throw Object.assign(new Error(`no such image: ${missing.join(', ')}`), { code: 'ENOENT' });
+    if (missing.length) throw new InputError(`no such image: ${missing.join(', ')}`);
+    const dirs = files.filter((f) => statSync(f).isDirectory());
+    if (dirs.length) throw new InputError(`${dirs.join(', ')}: a folder, not an image file (give the image files, e.g. ${dirs[0]}/*.png)`);
     const topK = values['top-k'] === undefined ? 5 : Number(values['top-k']);
     if (!Number.isInteger(topK) || topK <= 0) throw new UsageError(`--top-k expects a positive integer, got '${String(values['top-k'])}'`);
     const backend = await useBackend(values.backend ?? 'auto');
@@ -42,7 +44,9 @@ export const predictCommand: Command = {
       const decodeSize = Math.floor(m.imgSize / m.cropPct);
       const ds = new ImageFolderDataset(files, new Int32Array(files.length), m.classNames ?? [], sharp as unknown as ConstructorParameters<typeof ImageFolderDataset>[3], { dir: '', size: decodeSize, channels: m.channels });
       const loader = new DataLoader(ds, { batchSize: 16, transform: new CenterCrop(m.imgSize), channels: m.channels, mean: m.mean, std: m.std });
-      const r = await m.trainer.predict(loader, { topK });
+      const r = await m.trainer.predict(loader, { topK }).catch((e: unknown) => {
+        throw isOutOfMemory(e) ? outOfMemoryError(e, { what: `predicting with ${m.modelName}`, batchSize: Math.min(16, files.length) }) : e;
+      });
       const name = (c: number) => m.classNames?.[c] ?? String(c);
       const rows = files.map((f, i) => ({ image: f, top: r.classes[i]!.map((c, j) => ({ class: c, name: name(c), probability: r.probabilities[i]![j]! })) }));
       if (values.json) {

@@ -35,7 +35,7 @@ import {
 } from '@vit/core';
 import type { Command } from '../main.js';
 import type { Io } from '../io.js';
-import { EXIT, UsageError } from '../exit-codes.js';
+import { EXIT, InputError, UsageError } from '../exit-codes.js';
 import { useBackend } from '../setup.js';
 import { DATA_SPEC_HELP, evalTransform, loadData, trainTransform } from '../data.js';
 import { RECIPES, recipeNames, type Recipe } from '../recipes.js';
@@ -98,7 +98,7 @@ export const trainCommand: Command = {
   name: 'train',
   summary: 'Train (or fine-tune) a model on a dataset; writes checkpoints, history and plots to a run folder',
   usage:
-    'vit train --model <name> --data <spec> [--recipe default] [--epochs N] [--batch-size N] [--lr X] [--opt adamw|adam|sgd] [--sched cosine|multistep|none] [--warmup EPOCHS] [--weight-decay X] [--label-smoothing X] [--mixup A] [--cutmix A] [--drop-path X] [--crop-padding PX] [--flip P] [--img-size N] [--model-opts JSON] [--accum-steps N] [--micro-batch N|auto|off] [--grad-checkpointing] [--backend auto] [--seed N] [--out DIR] [--resume]',
+    'vit train --model <name> --data <spec> [--recipe default] [--epochs N] [--batch-size N] [--lr X] [--opt adamw|adam|sgd] [--sched cosine|multistep|none] [--warmup EPOCHS] [--weight-decay X] [--label-smoothing X] [--mixup A] [--cutmix A] [--drop-path X] [--crop-padding PX] [--flip P] [--img-size N] [--model-opts JSON] [--accum-steps N] [--micro-batch N|auto|off] [--grad-checkpointing] [--bad-images error|skip] [--backend auto] [--seed N] [--out DIR] [--resume]',
   options: {
     model: { type: 'string' },
     data: { type: 'string' },
@@ -128,6 +128,7 @@ export const trainCommand: Command = {
     out: { type: 'string' },
     resume: { type: 'boolean' },
     'no-plots': { type: 'boolean' },
+    'bad-images': { type: 'string' },
   },
   help: [
     'Examples:',
@@ -146,6 +147,8 @@ export const trainCommand: Command = {
     'Running out of memory ends with exit code 5 and a message saying what to try; a new run folder is removed.',
     '',
     DATA_SPEC_HELP,
+    'Image folders are checked before the first step (every image decoded): bad files are listed and the run',
+    'refused (exit 3), or with --bad-images skip left out with a warning each.',
     '',
     `Recipes (--recipe; flags override them): ${recipeNames().join(', ')}`,
     ...Object.values(RECIPES).map((r) => `  ${r.name.padEnd(17)} ${r.description}`),
@@ -170,7 +173,13 @@ export const trainCommand: Command = {
     // On resume the saved run config gives the defaults; flags still override.
     let saved: Record<string, unknown> = {};
     if (resume) {
-      const ck = await loadCheckpoint(lastDir);
+      let ck;
+      try {
+        ck = await loadCheckpoint(lastDir);
+      } catch (e) {
+        const best = existsSync(join(outDir, 'best')) ? ` Its best/ checkpoint (the best epoch) can still be evaluated or used: vit eval --checkpoint ${join(outDir, 'best')}.` : '';
+        throw new InputError(`cannot resume from ${lastDir}: ${(e as Error).message}.${best}`);
+      }
       saved = (ck.config.meta?.cli as Record<string, unknown> | undefined) ?? {};
       ck.dispose();
     }
@@ -220,8 +229,10 @@ export const trainCommand: Command = {
     const modelOptions: Record<string, unknown> = { ...parseModelOpts(pick('model-opts')) };
     if (dropPath !== undefined) modelOptions.dropPathRate = dropPath;
 
+    const badImages = (pick('bad-images') as string | undefined) ?? 'error';
+    if (badImages !== 'error' && badImages !== 'skip') throw new UsageError(`--bad-images expects error or skip, got '${badImages}'`);
     const backend = await useBackend(values.backend ?? 'auto');
-    const data = await loadData(dataSpec, { imageSize: imgSize, channels, seed });
+    const data = await loadData(dataSpec, { imageSize: imgSize, channels, seed, badImages, log: (l) => io.err(l) });
     const srcSize = data.train.imageShape[0];
     const mean = recipe.mean ?? card.mean;
     const std = recipe.std ?? card.std;
@@ -264,12 +275,12 @@ export const trainCommand: Command = {
       'accum-steps': accumSteps,
       'micro-batch': microBatch,
       'grad-checkpointing': gradCheckpointing,
+      'bad-images': badImages,
       seed,
     };
     const meta = { cli, classNames: data.classNames, imgSize, channels, mean, std, cropPct: card.cropPct };
 
     const createdOut = !existsSync(outDir);
-    await mkdir(outDir, { recursive: true });
     const checkpoint = new ModelCheckpoint({ dir: outDir, monitor: 'valAcc', everySteps: 200 });
     const callbacks: Callback[] = [new ProgressBar({ tty: process.stderr.isTTY, epochLines: false }), new EpochLines(io, recipe.epochs), new HistoryWriter(join(outDir, 'history.json')), checkpoint];
 
@@ -302,6 +313,8 @@ export const trainCommand: Command = {
         ...memory,
       });
     }
+    // Only now that the model is built (bad --model-opts are refused above) does the run folder exist.
+    await mkdir(outDir, { recursive: true });
     const model = trainer.model;
     io.out(`vit train: ${modelName} (${(model.numParams() / 1e6).toFixed(2)}M params) on ${data.description}`);
     io.out(
