@@ -21,6 +21,7 @@ import {
   zeros,
   type FeatureInfo,
   type VisionModel,
+  checkImageBatch,
 } from '@vit/core';
 import {
   classAttention,
@@ -358,6 +359,7 @@ export class CaiT extends Module implements VisionModel {
 
   /** Checks an NHWC input and returns its patch grid. */
   private checkInput(x: tf.Tensor): [number, number] {
+    checkImageBatch('CaiT', x);
     if (x.rank !== 4) {
       throw new ShapeError(`CaiT expected an NHWC image batch [B, H, W, ${this.inChans}], got rank ${x.rank} shape [${x.shape.join(', ')}]`);
     }

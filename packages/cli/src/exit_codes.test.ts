@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
-import { Linear, Module, modelCard, registerModel } from '@vit/core';
+import { Linear, Module, loadSafetensorsFile, modelCard, registerModel, saveSafetensorsFile } from '@vit/core';
 import { setTestBackend } from '@vit/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testBackend as backend, vit } from './__fixtures__/vit.js';
@@ -164,6 +164,26 @@ describe('exit codes: every command × every error class', () => {
     const { commands } = await import('./main.js');
     expect(Object.keys(TABLE).sort()).toEqual(commands.map((c) => c.name).sort());
   });
+
+  it('weights holding NaN: predict and eval still answer (exit 0) but warn, naming the tensors', async () => {
+    const nan = join(dir, 'nan');
+    cpSync(join(dir, 'run', 'final'), nan, { recursive: true });
+    const file = join(nan, 'model.safetensors');
+    const { tensors, metadata } = await loadSafetensorsFile(file);
+    const [first] = [...tensors.keys()];
+    const old = tensors.get(first!)!;
+    tensors.set(first!, tf.fill(old.shape, NaN));
+    old.dispose();
+    await saveSafetensorsFile(file, tensors, metadata);
+    tf.dispose([...tensors.values()]);
+    const p = await vit('predict', '--checkpoint', nan, join(dir, 'imgs', 'a', '0.png'), '--backend', backend);
+    expect(p.code, p.err).toBe(0);
+    expect(p.err).toMatch(new RegExp(`warning: .*nan: 1 weight tensor\\(s\\) hold NaN or Inf \\(${first!.replaceAll('.', '\\.')}\\); the outputs will be meaningless`));
+    const e = await vit('eval', '--checkpoint', nan, '--data', 'synthetic:20', '--backend', backend);
+    expect(e.err).toMatch(/hold NaN or Inf/);
+    const clean = await vit('predict', '--checkpoint', join(dir, 'run'), join(dir, 'imgs', 'a', '0.png'), '--backend', backend);
+    expect(clean.err).not.toMatch(/warning/);
+  }, 60_000);
 
   it('with --bad-images skip the bad files are left out, each named in a warning, and the run trains', async () => {
     const r = await vit('train', ...micro, '--data', `folder:${join(dir, 'imgs')}`, '--img-size', '8', '--batch-size', '6', '--epochs', '1', '--bad-images', 'skip', '--no-plots', '--backend', backend, '--out', join(dir, 'skip'));

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
 import { join, resolve } from 'node:path';
 import {
   ConfigError,
@@ -27,7 +28,18 @@ export interface LoadedModel {
   cropPct: number;
   classNames: readonly string[] | undefined;
   source: string;
+  /** Problems worth a warning (weights holding NaN or Inf). */
+  warnings: string[];
   dispose(): void;
+}
+
+/** The parameters and buffers holding NaN or ±Inf: predictions from them are meaningless, and say nothing of it. */
+function nonFiniteWarnings(model: Module, source: string): string[] {
+  const bad = [...model.namedParameters(), ...model.namedBuffers()]
+    .filter(([, v]) => v.dtype === 'float32' && tf.tidy(() => tf.any(tf.logicalNot(tf.isFinite(v))).dataSync()[0] === 1))
+    .map(([n]) => n);
+  if (bad.length === 0) return [];
+  return [`warning: ${source}: ${bad.length} weight tensor(s) hold NaN or Inf (${bad.slice(0, 3).join(', ')}${bad.length > 3 ? ', …' : ''}); the outputs will be meaningless`];
 }
 
 /** The largest image side a checkpoint's config may ask for: 16 images of 2048² RGB are 800 MB already. */
@@ -113,6 +125,7 @@ export async function loadForInference(values: Record<string, unknown>): Promise
         ...m,
         channels: m.channels === 1 ? 1 : 3,
         source: dir,
+        warnings: nonFiniteWarnings(trainer.model, dir),
         dispose: () => {
           trainer.model.dispose();
           trainer.optimizer.dispose();
@@ -160,6 +173,7 @@ export async function loadForInference(values: Record<string, unknown>): Promise
     cropPct: card.cropPct,
     classNames: undefined,
     source: weights ? resolve(weights) : `${name} (random weights)`,
+    warnings: weights ? nonFiniteWarnings(model, resolve(weights)) : [],
     dispose: () => {
       model.dispose();
       trainer.optimizer.dispose();

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BackendError, ConfigError, DataError, FormatError, isOutOfMemory, outOfMemoryError, ShapeError, UnknownModelError, VitError, VERSION, WeightLoadError } from '@vit/core';
+import { BackendError, ConfigError, DataError, FormatError, isOutOfMemory, nearestNames, outOfMemoryError, ShapeError, UnknownModelError, VitError, VERSION, WeightLoadError } from '@vit/core';
 import { EXIT, InputError, UsageError } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
 import { modelsCommand } from './commands/models.js';
@@ -63,10 +63,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     return EXIT.USAGE;
   }
   let parsed: { values: Record<string, unknown>; positionals: string[] };
+  const options = { ...cmd.options, help: { type: 'boolean', short: 'h' } } as const;
   try {
-    parsed = parseArgs({ args: rest, options: { ...cmd.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true }) as typeof parsed;
+    parsed = parseArgs({ args: joinNegativeValues(rest, cmd.options), options, allowPositionals: true, strict: true }) as typeof parsed;
   } catch (e) {
-    io.err(`vit ${cmd.name}: ${(e as Error).message}\n\n${commandHelp(cmd)}`);
+    io.err(`vit ${cmd.name}: ${flagError(e as NodeJS.ErrnoException, Object.keys(options))}\n\nRun \`vit ${cmd.name} --help\` for its options and examples.`);
     return EXIT.USAGE;
   }
   if (parsed.values.help) {
@@ -82,6 +83,40 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     io.err(`vit ${cmd.name}: ${message}`);
     return code;
   }
+}
+
+/**
+ * `--epochs -1`: parseArgs reads `-1` as a flag and calls the value "ambiguous"; a value that is a
+ * negative number is meant as the value (the command then says whether it is allowed).
+ */
+function joinNegativeValues(args: string[], options: Command['options']): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const name = a.startsWith('--') && !a.includes('=') ? a.slice(2) : undefined;
+    const next = args[i + 1];
+    if (name && options[name]?.type === 'string' && next !== undefined && /^-\d|^-\.\d/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+/** parseArgs's messages, shorter, with the nearest flag for a typo. */
+function flagError(e: NodeJS.ErrnoException, known: string[]): string {
+  if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const flag = /'(-[^']*)'/.exec(e.message)?.[1] ?? '';
+    const near = nearestNames(flag.replace(/^-+/, ''), known, 2).map((n) => `--${n}`);
+    return `Unknown option '${flag}'.${near.length ? ` Did you mean ${near.join(' or ')}?` : ''}`;
+  }
+  if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    const flag = /'(--[a-z0-9-]+)/.exec(e.message)?.[1];
+    if (flag && /argument missing/.test(e.message)) return `${flag} needs a value`;
+  }
+  return e.message;
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   zeros,
   type FeatureInfo,
   type VisionModel,
+  checkImageBatch,
 } from '@vit/core';
 import { Conv2FormerBlock, conv3Stem, groupNormDownsample, layerNormDownsample, pointwiseStem } from './blocks.js';
 
@@ -260,6 +261,7 @@ export class Conv2Former extends Module implements VisionModel {
   }
 
   private checkInput(x: tf.Tensor): void {
+    checkImageBatch('Conv2Former', x);
     const c = this.options.inChans;
     if (x.rank !== 4) {
       throw new ShapeError(`Conv2Former expects NHWC input [B, H, W, ${c}] (rank 4), got rank ${x.rank} shape [${x.shape.join(', ')}]`);

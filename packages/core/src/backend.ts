@@ -16,7 +16,7 @@ export type ConcreteBackend = Exclude<BackendName, 'auto'>;
 export const BACKEND_ORDER: readonly ConcreteBackend[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 
 export interface InitBackendOptions {
-  /** Silence the cpu backend's "install tfjs-node" banner (for CLIs that report their backend). */
+  /** Silence the cpu backend's "install tfjs-node" banner and libtensorflow's start-up log (for CLIs that report their backend). */
   quiet?: boolean;
   /**
    * Accept a WebGPU adapter that is a CPU software renderer (llvmpipe, lavapipe, SwiftShader, or
@@ -90,8 +90,11 @@ async function importOptional(spec: string): Promise<{ ok: true; mod: unknown } 
 
 // -----------------------------------------------------------------------------------------------
 
-async function tryTensorflow(): Promise<Attempt> {
+async function tryTensorflow(ctx: Context): Promise<Attempt> {
   const specs = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
+  // libtensorflow logs its start-up (CPU features, absl) to stderr unless told not to; `quiet`
+  // asks for no banners. A value the user set is kept.
+  if (ctx.options.quiet && typeof process !== 'undefined' && process.env && process.env.TF_CPP_MIN_LOG_LEVEL === undefined) process.env.TF_CPP_MIN_LOG_LEVEL = '2';
   const problems: string[] = [];
   let loaded: string | undefined;
   if (!tf.findBackendFactory('tensorflow')) {

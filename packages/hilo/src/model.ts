@@ -10,6 +10,7 @@ import {
   resolveIndices,
   type FeatureInfo,
   type VisionModel,
+  checkImageBatch,
 } from '@vit/core';
 import { Block, DTM, HiLo, LITLayer, PatchEmbed, defaultNorm, hiloHeads, initLinear, mlpHidden, type DTMKind, type NormFactory } from './blocks.js';
 
@@ -286,6 +287,7 @@ export class LITv2 extends Module implements VisionModel {
   }
 
   private checkInput(x: tf.Tensor): void {
+    checkImageBatch('LITv2', x);
     const c = this.options.inChans;
     if (x.rank !== 4) throw new ShapeError(`LITv2 expects NHWC input [B, H, W, ${c}] (rank 4), got rank ${x.rank} shape [${x.shape.join(', ')}]`);
     const [, h, w, ch] = x.shape as [number, number, number, number];

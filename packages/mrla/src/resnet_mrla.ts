@@ -16,6 +16,7 @@ import {
   ShapeError,
   type FeatureInfo,
   type VisionModel,
+  checkImageBatch,
 } from '@vit/core';
 import {
   defaultAct,
@@ -263,10 +264,10 @@ export class ResNetMRLA extends Module implements VisionModel {
   }
 
   private checkInput(x: tf.Tensor): void {
+    checkImageBatch('ResNetMRLA', x);
     const c = this.options.inChans;
     if (x.rank !== 4) throw new ShapeError(`ResNetMRLA expected an NHWC batch [B, H, W, ${c}] of rank 4, got shape [${x.shape.join(',')}]`);
     if (x.shape[3] !== c) throw new ShapeError(`ResNetMRLA expected ${c} input channels (NHWC), got shape [${x.shape.join(',')}]`);
-    if (x.shape[0]! < 1 || x.shape[1]! < 1 || x.shape[2]! < 1) throw new ShapeError(`ResNetMRLA expected a non-empty batch of images, got shape [${x.shape.join(',')}]`);
   }
 
   private stem(x: tf.Tensor4D): tf.Tensor4D {

@@ -21,6 +21,7 @@ import {
   zeros,
   type FeatureInfo,
   type VisionModel,
+  checkImageBatch,
 } from '@vit/core';
 import {
   ConvAttBlock,
@@ -243,6 +244,7 @@ export class RegionViT extends Module implements VisionModel {
   }
 
   private checkInput(x: tf.Tensor): void {
+    checkImageBatch('RegionViT', x);
     if (x.rank !== 4) {
       throw new ShapeError(`RegionViT expected an NHWC image batch [B, H, W, ${this.inChans}], got rank ${x.rank} shape [${x.shape.join(', ')}]`);
     }

@@ -38,6 +38,7 @@ export const evalCommand: Command = {
     if (!Number.isInteger(batchSize) || batchSize <= 0) throw new UsageError(`--batch-size expects a positive integer, got '${String(values['batch-size'])}'`);
     const backend = await useBackend(values.backend ?? 'auto');
     const m = await loadForInference(values);
+    for (const w of m.warnings) io.err(w);
     try {
       const data = await loadData(spec, { imageSize: m.imgSize, channels: m.channels, seed: 0 });
       if (m.classNames && m.classNames.length !== data.classNames.length) {

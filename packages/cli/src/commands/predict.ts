@@ -39,6 +39,7 @@ export const predictCommand: Command = {
     if (!Number.isInteger(topK) || topK <= 0) throw new UsageError(`--top-k expects a positive integer, got '${String(values['top-k'])}'`);
     const backend = await useBackend(values.backend ?? 'auto');
     const m = await loadForInference(values);
+    for (const w of m.warnings) io.err(w);
     try {
       // Decode at size/cropPct (shorter side, centre) then crop to the model size, as timm evaluates.
       const decodeSize = Math.floor(m.imgSize / m.cropPct);

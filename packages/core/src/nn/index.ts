@@ -9,3 +9,4 @@ export * from './dropout.js';
 export * from './pool.js';
 export * from './mlp.js';
 export * from './patch_embed.js';
+export * from './input.js';
