@@ -12,7 +12,7 @@ import { BackendError } from './errors.js';
 import { forgetStock, rememberStock } from './kernel_util.js';
 import { batchMatMulWasm, fusedMatMulWasm } from './matmul_wasm.js';
 import { segmentSumCpu, segmentSumWasm } from './segment_sum.js';
-import { erfWasm, expWasm, gatherWasm, identityWasm, meanWasm, reverseWasm, stridedSliceWasm, sumWasm, tileWasm, unpackWasm } from './wasm_copy.js';
+import { erfWasm, expWasm, GELU_ERF, GELU_ERF_GRAD, geluGradWasm, geluWasm, gatherWasm, identityWasm, meanWasm, reverseWasm, stridedSliceWasm, sumWasm, tileWasm, unpackWasm } from './wasm_copy.js';
 
 /** A kernel we register over (or next to) tfjs's own for one backend. */
 export interface KernelReplacement {
@@ -80,6 +80,8 @@ const WASM_KERNELS: KernelReplacement[] = [
   wasm(tf.Unpack, 'slow', 'one Slice per output (stock: ~35 ns per element)', unpackWasm),
   wasm(tf.Sum, 'slow', 'over a contiguous block of axes (not the last): our SIMD column sum (stock transposes, then loops: 3–20 ns per element)', sumWasm),
   wasm(tf.Mean, 'slow', 'as Sum, then ÷ n', meanWasm),
+  wasm(GELU_ERF, 'missing', 'exact GELU in one SIMD pass (the composed form is 5 kernels), bit-identical to it', geluWasm),
+  wasm(GELU_ERF_GRAD, 'missing', "exact GELU's backward in one SIMD pass (the composed form is 11 kernels), bit-identical to it", geluGradWasm),
   wasm(tf._FusedMatMul, 'slow', 'transposed/batched cases through the BatchMatMul above, then bias and activation kernels', fusedMatMulWasm),
 ];
 

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { sizeOf, stockKernel, type BackendLike, type Info } from './kernel_util.js';
 import { heapOffset, heapView, wasmMemory, type WasmBackend } from './matmul_wasm.js';
 import { colSumFor } from './wasm_reduce.js';
-import { erfScalar, unaryFor } from './wasm_unary.js';
+import { erfScalar, geluFor, geluGradScalar, geluScalar, unaryFor } from './wasm_unary.js';
 
 /**
  * Data-movement and reduction kernels for wasm whose stock versions are scalar C++ loops with
@@ -246,3 +246,50 @@ function unary(args: KernelArgs, op: 'exp' | 'erf'): Info | Info[] {
 
 export const expWasm = (args: KernelArgs) => unary(args, 'exp');
 export const erfWasm = (args: KernelArgs) => unary(args, 'erf');
+
+/** Kernel names of the fused exact GELU (nn/activation.ts `geluErf` runs them where registered). */
+export const GELU_ERF = 'VitGeluErf';
+export const GELU_ERF_GRAD = 'VitGeluErfGrad';
+
+/** y = GELU(x) in one SIMD pass (wasm_unary.ts), bit-identical to the composed kernels. */
+export function geluWasm(args: KernelArgs): Info {
+  const { x } = args.inputs as { x: Info };
+  const backend = args.backend as WasmCopyBackend & WasmBackend;
+  const memory = wasmMemory(args.backend);
+  const fn = memory ? geluFor(memory, false) : null;
+  if (!fn || x.dtype !== 'float32') throw new Error(`${GELU_ERF}: needs a float32 input on the wasm backend with SIMD`);
+  const out = backend.makeOutput([...x.shape], 'float32');
+  const n = sizeOf(x.shape);
+  fn(heapOffset(backend, x), heapOffset(backend, out), n);
+  if (n % 4) {
+    const xs = heapView(backend, x);
+    const ys = heapView(backend, out);
+    for (let i = n - (n % 4); i < n; i++) ys[i] = geluScalar(xs[i]!);
+  }
+  return out;
+}
+
+/** dx = dy·GELU'(x) in one SIMD pass. */
+export function geluGradWasm(args: KernelArgs): Info {
+  const { x, dy } = args.inputs as { x: Info; dy: Info };
+  const backend = args.backend as WasmCopyBackend & WasmBackend;
+  const memory = wasmMemory(args.backend);
+  const fn = memory ? geluFor(memory, true) : null;
+  if (!fn || x.dtype !== 'float32' || dy.dtype !== 'float32') throw new Error(`${GELU_ERF_GRAD}: needs float32 inputs on the wasm backend with SIMD`);
+  const out = backend.makeOutput([...x.shape], 'float32');
+  const n = sizeOf(x.shape);
+  fn(heapOffset(backend, x), heapOffset(backend, dy), heapOffset(backend, out), n);
+  if (n % 4) {
+    const xs = heapView(backend, x);
+    const gs = heapView(backend, dy);
+    const ys = heapView(backend, out);
+    for (let i = n - (n % 4); i < n; i++) ys[i] = geluGradScalar(xs[i]!, gs[i]!);
+  }
+  return out;
+}
+
+/** Whether the fused GELU kernels can run here (wasm with SIMD: our assembler's modules instantiate). */
+export function geluWasmAvailable(backend: unknown): boolean {
+  const memory = wasmMemory(backend as Parameters<typeof wasmMemory>[0]);
+  return !!memory && !!geluFor(memory, false) && !!geluFor(memory, true);
+}

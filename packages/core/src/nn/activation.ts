@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
+import { GELU_ERF, GELU_ERF_GRAD, geluWasmAvailable } from '../backends/wasm_copy.js';
 
 export type GeluApproximate = 'none' | 'tanh';
 
@@ -25,12 +26,15 @@ export function gelu(x: tf.Tensor, approximate: GeluApproximate = 'none'): tf.Te
  * The forward runs the composed form's kernels, so values are bit-identical to it.
  */
 export function geluErf(x: tf.Tensor): tf.Tensor {
+  const fused = x.dtype === 'float32' && fusedGeluHere();
   const op = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([xi]);
     return {
-      value: tf.mul(tf.mul(0.5, xi), tf.add(1, tf.erf(tf.mul(xi, Math.SQRT1_2)))),
+      // On wasm one SIMD kernel computes the same float32 operations (wasm_unary.ts).
+      value: fused ? (tf.engine().runKernel(GELU_ERF, { x: xi }) as tf.Tensor) : tf.mul(tf.mul(0.5, xi), tf.add(1, tf.erf(tf.mul(xi, Math.SQRT1_2)))),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const s = saved[0]!;
+        if (fused) return tf.engine().runKernel(GELU_ERF_GRAD, { x: s, dy }) as tf.Tensor;
         // Each factor in a scope of its own: the backward pass holds 2–3 temporaries of x's size
         // at a time, not the 11 one scope would keep to its end.
         const cdf = tf.tidy(() => tf.mul(0.5, tf.add(1, tf.erf(tf.mul(s, Math.SQRT1_2)))));
@@ -47,6 +51,16 @@ export function geluErf(x: tf.Tensor): tf.Tensor {
 }
 
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+const fusedGeluOn = new WeakMap<object, boolean>();
+/** Whether the current backend runs the fused GELU kernels (wasm, where our SIMD modules load and they are installed). */
+function fusedGeluHere(): boolean {
+  if (tf.getBackend() !== 'wasm' || !tf.getKernel(GELU_ERF, 'wasm') || !tf.getKernel(GELU_ERF_GRAD, 'wasm')) return false;
+  const backend = tf.backend() as object;
+  let ok = fusedGeluOn.get(backend);
+  if (ok === undefined) fusedGeluOn.set(backend, (ok = geluWasmAvailable(backend)));
+  return ok;
+}
 
 export class GELU extends Module {
   readonly approximate: GeluApproximate;

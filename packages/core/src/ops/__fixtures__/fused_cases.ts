@@ -93,6 +93,13 @@ export function fusedCases(): FusedCase[] {
       reference: (x) => tf.mul(tf.mul(0.5, x!), tf.add(1, tf.erf(tf.mul(x!, Math.SQRT1_2)))),
     },
     {
+      // 105 elements: on wasm the fused kernel's SIMD loop and its scalar tail (105 % 4 = 1) both run.
+      name: 'geluErf, odd size [3,5,7]',
+      inputs: () => [values([3, 5, 7], 17, 5)],
+      fused: (x) => geluErf(x!),
+      reference: (x) => tf.mul(tf.mul(0.5, x!), tf.add(1, tf.erf(tf.mul(x!, Math.SQRT1_2)))),
+    },
+    {
       name: 'scaledDotProductAttention [2,3,5,4]×[2,3,7,4]×[2,3,7,6]',
       inputs: () => [values([2, 3, 5, 4], 14), values([2, 3, 7, 4], 15), values([2, 3, 7, 6], 16)],
       fused: (q, k, v) => scaledDotProductAttention(q!, k!, v!),
