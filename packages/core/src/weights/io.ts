@@ -160,6 +160,11 @@ export async function saveSafetensorsFile(
   metadata?: Record<string, string>,
   options: SaveSafetensorsOptions = {},
 ): Promise<void> {
+  await writeFileAtomic(file, serializeSafetensors(await rawTensors(tensors, options), metadata));
+}
+
+/** Every tensor's bytes in the dtype `options` choose for it, in order (a FormatError names the tensor). */
+async function rawTensors(tensors: Record<string, tf.Tensor> | Map<string, tf.Tensor>, options: SaveSafetensorsOptions): Promise<Map<string, RawTensorInput>> {
   const items = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   const raws = new Map<string, RawTensorInput>();
   for (const [key, t] of items) {
@@ -171,7 +176,7 @@ export async function saveSafetensorsFile(
       throw err;
     }
   }
-  await writeFileAtomic(file, serializeSafetensors(raws, metadata));
+  return raws;
 }
 
 /**
@@ -180,18 +185,7 @@ export async function saveSafetensorsFile(
  * metadata.
  */
 export async function savePthFile(file: string, tensors: Record<string, tf.Tensor> | Map<string, tf.Tensor>, options: SaveSafetensorsOptions = {}): Promise<void> {
-  const items = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
-  const raws = new Map<string, RawTensorInput>();
-  for (const [key, t] of items) {
-    const dtype = options.dtypes?.[key] ?? (t.dtype === 'float32' ? options.floatDtype : undefined);
-    try {
-      raws.set(key, await tensorToRawAsync(t, dtype));
-    } catch (err) {
-      if (err instanceof FormatError) throw new FormatError(`Cannot write '${key}': ${err.message}`);
-      throw err;
-    }
-  }
-  await writeFileAtomic(file, serializePth(raws));
+  await writeFileAtomic(file, serializePth(await rawTensors(tensors, options)));
 }
 
 export interface SaveModelWeightsOptions extends SaveSafetensorsOptions {
