@@ -59,7 +59,9 @@ describe('Trainer + DataLoader', () => {
     const b = net(2);
     const crash: Callback = {
       onBatchEnd: (_t, s) => {
-        if (s.step === 13) throw new Error('crash');
+        // A hard crash (what an aborted wasm instance throws): nothing is saved after it, so the run
+        // resumes from its last periodic checkpoint.
+        if (s.step === 13) throw new Error('Aborted(): crash');
       },
     };
     const tb = build(b, [new ModelCheckpoint({ dir, monitor: 'valAcc', everySteps: 3 }), crash]);
