@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { Linear, Module, loadSafetensorsFile, modelCard, registerModel, saveSafetensorsFile } from '@vit/core';
 import { setTestBackend } from '@vit/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testBackend as backend, vit } from './__fixtures__/vit.js';
+import { microConv2Former as micro, testBackend as backend, vit } from './__fixtures__/vit.js';
 import { EXIT } from './exit-codes.js';
 
 /**
@@ -28,7 +28,6 @@ class Huge extends Module {
 }
 registerModel('clitoy_huge', () => new Huge(), modelCard({ name: 'clitoy_huge', arch: 'clitoy', inputSize: [8, 8, 3], numClasses: 10, firstConv: 'fc', classifier: 'fc' }));
 
-const micro = ['--model', 'conv2former_n_cifar', '--model-opts', '{"dims":[4,8,8,8],"depths":[1,1,1,1],"kernelSize":3,"mlpRatios":[1,1,1,1]}'];
 
 type Case = { argv: (d: string) => string[]; code: number; err: RegExp; env?: Record<string, string>; after?: (d: string) => void };
 

@@ -105,6 +105,10 @@ export async function loadForInference(values: Record<string, unknown>): Promise
       }
       throw e;
     }
+    const dispose = () => {
+      trainer.model.dispose();
+      trainer.optimizer.dispose();
+    };
     try {
       const meta = (trainer.meta ?? {}) as Record<string, unknown>;
       const modelName = trainer.modelName ?? 'model';
@@ -126,14 +130,10 @@ export async function loadForInference(values: Record<string, unknown>): Promise
         channels: m.channels === 1 ? 1 : 3,
         source: dir,
         warnings: nonFiniteWarnings(trainer.model, dir),
-        dispose: () => {
-          trainer.model.dispose();
-          trainer.optimizer.dispose();
-        },
+        dispose,
       };
     } catch (e) {
-      trainer.model.dispose();
-      trainer.optimizer.dispose();
+      dispose();
       throw e;
     }
   }

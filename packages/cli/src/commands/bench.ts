@@ -1,4 +1,4 @@
-import { benchmarkModel, createModel, formatBytes, getModelCard, isOutOfMemory, listModels, outOfMemoryError, type BenchmarkResult, type Module } from '@vit/core';
+import { asOutOfMemory, benchmarkModel, createModel, formatBytes, getModelCard, listModels, type BenchmarkResult, type Module } from '@vit/core';
 import type { Command } from '../main.js';
 import { EXIT, UsageError } from '../exit-codes.js';
 import { useBackend } from '../setup.js';
@@ -64,7 +64,7 @@ export const benchCommand: Command = {
       const model = createModel(name, size ? { imgSize: size } : {}) as Module;
       try {
         const r = await benchmarkModel(model, { batchSize, inputSize, channels: card.inputSize[2], train: values.train === true, optimizer, runs, warmup, gradCheckpointing }).catch((e: unknown) => {
-          throw isOutOfMemory(e) ? outOfMemoryError(e, { what: `benchmarking ${name}${values.train ? ' (with a training step)' : ''} at batch ${batchSize}`, hints: ['a smaller --batch'] }) : e;
+          throw asOutOfMemory(e, { what: `benchmarking ${name}${values.train ? ' (with a training step)' : ''} at batch ${batchSize}`, hints: ['a smaller --batch'] });
         });
         results.push({ model: name, ...r });
         if (!values.json) {

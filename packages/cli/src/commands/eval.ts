@@ -1,4 +1,4 @@
-import { DataLoader, isOutOfMemory, outOfMemoryError } from '@vit/core';
+import { asOutOfMemory, DataLoader } from '@vit/core';
 import type { Command } from '../main.js';
 import { EXIT, UsageError } from '../exit-codes.js';
 import { useBackend } from '../setup.js';
@@ -47,7 +47,7 @@ export const evalCommand: Command = {
       const ds = split === 'val' ? data.val : data.train;
       const loader = new DataLoader(ds, { batchSize, transform: evalTransform(ds.imageShape[0], m.imgSize, m.cropPct), channels: m.channels, mean: m.mean, std: m.std });
       const r = await m.trainer.evaluate(loader).catch((e: unknown) => {
-        throw isOutOfMemory(e) ? outOfMemoryError(e, { what: `evaluating ${m.modelName}`, batchSize }) : e;
+        throw asOutOfMemory(e, { what: `evaluating ${m.modelName}`, batchSize });
       });
       const out = { model: m.modelName, checkpoint: m.source, data: data.description, split, backend, examples: r.numExamples, loss: r.loss, top1: r.top1, top5: r.top5, imagesPerSecond: r.imagesPerSecond, seconds: r.seconds };
       if (values.json) {

@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import sharp from 'sharp';
-import { CenterCrop, DataLoader, ImageFolderDataset, isOutOfMemory, outOfMemoryError } from '@vit/core';
+import { asOutOfMemory, CenterCrop, DataLoader, ImageFolderDataset } from '@vit/core';
 import type { Command } from '../main.js';
 import { EXIT, InputError, UsageError } from '../exit-codes.js';
 import { useBackend } from '../setup.js';
@@ -46,7 +46,7 @@ export const predictCommand: Command = {
       const ds = new ImageFolderDataset(files, new Int32Array(files.length), m.classNames ?? [], sharp as unknown as ConstructorParameters<typeof ImageFolderDataset>[3], { dir: '', size: decodeSize, channels: m.channels });
       const loader = new DataLoader(ds, { batchSize: 16, transform: new CenterCrop(m.imgSize), channels: m.channels, mean: m.mean, std: m.std });
       const r = await m.trainer.predict(loader, { topK }).catch((e: unknown) => {
-        throw isOutOfMemory(e) ? outOfMemoryError(e, { what: `predicting with ${m.modelName}`, batchSize: Math.min(16, files.length) }) : e;
+        throw asOutOfMemory(e, { what: `predicting with ${m.modelName}`, batchSize: Math.min(16, files.length) });
       });
       const name = (c: number) => m.classNames?.[c] ?? String(c);
       const rows = files.map((f, i) => ({ image: f, top: r.classes[i]!.map((c, j) => ({ class: c, name: name(c), probability: r.probabilities[i]![j]! })) }));

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@vit/conv2former';
 import { setTestBackend } from '@vit/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testBackend as backend, vit } from '../__fixtures__/vit.js';
+import { microConv2Former as micro, testBackend as backend, vit } from '../__fixtures__/vit.js';
 import { EXIT } from '../exit-codes.js';
 import { recipeNames } from '../recipes.js';
 
@@ -14,9 +14,8 @@ import { recipeNames } from '../recipes.js';
  * `vit train` interrupted (a real SIGINT, delivered while a chosen step's progress line is written)
  * and resumed must end with the same bytes as the same command run through: for every recipe and
  * for every flag that changes what a step does. 2 epochs × 5 steps of 4 images at 8 px, on a
- * Conv2Former small enough that a case takes seconds on the cpu backend.
+ * Conv2Former small enough that a case takes seconds on the cpu backend (microConv2Former).
  */
-const micro = ['--model', 'conv2former_n_cifar', '--model-opts', '{"dims":[4,8,8,8],"depths":[1,1,1,1],"kernelSize":3,"mlpRatios":[1,1,1,1]}'];
 const base = [...micro, '--data', 'synthetic:20', '--img-size', '8', '--batch-size', '4', '--epochs', '2', '--no-plots', '--backend', backend];
 
 const cases: Array<{ name: string; args: string[]; stopAt: string }> = [

@@ -224,24 +224,37 @@ function blockReduce(args: KernelArgs, mean: boolean): Info | Info[] {
 export const sumWasm = (args: KernelArgs) => blockReduce(args, false);
 export const meanWasm = (args: KernelArgs) => blockReduce(args, true);
 
-/** Exp and Erf through our SIMD kernels (wasm_unary.ts); the n % 4 leftovers in JS. */
+/**
+ * An elementwise float32 kernel through one of our SIMD functions (wasm_unary.ts): `simd` takes
+ * the inputs' heap offsets, the output's and the element count, and handles ⌊n/4⌋·4 elements;
+ * `scalar` computes the n % 4 leftovers in JS.
+ */
+function simdElementwise(
+  args: KernelArgs,
+  inputs: Info[],
+  simd: (...offsetsAndCount: number[]) => void,
+  scalar: (...values: number[]) => number,
+): Info {
+  const backend = args.backend as WasmCopyBackend & WasmBackend;
+  const shape = inputs[0]!.shape;
+  const out = backend.makeOutput([...shape], 'float32');
+  const n = sizeOf(shape);
+  simd(...inputs.map((t) => heapOffset(backend, t)), heapOffset(backend, out), n);
+  if (n % 4) {
+    const xs = inputs.map((t) => heapView(backend, t));
+    const ys = heapView(backend, out);
+    for (let i = n - (n % 4); i < n; i++) ys[i] = scalar(...xs.map((v) => v[i]!));
+  }
+  return out;
+}
+
+/** Exp and Erf through our SIMD kernels; the stock kernel for other dtypes or without SIMD. */
 function unary(args: KernelArgs, op: 'exp' | 'erf'): Info | Info[] {
-  const name = op === 'exp' ? tf.Exp : tf.Erf;
   const { x } = args.inputs as { x: Info };
   const memory = wasmMemory(args.backend);
   const fn = memory ? unaryFor(memory, op) : null;
-  if (!fn || x.dtype !== 'float32') return stock(name, args);
-  const backend = args.backend as WasmCopyBackend & WasmBackend;
-  const out = backend.makeOutput([...x.shape], 'float32');
-  const n = sizeOf(x.shape);
-  fn(heapOffset(backend, x), heapOffset(backend, out), n);
-  const scalar = op === 'exp' ? Math.exp : erfScalar;
-  if (n % 4) {
-    const xs = heapView(backend, x);
-    const ys = heapView(backend, out);
-    for (let i = n - (n % 4); i < n; i++) ys[i] = scalar(xs[i]!);
-  }
-  return out;
+  if (!fn || x.dtype !== 'float32') return stock(op === 'exp' ? tf.Exp : tf.Erf, args);
+  return simdElementwise(args, [x], fn as (...a: number[]) => void, op === 'exp' ? Math.exp : erfScalar);
 }
 
 export const expWasm = (args: KernelArgs) => unary(args, 'exp');
@@ -254,38 +267,19 @@ export const GELU_ERF_GRAD = 'VitGeluErfGrad';
 /** y = GELU(x) in one SIMD pass (wasm_unary.ts), bit-identical to the composed kernels. */
 export function geluWasm(args: KernelArgs): Info {
   const { x } = args.inputs as { x: Info };
-  const backend = args.backend as WasmCopyBackend & WasmBackend;
   const memory = wasmMemory(args.backend);
   const fn = memory ? geluFor(memory, false) : null;
   if (!fn || x.dtype !== 'float32') throw new Error(`${GELU_ERF}: needs a float32 input on the wasm backend with SIMD`);
-  const out = backend.makeOutput([...x.shape], 'float32');
-  const n = sizeOf(x.shape);
-  fn(heapOffset(backend, x), heapOffset(backend, out), n);
-  if (n % 4) {
-    const xs = heapView(backend, x);
-    const ys = heapView(backend, out);
-    for (let i = n - (n % 4); i < n; i++) ys[i] = geluScalar(xs[i]!);
-  }
-  return out;
+  return simdElementwise(args, [x], fn as (...a: number[]) => void, geluScalar);
 }
 
 /** dx = dy·GELU'(x) in one SIMD pass. */
 export function geluGradWasm(args: KernelArgs): Info {
   const { x, dy } = args.inputs as { x: Info; dy: Info };
-  const backend = args.backend as WasmCopyBackend & WasmBackend;
   const memory = wasmMemory(args.backend);
   const fn = memory ? geluFor(memory, true) : null;
   if (!fn || x.dtype !== 'float32' || dy.dtype !== 'float32') throw new Error(`${GELU_ERF_GRAD}: needs float32 inputs on the wasm backend with SIMD`);
-  const out = backend.makeOutput([...x.shape], 'float32');
-  const n = sizeOf(x.shape);
-  fn(heapOffset(backend, x), heapOffset(backend, dy), heapOffset(backend, out), n);
-  if (n % 4) {
-    const xs = heapView(backend, x);
-    const gs = heapView(backend, dy);
-    const ys = heapView(backend, out);
-    for (let i = n - (n % 4); i < n; i++) ys[i] = geluGradScalar(xs[i]!, gs[i]!);
-  }
-  return out;
+  return simdElementwise(args, [x, dy], fn as (...a: number[]) => void, geluGradScalar as (...v: number[]) => number);
 }
 
 /** Whether the fused GELU kernels can run here (wasm with SIMD: our assembler's modules instantiate). */

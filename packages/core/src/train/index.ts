@@ -44,5 +44,5 @@ export {
 } from './checkpoint.js';
 export { confusionMatrix, perClassAccuracy, topKCorrect } from './metrics.js';
 export { withSeededRandom } from './random.js';
-export { backendMemoryLimit, isOutOfMemory, outOfMemoryError, WASM_HEAP_LIMIT } from './memory.js';
+export { asOutOfMemory, backendMemoryLimit, isOutOfMemory, outOfMemoryError, WASM_HEAP_LIMIT } from './memory.js';
 export type { OutOfMemoryContext } from './memory.js';

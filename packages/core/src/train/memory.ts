@@ -57,3 +57,8 @@ export function outOfMemoryError(err: unknown, ctx: OutOfMemoryContext): OutOfMe
     err,
   );
 }
+
+/** `err` as an `OutOfMemoryError` saying `ctx` when the backend ran out of memory, else `err` itself: `catch (e) { throw asOutOfMemory(e, ctx) }`. */
+export function asOutOfMemory(err: unknown, ctx: OutOfMemoryContext): unknown {
+  return isOutOfMemory(err) ? outOfMemoryError(err, ctx) : err;
+}

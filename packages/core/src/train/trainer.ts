@@ -15,7 +15,7 @@ import { createModel } from '../registry/registry.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointConfigInput, type SaveCheckpointOptions } from './checkpoint.js';
 import { confusionMatrix, topKCorrect } from './metrics.js';
 import { withSeededRandom } from './random.js';
-import { backendMemoryLimit, isOutOfMemory, outOfMemoryError } from './memory.js';
+import { asOutOfMemory, backendMemoryLimit, isOutOfMemory, outOfMemoryError } from './memory.js';
 import { trackBuffers } from '../bench/memory.js';
 
 interface StepTensors {
@@ -443,7 +443,7 @@ export class Trainer {
       if (err instanceof NonFiniteLossError) {
         const diverged: FitResult = { status: 'diverged', message: err.message, epochs: this.state.epoch, steps: this.state.step, history: this.state.history };
         for (const cb of this.callbacks) await cb.onFitEnd?.(this, diverged);
-        const saved = this.callbacks.map((c) => (c as { lastSaved?: unknown }).lastSaved).find((p): p is string => typeof p === 'string');
+        const saved = this.lastSavedCheckpoint();
         err.message += saved ? ` The last good checkpoint is '${saved}'.` : ' No checkpoint was written after it.';
       } else if (err instanceof Error && !isOutOfMemory(err) && !this.partialUpdate) {
         // Any other failure (a corrupt image met mid-epoch, a full disk…) happens between steps:
@@ -453,7 +453,7 @@ export class Trainer {
         const failed: FitResult = { status: 'failed', message: err.message, epochs: this.state.epoch, steps: this.state.step, history: this.state.history };
         try {
           for (const cb of this.callbacks) await cb.onFitEnd?.(this, failed);
-          const saved = this.callbacks.map((c) => (c as { lastSaved?: unknown }).lastSaved).find((p): p is string => typeof p === 'string');
+          const saved = this.lastSavedCheckpoint();
           if (saved) err.message += ` (The run was saved to '${saved}' at epoch ${this.state.epoch + 1}, batch ${this.state.batch}: it can resume from there.)`;
         } catch (saveErr) {
           err.message += ` (Saving the run after this failed too: ${(saveErr as Error).message})`;
@@ -466,6 +466,11 @@ export class Trainer {
     }
     for (const cb of this.callbacks) await cb.onFitEnd?.(this, result);
     return result;
+  }
+
+  /** The checkpoint a callback (ModelCheckpoint) saved last, to name in an error. */
+  private lastSavedCheckpoint(): string | undefined {
+    return this.callbacks.map((c) => (c as { lastSaved?: unknown }).lastSaved).find((p): p is string => typeof p === 'string');
   }
 
   private async trainEpoch(train: BatchSource, epoch: number, signal: AbortSignal | undefined): Promise<void> {
@@ -560,8 +565,7 @@ export class Trainer {
       } catch {
         // An aborted wasm instance cannot free anything any more.
       }
-      if (isOutOfMemory(err)) throw outOfMemoryError(err, { what: 'a training step', batchSize: n, microBatch: micro });
-      throw err;
+      throw asOutOfMemory(err, { what: 'a training step', batchSize: n, microBatch: micro });
     } finally {
       try {
         tf.dispose([batch.x, batch.y]);
@@ -598,8 +602,7 @@ export class Trainer {
       for (let i = 0; i < n; i++) if (predV[i] === batch.labels[i]) correct++;
       return { loss, correct, gradNorm, lr, batchSize: n };
     } catch (err) {
-      if (isOutOfMemory(err)) throw outOfMemoryError(err, { what: 'a training step (the optimizer update)', batchSize: n, microBatch: micro });
-      throw err;
+      throw asOutOfMemory(err, { what: 'a training step (the optimizer update)', batchSize: n, microBatch: micro });
     } finally {
       try {
         tf.dispose([value, norm, pred, ...Object.values(grads), ...buffers.map(([, c]) => c)]);
