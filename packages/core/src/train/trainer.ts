@@ -388,6 +388,8 @@ export class Trainer {
     requireTfjsGradients();
     this.running = true;
     this.stoppedBy = null;
+    // A previous fit that failed inside an optimizer update must not keep later failures from saving.
+    this.partialUpdate = false;
     this.classNames = train.classNames;
     if (this.scheduleFactory && !this.schedule) this.schedule = this.scheduleFactory({ stepsPerEpoch: train.numBatches, epochs });
     const wasTraining = this.model.training;
