@@ -358,6 +358,38 @@ describe('checkpoints and resume', () => {
     resumed.optimizer.dispose();
   });
 
+  it('a failure inside an optimizer update saves nothing; a later fit that fails between steps still saves last/', async () => {
+    const dir = join(root, 'run-update-failure');
+    class Flaky extends SGD {
+      fail = true;
+      override step(grads: tf.NamedTensorMap): void {
+        if (this.fail) {
+          this.fail = false;
+          throw new Error('simulated failure inside the update');
+        }
+        super.step(grads);
+      }
+    }
+    let armed = false;
+    // Fails before the next fit's first step, so no successful step clears the flag first.
+    const bad: Callback = {
+      onEpochStart: () => {
+        if (armed) throw new Error('between steps');
+      },
+    };
+    const model = conv();
+    const optimizer = new Flaky(model, { lr: 0.1 });
+    const t = new Trainer({ model, optimizer, seed: 1, callbacks: [new ModelCheckpoint({ dir, monitor: 'valAcc' }), bad] });
+    await expect(t.fit(source(), { epochs: 1, validation: source() })).rejects.toThrow(/inside the update$/);
+    expect(existsSync(join(dir, 'last'))).toBe(false);
+    // The same trainer again: this failure is between steps, so last/ is saved.
+    armed = true;
+    await expect(t.fit(source(), { epochs: 1, validation: source() })).rejects.toThrow(/between steps \(The run was saved to '.*run-update-failure\/last'/);
+    expect(existsSync(join(dir, 'last', 'model.safetensors'))).toBe(true);
+    model.dispose();
+    optimizer.dispose();
+  });
+
   it('an interrupted run (AbortSignal) saves last and resumes exactly, rebuilding the model from the registry', async () => {
     const name = 'test_tiny_convnet_resume';
     registerModel(name, (o) => new TinyConvNet(2, 6, (o?.numClasses as number) ?? 3, { seed: 99, dropout: 0.25 }), modelCard({ name, arch: 'test', firstConv: 'conv', classifier: 'head' }));
