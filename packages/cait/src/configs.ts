@@ -1,4 +1,4 @@
-import { ConfigError, ConvStemPatchEmbed } from '@vit/core';
+import { ConfigError, ConvStemPatchEmbed, type NanoWeights } from '@vit/core';
 import { convStemLayer, patchEmbedLayer, type CaiTOptions } from './model.js';
 
 /** One registered CaiT variant: its options and what its model card states. */
@@ -20,6 +20,8 @@ export interface CaiTVariant {
   notes?: string;
   /** The card's first convolution when the variant's patch layer is not the official one. */
   firstConv?: string;
+  /** Our Fashion-MNIST weights shipped in this package (the nano variant). */
+  nanoWeights?: NanoWeights;
 }
 
 /** What every registered CaiT shares (the official registrations all pass these). */

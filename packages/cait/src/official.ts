@@ -206,6 +206,10 @@ export const caitArchitecture: ArchitectureAdapter = {
   description: 'CaiT (facebookresearch/deit:cait_models.py, class cait_models)',
   fromOfficialConfig: (kwargs) => caitFromOfficialConfig(kwargs),
   officialFeatures: caitOfficialFeatures,
+  filterCheckpoint: (model, tensors) => {
+    if (!(model instanceof CaiT)) throw new ConfigError(`cait filterCheckpoint needs a CaiT model, got ${model.typeName}`);
+    return adaptCaiTCheckpoint(model, tensors);
+  },
 };
 
 let registered = false;

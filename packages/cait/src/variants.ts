@@ -1,4 +1,4 @@
-import { ConfigError, isModelRegistered, modelCard, registerModel, type CreateModelOptions } from '@vit/core';
+import { ConfigError, fashionMnistNanoTag, isModelRegistered, modelCard, pretrainedTag, registerModel, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
 import { CAIT_VARIANTS, type CaiTVariant } from './configs.js';
 import { CAIT_DEFAULTS, CaiT, type CaiTOptions } from './model.js';
 
@@ -15,6 +15,29 @@ export function createCaiTVariant(variant: CaiTVariant, overrides: CreateModelOp
 
 const PAPER = 'Going deeper with Image Transformers (Touvron, Cord, Sablayrolles, Synnaeve, Jégou; ICCV 2021, arXiv:2103.17239)';
 
+/**
+ * The published weights of a variant: the official deit release (a torch.save file, the state dict
+ * under `model` with `module.` prefixes) and timm's copy on the Hugging Face hub (safetensors, the
+ * same keys). Neither publisher gives a checksum. cait_nano: ours, in this package.
+ */
+function pretrainedTags(name: string, v: CaiTVariant, card: ModelCard): PretrainedTag[] {
+  if (v.nanoWeights) return [fashionMnistNanoTag(card, v.nanoWeights)];
+  if (!v.weightsUrl) return [];
+  return [
+    pretrainedTag(card, {
+      tag: 'fb_dist_in1k',
+      sources: [
+        { url: v.weightsUrl, format: 'pth', stateDictKey: 'model' },
+        { url: `https://huggingface.co/timm/${name}.fb_dist_in1k/resolve/main/model.safetensors`, format: 'safetensors' },
+      ],
+      license: 'Apache-2.0',
+      labels: 'imagenet-1k',
+      top1: v.top1,
+      notes: 'Distilled on ImageNet-1k (the paper\'s released models).',
+    }),
+  ];
+}
+
 let registered = false;
 
 /** Registers every variant of {@link CAIT_VARIANTS} with its model card (idempotent). */
@@ -23,10 +46,7 @@ export function registerCaiTModels(): void {
   registered = true;
   for (const [name, v] of Object.entries(CAIT_VARIANTS)) {
     if (isModelRegistered(name)) continue;
-    registerModel(
-      name,
-      (options) => createCaiTVariant(v, options),
-      modelCard({
+    const card = modelCard({
         name,
         arch: 'cait',
         inputSize: v.inputSize,
@@ -43,8 +63,8 @@ export function registerCaiTModels(): void {
         official: v.official ?? true,
         notes:
           v.notes ??
-          `Distilled ImageNet-1k weights: ${v.weightsUrl} (load with loadOfficialCaiTWeights). Fixed input size unless created with dynamicImgSize: true.`,
-      }),
-    );
+          `Distilled ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}). Fixed input size unless created with dynamicImgSize: true.`,
+    });
+    registerModel(name, (options) => createCaiTVariant(v, options), { ...card, pretrained: pretrainedTags(name, v, card) });
   }
 }

@@ -5,7 +5,7 @@ export const EXIT = {
   FAILED: 1,
   /** Bad flags, unknown command or model name. */
   USAGE: 2,
-  /** Missing or malformed input file (weights, golden, data). */
+  /** Missing or malformed input file (weights, golden, data), or weights that could not be downloaded. */
   INPUT: 3,
   /** The requested backend cannot be used here. */
   BACKEND: 4,

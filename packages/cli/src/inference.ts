@@ -9,13 +9,19 @@ import {
   createModel,
   createOptimizer,
   getModelCard,
-  loadModelWeights,
+  loadOurStateDict,
+  loadOfficialCheckpoint,
+  loadPretrained,
   loadPthFile,
-  loadPytorchStateDict,
+  loadSafetensorsFile,
+  OUR_LAYOUT,
   resolveCheckpointDir,
+  WeightLoadError,
+  type DownloadProgress,
   type Module,
 } from '@vit/core';
 import { InputError, UsageError } from './exit-codes.js';
+import type { Io } from './io.js';
 
 /** A model ready for evaluation or prediction, with what its training run recorded. */
 export interface LoadedModel {
@@ -84,15 +90,47 @@ async function checkpointDir(dir: string): Promise<string> {
   throw new InputError(`${abs} is not a checkpoint: expected a folder written by \`vit train\` (with config.json), or a run folder holding best/, final/ or last/`);
 }
 
+/** The flags of the pretrained route (predict, eval, download). */
+export const PRETRAINED_OPTIONS = {
+  pretrained: { type: 'boolean' },
+  tag: { type: 'string' },
+  'weights-url': { type: 'string' },
+  'cache-dir': { type: 'string' },
+} as const;
+
 /**
- * `--checkpoint DIR` (a `vit train` checkpoint or run folder), or `--model NAME --weights FILE`
- * (our safetensors, PyTorch-layout safetensors, or an official .pth).
+ * A download progress line on stderr, at most every 2 s and once at the end: a 300 MB file over a
+ * slow line should show it is alive without flooding a log.
  */
-export async function loadForInference(values: Record<string, unknown>): Promise<LoadedModel> {
+export function downloadProgress(io: Io): (p: DownloadProgress) => void {
+  let last = 0;
+  let lastUrl = '';
+  return (p) => {
+    const now = Date.now();
+    const done = p.total !== undefined && p.loaded >= p.total;
+    if (!done && p.url === lastUrl && now - last < 2000) return;
+    last = now;
+    lastUrl = p.url;
+    const mb = (n: number) => (n / 1024 ** 2).toFixed(1);
+    const pct = p.total ? ` (${Math.floor((100 * p.loaded) / p.total)}%)` : '';
+    io.err(`downloading ${p.url}: ${mb(p.loaded)}${p.total ? `/${mb(p.total)}` : ''} MiB${pct}${p.attempt > 1 ? `, try ${p.attempt}` : ''}`);
+  };
+}
+
+/**
+ * `--checkpoint DIR` (a `vit train` checkpoint or run folder), `--model NAME --weights FILE`
+ * (our safetensors, PyTorch-layout safetensors, or an official .pth), or `--model NAME
+ * --pretrained` (the card's published weights through the cache; `--weights-url` another copy).
+ */
+export async function loadForInference(values: Record<string, unknown>, io?: Io): Promise<LoadedModel> {
   const ckFlag = values.checkpoint as string | undefined;
   const name = values.model as string | undefined;
   const weights = values.weights as string | undefined;
+  const pretrained = values.pretrained === true || values['weights-url'] !== undefined;
   if (ckFlag && (name || weights)) throw new UsageError('give either --checkpoint, or --model with --weights, not both');
+  if (ckFlag && pretrained) throw new UsageError('--pretrained/--weights-url load a model by --model name, not a --checkpoint');
+  if (pretrained && weights) throw new UsageError('give either --weights FILE or --pretrained [--weights-url URL], not both');
+  if (!pretrained && (values.tag !== undefined || values['cache-dir'] !== undefined)) throw new UsageError('--tag and --cache-dir apply to --pretrained');
   if (ckFlag) {
     const dir = await checkpointDir(ckFlag);
     let trainer: Trainer;
@@ -141,6 +179,35 @@ export async function loadForInference(values: Record<string, unknown>): Promise
   const card = getModelCard(name);
   const numClasses = values['num-classes'] === undefined ? undefined : Number(values['num-classes']);
   if (numClasses !== undefined && !(Number.isInteger(numClasses) && numClasses > 0)) throw new UsageError(`--num-classes expects a positive integer, got '${String(values['num-classes'])}'`);
+  if (pretrained) {
+    const url = values['weights-url'] as string | undefined;
+    const r = await loadPretrained(name, {
+      tag: values.tag as string | undefined,
+      // A local path works too; the loader reads file: URLs and paths in place.
+      url: url !== undefined && !/^[a-z]+:\/\//i.test(url) ? resolve(url) : url,
+      cacheDir: values['cache-dir'] !== undefined ? resolve(values['cache-dir'] as string) : undefined,
+      numClasses,
+      onProgress: io ? downloadProgress(io) : undefined,
+    });
+    const model = r.model;
+    const trainer = new Trainer({ model, optimizer: createOptimizer(model, { type: 'sgd', lr: 0 }), modelName: name });
+    return {
+      trainer,
+      modelName: `${name}.${r.tag.tag}`,
+      imgSize: r.tag.inputSize[0],
+      channels: r.tag.inputSize[2] === 1 ? 1 : 3,
+      mean: r.tag.mean,
+      std: r.tag.std,
+      cropPct: r.tag.cropPct,
+      classNames: r.classNames,
+      source: r.fromCache ? `${r.source} (cached: ${r.file})` : r.source,
+      warnings: [...r.notes.map((n) => `note: ${n}`), ...nonFiniteWarnings(model, r.file)],
+      dispose: () => {
+        model.dispose();
+        trainer.optimizer.dispose();
+      },
+    };
+  }
   const model = createModel(name, numClasses ? { numClasses } : {}) as Module;
   try {
     if (weights) {
@@ -148,12 +215,22 @@ export async function loadForInference(values: Record<string, unknown>): Promise
       if (/\.(pth|pt|bin|ckpt)$/i.test(file)) {
         const { tensors } = await loadPthFile(file);
         try {
-          loadPytorchStateDict(model, tensors, { strict: true });
+          // The architecture's checkpoint filter, as for `vit convert` and pretrained weights.
+          loadOfficialCheckpoint(model, tensors, { arch: card.arch, classifier: card.classifier });
         } finally {
           for (const t of tensors.values()) t.dispose();
         }
       } else {
-        await loadModelWeights(model, file, { strict: true });
+        const { tensors, metadata } = await loadSafetensorsFile(file);
+        try {
+          if (metadata.layout === OUR_LAYOUT) loadOurStateDict(model, Object.fromEntries(tensors), { strict: true });
+          else loadOfficialCheckpoint(model, tensors, { arch: card.arch, classifier: card.classifier });
+        } catch (err) {
+          if (err instanceof WeightLoadError) throw new WeightLoadError(err.problems, `'${file}'`);
+          throw err;
+        } finally {
+          for (const t of tensors.values()) t.dispose();
+        }
       }
     }
   } catch (e) {

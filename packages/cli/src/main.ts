@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BackendError, ConfigError, DataError, FormatError, isOutOfMemory, nearestNames, outOfMemoryError, ShapeError, UnknownModelError, VitError, VERSION, WeightLoadError } from '@vit/core';
+import { BackendError, ConfigError, DataError, DownloadError, FormatError, isOutOfMemory, nearestNames, outOfMemoryError, ShapeError, UnknownModelError, VitError, VERSION, WeightLoadError } from '@vit/core';
 import { EXIT, InputError, UsageError } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
 import { modelsCommand } from './commands/models.js';
@@ -10,6 +10,7 @@ import { trainCommand } from './commands/train.js';
 import { evalCommand } from './commands/eval.js';
 import { predictCommand } from './commands/predict.js';
 import { benchCommand } from './commands/bench.js';
+import { downloadCommand } from './commands/download.js';
 
 export interface Command {
   name: string;
@@ -20,7 +21,7 @@ export interface Command {
   run(args: { values: Record<string, unknown>; positionals: string[] }, io: Io): Promise<number>;
 }
 
-export const commands: Command[] = [modelsCommand, summaryCommand, trainCommand, evalCommand, predictCommand, benchCommand, parityCommand, convertCommand];
+export const commands: Command[] = [modelsCommand, summaryCommand, trainCommand, evalCommand, predictCommand, downloadCommand, benchCommand, parityCommand, convertCommand];
 
 function globalHelp(): string {
   return [
@@ -133,6 +134,7 @@ export function exitCodeOf(e: unknown): number | undefined {
     e instanceof DataError ||
     e instanceof FormatError ||
     e instanceof WeightLoadError ||
+    e instanceof DownloadError ||
     (e instanceof VitError && e.code === 'VIT_IO') ||
     errno === 'ENOENT' ||
     errno === 'EISDIR' ||

@@ -1,3 +1,4 @@
+import type { NanoWeights } from '@vit/core';
 import type { Conv2FormerOptions } from './model.js';
 
 /** One registered Conv2Former variant: its options and what its model card states. */
@@ -14,6 +15,10 @@ export interface Conv2FormerVariant {
   std?: [number, number, number];
   cropPct?: number;
   interpolation?: 'bilinear' | 'bicubic';
+  /** The official weights: a Baidu Netdisk share (not fetchable by a program) and the timm-style tag they would carry. */
+  baiduShare?: { tag: string; url: string };
+  /** Our Fashion-MNIST weights shipped in this package (the nano variant). */
+  nanoWeights?: NanoWeights;
 }
 
 /** What every `*_nano` card says (the same sentence in every package). */
@@ -34,6 +39,7 @@ export const CONV2FORMER_VARIANTS = {
     paramCount: 14_992_840,
     inputSize: [224, 224, 3],
     top1: 81.5,
+    baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/1sgO-UhF27UQrGtfKJzck3A?pwd=6ku9' },
     official: true,
     notes: IMAGENET_TOP1_NOTE,
   },
@@ -42,6 +48,7 @@ export const CONV2FORMER_VARIANTS = {
     paramCount: 26_697_204,
     inputSize: [224, 224, 3],
     top1: 83.2,
+    baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/1Rfsi5p5usr3UE46jigtlcg?pwd=gwq4' },
     official: true,
     notes: IMAGENET_TOP1_NOTE,
   },
@@ -50,6 +57,7 @@ export const CONV2FORMER_VARIANTS = {
     paramCount: 50_032_692,
     inputSize: [224, 224, 3],
     top1: 84.1,
+    baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/16Lu1LcQkOoSQXnZVGxGPxg?pwd=6z6m' },
     official: true,
     notes: `${IMAGENET_TOP1_NOTE} With ImageNet-22k pre-training: 84.9.`,
   },
@@ -58,6 +66,7 @@ export const CONV2FORMER_VARIANTS = {
     paramCount: 90_029_112,
     inputSize: [224, 224, 3],
     top1: 84.4,
+    baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/1q5V1J3jzAoKQis-hx6rTVg?pwd=bdgj' },
     official: true,
     notes: IMAGENET_TOP1_NOTE,
   },
@@ -67,6 +76,7 @@ export const CONV2FORMER_VARIANTS = {
     paramCount: 88_784_952,
     inputSize: [224, 224, 3],
     top1: 86.2,
+    baiduShare: { tag: 'in22k_ft_in1k', url: 'https://pan.baidu.com/s/1rkt3NhYQhPPOD5kj67uZCw?pwd=gbj9' },
     official: true,
     notes: 'ImageNet-22k pre-trained, fine-tuned on ImageNet-1k at 224 (official README: 86.2; 87.0 at 384). Registered officially with kernel 7.',
   },
@@ -75,6 +85,7 @@ export const CONV2FORMER_VARIANTS = {
     paramCount: 198_893_736,
     inputSize: [224, 224, 3],
     top1: 87.0,
+    baiduShare: { tag: 'in22k_ft_in1k', url: 'https://pan.baidu.com/s/1_YYQ_rY9QRkq-m2lv23GPg?pwd=44os' },
     official: true,
     notes: 'ImageNet-22k pre-trained, fine-tuned on ImageNet-1k at 224 (official README: 87.0; 87.7 at 384). No ImageNet-1k-only result was published.',
   },

@@ -1,4 +1,4 @@
-import { ConfigError, isModelRegistered, modelCard, registerModel, type CreateModelOptions } from '@vit/core';
+import { ConfigError, fashionMnistNanoTag, isModelRegistered, modelCard, pretrainedTag, registerModel, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
 import { CONV2FORMER_VARIANTS, type Conv2FormerVariant } from './configs.js';
 import { CONV2FORMER_DEFAULTS, Conv2Former, type Conv2FormerOptions } from './model.js';
 
@@ -13,6 +13,22 @@ export function createConv2FormerVariant(variant: Conv2FormerVariant, overrides:
   return new Conv2Former({ ...variant.options, ...(overrides as Conv2FormerOptions) });
 }
 
+function pretrainedTags(v: Conv2FormerVariant, card: ModelCard): PretrainedTag[] {
+  if (v.nanoWeights) return [fashionMnistNanoTag(card, v.nanoWeights)];
+  if (!v.baiduShare) return [];
+  return [
+    pretrainedTag(card, {
+      tag: v.baiduShare.tag,
+      license: 'Apache-2.0',
+      labels: 'imagenet-1k',
+      top1: v.top1,
+      unavailable:
+        `the official weights are published only on a Baidu Netdisk share (${v.baiduShare.url}), which needs a browser and an account ` +
+        'and cannot be fetched by a program',
+    }),
+  ];
+}
+
 let registered = false;
 
 /** Registers every variant of {@link CONV2FORMER_VARIANTS} with its model card (idempotent). */
@@ -21,10 +37,7 @@ export function registerConv2FormerModels(): void {
   registered = true;
   for (const [name, v] of Object.entries(CONV2FORMER_VARIANTS) as Array<[string, Conv2FormerVariant]>) {
     if (isModelRegistered(name)) continue;
-    registerModel(
-      name,
-      (options) => createConv2FormerVariant(v, options),
-      modelCard({
+    const card = modelCard({
         name,
         arch: 'conv2former',
         inputSize: v.inputSize,
@@ -43,7 +56,7 @@ export function registerConv2FormerModels(): void {
         ...(v.mean ? { mean: v.mean } : {}),
         ...(v.std ? { std: v.std } : {}),
         notes: v.notes,
-      }),
-    );
+    });
+    registerModel(name, (options) => createConv2FormerVariant(v, options), { ...card, pretrained: pretrainedTags(v, card) });
   }
 }

@@ -102,6 +102,21 @@ export class FormatError extends VitError {
   }
 }
 
+/**
+ * Weights that could not be fetched or failed their checks: an HTTP error, a connection that kept
+ * dropping, a size or SHA-256 that differs from the model card's, offline mode with nothing cached.
+ * Nothing is left in the cache when this is thrown. `retryable`: worth trying again later.
+ */
+export class DownloadError extends VitError {
+  readonly url: string;
+  readonly retryable: boolean;
+  constructor(message: string, url: string, retryable = false) {
+    super(message, 'VIT_DOWNLOAD');
+    this.url = url;
+    this.retryable = retryable;
+  }
+}
+
 /** Levenshtein distance, for "did you mean" suggestions. */
 export function editDistance(a: string, b: string): number {
   const m = a.length;

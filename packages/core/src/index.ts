@@ -13,4 +13,5 @@ export * from './train/index.js';
 export * from './data/index.js';
 export * from './plot/index.js';
 export * from './bench/index.js';
+export * from './pretrained/index.js';
 export { VERSION } from './version.js';

@@ -1,3 +1,4 @@
+import type { NanoWeights } from '@vit/core';
 import type { LITv2Options } from './model.js';
 
 /** One registered LITv2 variant: its options and what its model card states. */
@@ -11,6 +12,8 @@ export interface LITv2Variant {
   cropPct: number;
   interpolation: 'bilinear' | 'bicubic';
   notes?: string;
+  /** Our Fashion-MNIST weights shipped in this package (the nano variant). */
+  nanoWeights?: NanoWeights;
 }
 
 const TOP1_NOTE = 'ImageNet-1k top-1 from the official README (classification/README.md) / the paper (Pan et al., NeurIPS 2022).';

@@ -1,4 +1,4 @@
-import { ConfigError, isModelRegistered, modelCard, registerModel, type CreateModelOptions } from '@vit/core';
+import { ConfigError, fashionMnistNanoTag, isModelRegistered, modelCard, pretrainedTag, registerModel, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
 import { LITV2_VARIANTS, type LITv2Variant } from './configs.js';
 import { LITV2_DEFAULTS, LITv2, type LITv2Options } from './model.js';
 
@@ -15,6 +15,26 @@ export function createLITv2Variant(variant: LITv2Variant, overrides: CreateModel
 
 const PAPER = 'Fast Vision Transformers with HiLo Attention (Pan, Cai, Zhuang; NeurIPS 2022, arXiv:2205.13213)';
 
+/** The official release files (GitHub release v1.0 of ziplab/LITv2; Swin-style checkpoints, the state dict under `model`). */
+const RELEASE: Record<string, string> = { litv2_small: 'litv2_s', litv2_medium: 'litv2_m', litv2_base: 'litv2_b', litv2_base_384: 'litv2_b_384' };
+
+function pretrainedTags(name: string, v: LITv2Variant, card: ModelCard): PretrainedTag[] {
+  if (v.nanoWeights) return [fashionMnistNanoTag(card, v.nanoWeights)];
+  const file = RELEASE[name];
+  if (!file) return [];
+  return [
+    pretrainedTag(card, {
+      tag: 'in1k',
+      // The training script also saves its yacs config object: read as an inert placeholder.
+      sources: [{ url: `https://github.com/ziplab/LITv2/releases/download/v1.0/${file}.pth`, format: 'pth', lenient: true }],
+      license: 'Apache-2.0',
+      labels: 'imagenet-1k',
+      top1: v.top1,
+      notes: 'ImageNet-1k, 300 epochs (the official README); the publisher gives no checksum.',
+    }),
+  ];
+}
+
 let registered = false;
 
 /** Registers every variant of {@link LITV2_VARIANTS} with its model card (idempotent). */
@@ -23,10 +43,7 @@ export function registerLITv2Models(): void {
   registered = true;
   for (const [name, v] of Object.entries(LITV2_VARIANTS) as Array<[string, LITv2Variant]>) {
     if (isModelRegistered(name)) continue;
-    registerModel(
-      name,
-      (options) => createLITv2Variant(v, options),
-      modelCard({
+    const card = modelCard({
         name,
         arch: 'litv2',
         inputSize: v.inputSize,
@@ -41,7 +58,7 @@ export function registerLITv2Models(): void {
         cropPct: v.cropPct,
         interpolation: v.interpolation,
         notes: v.notes,
-      }),
-    );
+    });
+    registerModel(name, (options) => createLITv2Variant(v, options), { ...card, pretrained: pretrainedTags(name, v, card) });
   }
 }

@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import { BatchNorm2d, ConfigError, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
+import { BatchNorm2d, ConfigError, defaultCheckpointFilter, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
 import type { NormFactory } from './blocks.js';
 import { ResNetMRLA, type ResNetMRLAOptions } from './resnet_mrla.js';
 
@@ -124,4 +124,6 @@ export const mrlaArchitecture: ArchitectureAdapter = {
   description: 'ResNet with MRLA-light (joyfang1106/MRLA:resnet/models/resnet_mrla_light.py, ResNet_mrlal)',
   fromOfficialConfig,
   officialFeatures,
+  // The classifier is torchvision's `fc`, not `head`.
+  filterCheckpoint: (model, tensors) => defaultCheckpointFilter(model, tensors, 'fc'),
 };

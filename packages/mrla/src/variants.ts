@@ -1,4 +1,4 @@
-import { modelCard, registerModel, type CreateModelOptions, type ModelCard } from '@vit/core';
+import { fashionMnistNanoTag, modelCard, registerModel, type CreateModelOptions, type ModelCard, type NanoWeights } from '@vit/core';
 import { ResNetMRLA, type ResNetMRLAOptions } from './resnet_mrla.js';
 
 const REFERENCE = 'joyfang1106/MRLA:resnet/models/resnet_mrla_light.py';
@@ -47,7 +47,7 @@ const CARDS: Record<MRLAVariant, CardInfo> = {
     paramCount: 25_738_452,
     official: true,
     top1: 77.7,
-    notes: 'top-1 = the paper\'s ResNet-50 + 1.6 points (abstract); 100 epochs, drop-path 0.2 recipe of the official README.',
+    notes: 'top-1 = the paper\'s ResNet-50 + 1.6 points (abstract); 100 epochs, drop-path 0.2 recipe of the official README. The authors publish no weights.',
   },
   resnet101_mrlal: {
     paramCount: 44_939_646,
@@ -83,24 +83,26 @@ const CARDS: Record<MRLAVariant, CardInfo> = {
   },
 };
 
+/** Our Fashion-MNIST weights shipped in this package (`weights/`). */
+const NANO_WEIGHTS: Partial<Record<MRLAVariant, NanoWeights>> = {};
+
 function register(name: MRLAVariant): void {
   const config = MRLA_CONFIGS[name] as ResNetMRLAOptions;
   const factory = (options: CreateModelOptions = {}) => new ResNetMRLA({ ...config, ...(options as ResNetMRLAOptions) });
   const info = CARDS[name];
-  registerModel(
+  const card = modelCard({
     name,
-    factory,
-    modelCard({
-      name,
-      arch: 'mrla',
-      firstConv: 'conv1',
-      classifier: 'fc',
-      interpolation: 'bilinear',
-      paper: PAPER,
-      reference: info.official ? REFERENCE : undefined,
-      ...info,
-    }),
-  );
+    arch: 'mrla',
+    firstConv: 'conv1',
+    classifier: 'fc',
+    interpolation: 'bilinear',
+    paper: PAPER,
+    reference: info.official ? REFERENCE : undefined,
+    ...info,
+  });
+  // The authors publish no weights (the README has none): only our nano has a pretrained tag.
+  const weights = NANO_WEIGHTS[name];
+  registerModel(name, factory, { ...card, pretrained: weights ? [fashionMnistNanoTag(card, weights)] : [] });
 }
 
 /** Registers every variant (called once by the package entry point). */

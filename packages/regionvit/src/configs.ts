@@ -1,3 +1,4 @@
+import type { NanoWeights } from '@vit/core';
 import type { RegionViTOptions } from './model.js';
 
 /** One registered RegionViT variant: its options and what its model card states. */
@@ -19,6 +20,10 @@ export interface RegionViTVariant {
   interpolation?: 'bilinear' | 'bicubic';
   /** Card notes replacing the official-weights note. */
   notes?: string;
+  /** A note on the released file (where the README is ambiguous about it). */
+  weightsNote?: string;
+  /** Our Fashion-MNIST weights shipped in this package (the nano variant). */
+  nanoWeights?: NanoWeights;
 }
 
 const RELEASES = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1';
@@ -70,7 +75,10 @@ function v(
 export const REGIONVIT_VARIANTS: Record<string, RegionViTVariant> = {
   regionvit_tiny_224: v(TINY, 7, false, 13_842_676, 'RegionViT-Ti', { top1: 80.4, file: 'RegionViT-Ti' }),
   regionvit_small_224: v(SMALL, 7, false, 30_586_618, 'RegionViT-S', { top1: 82.6, file: 'RegionViT-S' }),
-  regionvit_medium_224: v(MEDIUM, 7, false, 41_215_906, 'RegionViT-M', { top1: 83.1, file: 'RegionViT-M' }),
+  regionvit_medium_224: {
+    ...v(MEDIUM, 7, false, 41_215_906, 'RegionViT-M', { top1: 83.1, file: 'RegionViT-M' }),
+    weightsNote: "The official README links RegionViT-M to RegionViT-S.pth (a slip: S's file holds S's shapes); RegionViT-M.pth is the release's name for it.",
+  },
   regionvit_base_224: v(BASE, 7, false, 72_747_232, 'RegionViT-B', { top1: 83.2, file: 'RegionViT-B' }),
   regionvit_small_w14_224: v(SMALL, 14, false, 31_354_714, 'RegionViT-S+'),
   regionvit_small_w14_peg_224: v(SMALL, 14, true, 31_367_674, 'RegionViT-S+ w/ PEG'),

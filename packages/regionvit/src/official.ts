@@ -200,6 +200,10 @@ export const regionvitArchitecture: ArchitectureAdapter = {
   description: 'RegionViT (IBM/RegionViT:regionvit/regionvit.py, class RegionViT)',
   fromOfficialConfig: (kwargs) => regionvitFromOfficialConfig(kwargs),
   officialFeatures: regionvitOfficialFeatures,
+  filterCheckpoint: (model, tensors) => {
+    if (!(model instanceof RegionViT)) throw new ConfigError(`regionvit filterCheckpoint needs a RegionViT model, got ${model.typeName}`);
+    return adaptRegionViTCheckpoint(model, tensors);
+  },
 };
 
 let registered = false;

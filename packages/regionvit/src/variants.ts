@@ -1,4 +1,4 @@
-import { ConfigError, isModelRegistered, modelCard, registerModel, type CreateModelOptions } from '@vit/core';
+import { ConfigError, fashionMnistNanoTag, isModelRegistered, modelCard, pretrainedTag, registerModel, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
 import { REGIONVIT_VARIANTS, type RegionViTVariant } from './configs.js';
 import { REGIONVIT_DEFAULTS, RegionViT, type RegionViTOptions } from './model.js';
 
@@ -23,6 +23,22 @@ export function createRegionViTVariant(variant: RegionViTVariant, overrides: Cre
 
 const PAPER = 'RegionViT: Regional-to-Local Attention for Vision Transformers (Chen, Panda, Fan; ICLR 2022, arXiv:2106.02689)';
 
+function pretrainedTags(v: RegionViTVariant, card: ModelCard): PretrainedTag[] {
+  if (v.nanoWeights) return [fashionMnistNanoTag(card, v.nanoWeights)];
+  if (!v.weightsUrl) return [];
+  return [
+    pretrainedTag(card, {
+      tag: 'in1k',
+      // DeiT-style checkpoints also hold the training args (argparse.Namespace): inert placeholders.
+      sources: [{ url: v.weightsUrl, format: 'pth', lenient: true }],
+      license: 'Apache-2.0',
+      labels: 'imagenet-1k',
+      top1: v.top1,
+      notes: `ImageNet-1k (the official README, GitHub release weights-v0.1); the publisher gives no checksum.${v.weightsNote ? ` ${v.weightsNote}` : ''}`,
+    }),
+  ];
+}
+
 let registered = false;
 
 /** Registers every variant of {@link REGIONVIT_VARIANTS} with its model card (idempotent). */
@@ -32,12 +48,9 @@ export function registerRegionViTModels(): void {
   for (const [name, v] of Object.entries(REGIONVIT_VARIANTS)) {
     if (isModelRegistered(name)) continue;
     const released = v.weightsUrl
-      ? `ImageNet-1k weights: ${v.weightsUrl} (convert to safetensors, load with loadOfficialRegionViTWeights).`
+      ? `ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}).`
       : 'No ImageNet-1k classification weights released (the official release has COCO detection backbones of this model).';
-    registerModel(
-      name,
-      (options) => createRegionViTVariant(v, options),
-      modelCard({
+    const card = modelCard({
         name,
         arch: 'regionvit',
         inputSize: v.inputSize,
@@ -53,7 +66,7 @@ export function registerRegionViTModels(): void {
         reference: 'IBM/RegionViT:regionvit/regionvit.py',
         official: v.official ?? true,
         notes: v.notes ?? `${v.paperName}. ${released} Any input size is accepted (sizes that are not a multiple of 28·(window/7) px are padded and masked as the official code does).`,
-      }),
-    );
+    });
+    registerModel(name, (options) => createRegionViTVariant(v, options), { ...card, pretrained: pretrainedTags(v, card) });
   }
 }

@@ -146,6 +146,21 @@ describe('vit convert', () => {
     expect(w.out).toMatch(/checkpoint also holds: epoch=7, args=\{"lr":0\.001,"name":"x"\}/);
   });
 
+  it("official files go through the architecture's checkpoint filter: CaiT at another resolution gets its position table resampled", async () => {
+    const cait = await goldenConfig(CAIT_GOLDEN);
+    try {
+      const out = join(dir, 'cait48.safetensors');
+      const r = await vit('convert', CAIT_MODULE, '--arch', 'cait', '--config', JSON.stringify({ ...cait.kwargs, img_size: 48 }), '--out', out, '--json');
+      expect(r.code, r.err).toBe(0);
+      expect(JSON.parse(r.out)).toMatchObject({ notes: ['pos_embed resampled (bilinear) from a 4x4 grid to 6x6'], droppedClassifier: [] });
+      const { tensors } = await loadSafetensorsFile(out);
+      expect(tensors.get('pos_embed')!.shape).toEqual([1, 36, cait.kwargs.embed_dim]);
+      for (const t of tensors.values()) t.dispose();
+    } finally {
+      for (const t of cait.sd.values()) t.dispose();
+    }
+  });
+
   it('a registered model: the class count comes from the checkpoint, or the classifier is dropped for --num-classes', async () => {
     const out = join(dir, 'toy.safetensors');
     const r = await vit('convert', C2F_LEGACY, '--model', 'c2ftoy_k11', '--out', out);

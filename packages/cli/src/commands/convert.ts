@@ -16,6 +16,7 @@ import {
   getModelCard,
   listModels,
   describeCoverage,
+  filterOfficialCheckpoint,
   loadCoverage,
   loadOurStateDict,
   loadPthFile,
@@ -266,9 +267,18 @@ async function convert(values: Record<string, unknown>, positionals: string[], i
     const modelClasses = typeof declared === 'number' ? declared : targetClasses;
 
     // A different class count: drop the checkpoint's classifier and keep the model's fresh one,
-    // supplied under the same keys so the load stays strict and all-or-nothing.
+    // supplied under the same keys so the load stays strict and all-or-nothing. Official files go
+    // through the architecture's checkpoint filter (as pretrained loading does): it also resamples
+    // CaiT's position table for another resolution.
     const droppedClassifier: string[] = [];
-    if (classifier && ckptClasses !== undefined && modelClasses !== undefined && ckptClasses !== modelClasses) {
+    let load = tensors;
+    if (ckpt.layout === 'pytorch') {
+      const adapted = filterOfficialCheckpoint(m, tensors, { arch: archName, classifier });
+      own.push(...adapted.created);
+      droppedClassifier.push(...adapted.dropped.map((k) => `${k} ${fmt(tensors.get(k)?.shape ?? [])}`));
+      notes.push(...adapted.notes.filter((n) => !n.startsWith('classifier dropped')));
+      load = adapted.tensors;
+    } else if (classifier && ckptClasses !== undefined && modelClasses !== undefined && ckptClasses !== modelClasses) {
       const swap = replaceClassifier(m, tensors, classifier, ckpt.layout);
       droppedClassifier.push(...swap.dropped.map((d) => `${d.key} ${fmt(d.shape)}`));
       own.push(...swap.created);
@@ -282,7 +292,7 @@ async function convert(values: Record<string, unknown>, positionals: string[], i
     let batchCounters: Record<string, number> = {};
     try {
       if (ckpt.layout === 'pytorch') {
-        const r = loadPytorchStateDict(m, tensors, { strict, minLoaded });
+        const r = loadPytorchStateDict(m, load, { strict, minLoaded });
         ({ missingKeys, unexpectedKeys, batchCounters } = r);
         counters = r.ignoredKeys.filter((k) => k.endsWith('num_batches_tracked')).length;
       } else {

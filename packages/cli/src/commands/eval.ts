@@ -3,13 +3,14 @@ import type { Command } from '../main.js';
 import { EXIT, UsageError } from '../exit-codes.js';
 import { useBackend } from '../setup.js';
 import { DATA_SPEC_HELP, evalTransform, loadData } from '../data.js';
-import { loadForInference } from '../inference.js';
+import { PRETRAINED_OPTIONS, loadForInference } from '../inference.js';
 
 export const evalCommand: Command = {
   name: 'eval',
   summary: 'Evaluate a checkpoint on a dataset: loss, top-1, top-5, images/s',
-  usage: 'vit eval (--checkpoint DIR | --model <name> --weights FILE) --data <spec> [--split val|train] [--batch-size 128] [--backend auto] [--json]',
+  usage: 'vit eval (--checkpoint DIR | --model <name> (--weights FILE | --pretrained [--tag T] [--weights-url URL])) --data <spec> [--split val|train] [--batch-size 128] [--backend auto] [--json]',
   options: {
+    ...PRETRAINED_OPTIONS,
     checkpoint: { type: 'string' },
     model: { type: 'string' },
     weights: { type: 'string' },
@@ -37,7 +38,7 @@ export const evalCommand: Command = {
     const batchSize = values['batch-size'] === undefined ? 128 : Number(values['batch-size']);
     if (!Number.isInteger(batchSize) || batchSize <= 0) throw new UsageError(`--batch-size expects a positive integer, got '${String(values['batch-size'])}'`);
     const backend = await useBackend(values.backend ?? 'auto');
-    const m = await loadForInference(values);
+    const m = await loadForInference(values, io);
     for (const w of m.warnings) io.err(w);
     try {
       const data = await loadData(spec, { imageSize: m.imgSize, channels: m.channels, seed: 0 });

@@ -5,13 +5,15 @@ import { asOutOfMemory, CenterCrop, DataLoader, ImageFolderDataset } from '@vit/
 import type { Command } from '../main.js';
 import { EXIT, InputError, UsageError } from '../exit-codes.js';
 import { useBackend } from '../setup.js';
-import { loadForInference } from '../inference.js';
+import { PRETRAINED_OPTIONS, loadForInference } from '../inference.js';
 
 export const predictCommand: Command = {
   name: 'predict',
   summary: 'Classify images: top-5 classes with probabilities',
-  usage: 'vit predict (--checkpoint DIR | --model <name> --weights FILE) <image…> [--top-k 5] [--backend auto] [--json]',
+  usage:
+    'vit predict (--checkpoint DIR | --model <name> --weights FILE | --model <name> --pretrained [--tag T] [--weights-url URL] [--cache-dir DIR]) <image…> [--top-k 5] [--backend auto] [--json]',
   options: {
+    ...PRETRAINED_OPTIONS,
     checkpoint: { type: 'string' },
     model: { type: 'string' },
     weights: { type: 'string' },
@@ -24,9 +26,17 @@ export const predictCommand: Command = {
     'Examples:',
     '  vit predict --checkpoint runs/conv2former_nano shirt.png boot.jpg',
     '  vit predict --model conv2former_n --weights conv2former_n.pth cat.jpg --json',
+    '  vit predict --model conv2former_nano --pretrained shirt.png            # our Fashion-MNIST weights, shipped in the package',
+    '  vit predict --model cait_xxs24_224 --pretrained cat.jpg                # downloaded once into ~/.cache/vit',
+    '  vit predict --model conv2former_n --weights-url ./conv2former_n.pth cat.jpg',
     '',
     'Images (JPEG, PNG, WebP) are resized and centre-cropped as the model expects. Class names come from the',
-    "checkpoint's training run; with --weights they are class indices.",
+    "checkpoint's training run, or the pretrained tag's label set (ImageNet-1k, Fashion-MNIST); with --weights",
+    'they are class indices.',
+    '--pretrained loads the model card\'s published weights (see `vit models --pretrained`; --tag picks one):',
+    'downloaded once into the cache (VIT_CACHE_DIR or --cache-dir, default ~/.cache/vit), checked (size and',
+    'SHA-256 where the card has them), converted from the official .pth on the fly. VIT_OFFLINE=1 uses the cache',
+    'only. --weights-url URL|FILE loads another copy (a mirror, a file you downloaded) with the same tag settings.',
   ].join('\n'),
   async run({ values, positionals }, io) {
     if (positionals.length === 0) throw new UsageError('give at least one image file');
@@ -38,7 +48,7 @@ export const predictCommand: Command = {
     const topK = values['top-k'] === undefined ? 5 : Number(values['top-k']);
     if (!Number.isInteger(topK) || topK <= 0) throw new UsageError(`--top-k expects a positive integer, got '${String(values['top-k'])}'`);
     const backend = await useBackend(values.backend ?? 'auto');
-    const m = await loadForInference(values);
+    const m = await loadForInference(values, io);
     for (const w of m.warnings) io.err(w);
     try {
       // Decode at size/cropPct (shorter side, centre) then crop to the model size, as timm evaluates.

@@ -18,3 +18,5 @@ export type { SyntheticOptions } from './synthetic.js';
 export { DataLoader } from './loader.js';
 export type { DataLoaderOptions } from './loader.js';
 export { readMaybeGzip } from './files.js';
+export { IMAGENET_1K_CLASSES, IMAGENET_1K_LEMMAS, IMAGENET_1K_SYNSETS, LABEL_SETS, labelSet, topK } from './labels.js';
+export type { TopKEntry } from './labels.js';

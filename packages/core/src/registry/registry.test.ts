@@ -9,7 +9,10 @@ import {
   getModelCard,
   globToRegExp,
   listModels,
+  hasPretrained,
   modelCard,
+  packageAsset,
+  pretrainedTag,
   registerArchitecture,
   registerModel,
   unregisterModel,
@@ -37,6 +40,33 @@ describe('registry', () => {
     }
   });
   afterAll(() => names.forEach(unregisterModel));
+
+  it('pretrained tags: listModels({ pretrained: true }) lists models with a fetchable tag; createModel refuses `pretrained`', () => {
+    const card = modelCard({ name: 'toy_w_224', arch: 'toy', firstConv: 'stem', classifier: 'head' });
+    const tag = pretrainedTag(card, { tag: 'in1k', license: 'MIT', labels: 'imagenet-1k', sources: [{ url: 'https://example.org/w.pth', format: 'pth' }] });
+    expect(tag).toMatchObject({ numClasses: 1000, inputSize: [224, 224, 3], cropPct: 0.875, interpolation: 'bicubic' });
+    registerModel('toy_w_224', (o = {}) => new Tiny(o.numClasses ?? 1000), { ...card, pretrained: [tag] });
+    // A tag nobody can fetch (a share site) does not count.
+    registerModel('toy_m_224', (o = {}) => new Tiny(o.numClasses ?? 1000), { ...card, name: 'toy_m_224', pretrained: [{ ...tag, sources: [], unavailable: 'share site' }] });
+    try {
+      expect(listModels('toy_*', { pretrained: true })).toEqual(['toy_w_224']);
+      expect(listModels({ pretrained: true }).filter((n) => n.startsWith('toy_'))).toEqual(['toy_w_224']);
+      expect(listModels('toy_*')).toContain('toy_m_224');
+      expect(hasPretrained(getModelCard('toy_m_224'))).toBe(false);
+      expect(() => createModel('toy_w_224', { pretrained: true })).toThrow(/createModel\('toy_w_224'\) builds a model synchronously .* use `await createPretrainedModel\('toy_w_224'\)`/);
+      const m = createModel<Tiny>('toy_w_224', { pretrained: false, numClasses: 3 });
+      expect(m.numClasses).toBe(3);
+      m.dispose();
+    } finally {
+      unregisterModel('toy_w_224');
+      unregisterModel('toy_m_224');
+    }
+  });
+
+  it('packageAsset resolves a file beside a module URL, and keeps the path where there is none', () => {
+    expect(packageAsset('../weights/a.safetensors', 'file:///x/pkg/dist/index.js')).toBe('file:///x/pkg/weights/a.safetensors');
+    expect(packageAsset('../weights/a.safetensors', undefined)).toBe('../weights/a.safetensors');
+  });
 
   it('lists with globs, sorted', () => {
     expect(listModels('toy_*_224')).toEqual(['toy_a_224', 'toy_b_224']);

@@ -1,6 +1,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, UnknownModelError, nearestNames } from '../errors.js';
 import type { Module } from '../nn/module.js';
+import type { AdaptedCheckpoint } from '../weights/convert.js';
 
 /** What a user needs to feed a model correctly (timm's pretrained_cfg). */
 export interface ModelCard {
@@ -30,6 +31,79 @@ export interface ModelCard {
   /** False for variants we defined by analogy or from a seed write-up. */
   official: boolean;
   notes?: string;
+  /**
+   * Published weights (timm's pretrained tags), the default tag first. A tag whose `unavailable`
+   * says why has no file a program can fetch (load a copy you obtained with `url`).
+   */
+  pretrained?: PretrainedTag[];
+}
+
+/** One file of published weights and what is known about it. */
+export interface PretrainedSource {
+  /**
+   * Where it is: `https:` (or `http:`), or a `file:` URL (weights shipped inside an npm package,
+   * written as `new URL('../weights/x.safetensors', import.meta.url).href`).
+   */
+  url: string;
+  /** `pth`: a torch.save file with the official keys and layouts; `safetensors`: ours or official (read from its metadata). */
+  format: 'pth' | 'safetensors';
+  /** Hex SHA-256 of the file, where the publisher gives one (or where we made the file). */
+  sha256?: string;
+  /** Exact size in bytes, where known. */
+  sizeBytes?: number;
+  /** The entry holding the state dict in a wrapped .pth (otherwise found as timm does). */
+  stateDictKey?: string;
+  /**
+   * The publisher's .pth also holds non-tensor objects (a training config, argparse args): read
+   * them as inert placeholders (nothing is executed either way).
+   */
+  lenient?: boolean;
+}
+
+/** A pretrained tag of a model (timm's `pretrained_cfg`): the weights and how to feed them. */
+export interface PretrainedTag {
+  /** `fb_dist_in1k`, `in1k`, `fashion_mnist`… (the name after the dot in timm's `model.tag`). */
+  tag: string;
+  /** Tried in order; the first that answers is used. Empty when `unavailable`. */
+  sources: PretrainedSource[];
+  /** Licence of the weights (the publisher's). */
+  license: string;
+  /** Label set the classifier was trained on: a key of `LABEL_SETS` (`imagenet-1k`, `fashion-mnist`, `cifar-10`). */
+  labels: string;
+  numClasses: number;
+  /** Input size, normalisation and eval crop the weights expect (the card's when the same). */
+  inputSize: [number, number, number];
+  mean: [number, number, number];
+  std: [number, number, number];
+  cropPct: number;
+  interpolation: 'bilinear' | 'bicubic' | 'nearest';
+  /** Top-1 of these weights on their label set's validation/test split, as reported (the publisher's or ours). */
+  top1?: number;
+  /** Why no program can fetch these weights (a share site needing a browser login); a `url` option still loads a local copy. */
+  unavailable?: string;
+  notes?: string;
+}
+
+/** A tag filled with its card's input settings so registrations only state what differs. */
+export function pretrainedTag(
+  card: Pick<ModelCard, 'inputSize' | 'mean' | 'std' | 'cropPct' | 'interpolation' | 'numClasses'>,
+  tag: Partial<PretrainedTag> & Pick<PretrainedTag, 'tag' | 'license' | 'labels'>,
+): PretrainedTag {
+  return {
+    sources: [],
+    numClasses: card.numClasses,
+    inputSize: card.inputSize,
+    mean: card.mean,
+    std: card.std,
+    cropPct: card.cropPct,
+    interpolation: card.interpolation,
+    ...tag,
+  };
+}
+
+/** Whether a card has a pretrained tag a program can fetch. */
+export function hasPretrained(card: ModelCard): boolean {
+  return (card.pretrained ?? []).some((t) => !t.unavailable && t.sources.length > 0);
 }
 
 export const IMAGENET_DEFAULT_MEAN: [number, number, number] = [0.485, 0.456, 0.406];
@@ -86,7 +160,13 @@ function entry(name: string): Entry {
 
 /** Builds a registered model. Unknown names throw `UnknownModelError` with the nearest names. */
 export function createModel<M extends Module = Module>(name: string, options: CreateModelOptions = {}): M {
-  return entry(name).factory(options) as M;
+  const e = entry(name);
+  if (options.pretrained !== undefined && options.pretrained !== false) {
+    // Weights come from a file or the network: asynchronous, so not through this synchronous factory.
+    throw new ConfigError(`createModel('${name}') builds a model synchronously with fresh weights; for pretrained weights use \`await createPretrainedModel('${name}')\``);
+  }
+  const { pretrained: _ignored, ...rest } = options;
+  return e.factory(rest) as M;
 }
 
 export function getModelCard(name: string): ModelCard {
@@ -104,10 +184,19 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${esc}$`);
 }
 
-/** Registered names matching the glob(s), sorted. */
-export function listModels(pattern: string | string[] = '*'): string[] {
+export interface ListModelsOptions {
+  /** Only models with a pretrained tag a program can fetch (timm's `list_models(pretrained=True)`). */
+  pretrained?: boolean;
+}
+
+/** Registered names matching the glob(s), sorted. `listModels({ pretrained: true })` filters to models with weights. */
+export function listModels(pattern: string | string[] | ListModelsOptions = '*', options: ListModelsOptions = {}): string[] {
+  if (typeof pattern === 'object' && !Array.isArray(pattern)) return listModels('*', pattern);
   const res = (Array.isArray(pattern) ? pattern : [pattern]).map(globToRegExp);
-  return [...models.keys()].filter((n) => res.some((r) => r.test(n))).sort();
+  return [...models.entries()]
+    .filter(([n, e]) => res.some((r) => r.test(n)) && (!options.pretrained || hasPretrained(e.card)))
+    .map(([n]) => n)
+    .sort();
 }
 
 /** A golden or official config of one architecture, as the official constructor's kwargs. */
@@ -133,6 +222,13 @@ export interface ArchitectureAdapter {
    * tokens `[B, N, C]`.
    */
   officialFeatures?(model: Module, x: tf.Tensor4D): Record<string, tf.Tensor>;
+  /**
+   * timm's `checkpoint_filter_fn`: readies an official state dict (official keys and layouts) for
+   * `model` — unwrap prefixes, resample position tables, drop a classifier of another class count.
+   * Every official-weights path goes through it (`loadOfficialCheckpoint`: `vit convert`,
+   * `vit predict --weights`, pretrained loading). Absent: `defaultCheckpointFilter`.
+   */
+  filterCheckpoint?(model: Module, tensors: Map<string, tf.Tensor>): AdaptedCheckpoint;
 }
 
 const architectures = new Map<string, ArchitectureAdapter>();
@@ -150,4 +246,44 @@ export function getArchitecture(name: string): ArchitectureAdapter {
 
 export function listArchitectures(): string[] {
   return [...architectures.keys()].sort();
+}
+
+/**
+ * The URL of a file shipped inside a package (`rel` to the calling module's `import.meta.url`, e.g.
+ * `'../weights/x.safetensors'`: the same from `src/` and `dist/`). Bundlers such as Vite turn
+ * this pattern into an asset. Where the module has no URL (some bundles) the relative path is kept.
+ */
+export function packageAsset(rel: string, moduleUrl: string | undefined): string {
+  try {
+    return new URL(rel, moduleUrl).href;
+  } catch {
+    return rel;
+  }
+}
+
+/** A weights file of ours shipped in a package (see `fashionMnistNanoTag`). */
+export interface NanoWeights {
+  /** `packageAsset('../weights/<name>.fashion_mnist.safetensors', import.meta.url)`. */
+  url: string;
+  sha256: string;
+  sizeBytes: number;
+  /** Test top-1 (%) of this file on the 10,000 Fashion-MNIST test images. */
+  top1: number;
+  /** How it was trained. */
+  notes: string;
+}
+
+/**
+ * The `fashion_mnist` tag of our nano variants: weights @vit trained on Fashion-MNIST (32×32,
+ * grey repeated to 3 channels, ImageNet mean/std), shipped in the architecture package.
+ */
+export function fashionMnistNanoTag(card: Pick<ModelCard, 'inputSize' | 'mean' | 'std' | 'cropPct' | 'interpolation' | 'numClasses'>, file: NanoWeights): PretrainedTag {
+  return pretrainedTag(card, {
+    tag: 'fashion_mnist',
+    sources: [{ url: file.url, format: 'safetensors', sha256: file.sha256, sizeBytes: file.sizeBytes }],
+    license: 'Apache-2.0',
+    labels: 'fashion-mnist',
+    top1: file.top1,
+    notes: file.notes,
+  });
 }

@@ -62,3 +62,4 @@ export {
 } from './io.js';
 export * from './pth.js';
 export { serializePth, type SerializePthOptions } from './pth_write.js';
+export { defaultCheckpointFilter, filterOfficialCheckpoint, loadOfficialCheckpoint, type OfficialLoadOptions } from './official.js';
