@@ -42,7 +42,7 @@ try {
   writeFileSync(
     join(proj, 'esm.mjs'),
     `import * as tf from '@tensorflow/tfjs';
-import { createModel, listModels, getModelCard, Sequential, Conv2d, GELU, VERSION } from '@vit/core';
+import { createModel, listModels, getModelCard, loadPretrained, Sequential, Conv2d, GELU, VERSION } from '@vit/core';
 import '@vit/cait';
 import '@vit/conv2former';
 import '@vit/hilo';
@@ -69,6 +69,14 @@ for (const c of byArch.values()) {
   out.dispose();
   m.dispose();
 }
+// Weights shipped inside a package load from the installed folder (the card's file: URL).
+const pre = await loadPretrained('conv2former_nano');
+if (!pre.file.includes('node_modules/@vit/conv2former/weights/')) throw new Error('conv2former_nano weights from ' + pre.file);
+const logits = tf.tidy(() => pre.model.forward(tf.zeros([1, 32, 32, 3])));
+if (logits.shape.join() !== '1,10') throw new Error('pretrained conv2former_nano gave ' + logits.shape);
+logits.dispose();
+pre.model.dispose();
+console.log('esm: conv2former_nano.fashion_mnist loaded from ' + pre.file);
 console.log('esm: @vit/core ' + VERSION + ', ' + names.length + ' registered models');
 `,
   );
@@ -77,11 +85,17 @@ console.log('esm: @vit/core ' + VERSION + ', ' + names.length + ' registered mod
     `const tf = require('@tensorflow/tfjs');
 const core = require('@vit/core');
 require('@vit/cait');
-tf.setBackend('cpu').then(() => {
+require('@vit/regionvit');
+tf.setBackend('cpu').then(async () => {
   const lin = new core.Linear(4, 2);
   const y = tf.tidy(() => lin.forward(tf.ones([3, 4])));
   if (y.shape.join() !== '3,2') throw new Error('cjs Linear gave ' + y.shape);
   console.log('cjs: @vit/core ' + core.VERSION + ' Linear forward ok, ' + core.listModels().length + ' registered models');
+  // The CJS build finds its package's weights too (import.meta.url shimmed by tsup).
+  const pre = await core.loadPretrained('regionvit_nano');
+  if (!pre.file.includes('node_modules/@vit/regionvit/weights/')) throw new Error('regionvit_nano weights from ' + pre.file);
+  pre.model.dispose();
+  console.log('cjs: regionvit_nano.fashion_mnist loaded from ' + pre.file);
 });
 `,
   );

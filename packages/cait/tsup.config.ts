@@ -7,6 +7,8 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
+  // import.meta.url in the CJS build too: the cards point at weights shipped beside dist/.
+  shims: true,
   // Backends and sibling packages are the user's install, never bundled.
   external: [/^@tensorflow\//, /^@vit\//, 'vitest'],
 });

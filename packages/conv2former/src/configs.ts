@@ -1,4 +1,4 @@
-import type { NanoWeights } from '@vit/core';
+import { packageAsset, type NanoWeights } from '@vit/core';
 import type { Conv2FormerOptions } from './model.js';
 
 /** One registered Conv2Former variant: its options and what its model card states. */
@@ -129,6 +129,13 @@ export const CONV2FORMER_VARIANTS = {
     cropPct: 1,
     interpolation: 'bilinear',
     notes: NANO_NOTE,
+    nanoWeights: {
+      url: packageAsset('../weights/conv2former_nano.fashion_mnist.safetensors', import.meta.url),
+      sha256: '12a728c802c3c7f321fbbef182549b37f577c9ec5e4b4f51f2ca221947293b5b',
+      sizeBytes: 2_305_220,
+      top1: 88.95,
+      epochs: 2,
+    },
   },
 } satisfies Record<string, Conv2FormerVariant>;
 

@@ -1,4 +1,4 @@
-import type { NanoWeights } from '@vit/core';
+import { packageAsset, type NanoWeights } from '@vit/core';
 import type { RegionViTOptions } from './model.js';
 
 /** One registered RegionViT variant: its options and what its model card states. */
@@ -107,6 +107,13 @@ export const REGIONVIT_VARIANTS: Record<string, RegionViTVariant> = {
     interpolation: 'bilinear',
     notes:
       'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
+    nanoWeights: {
+      url: packageAsset('../weights/regionvit_nano.fashion_mnist.safetensors', import.meta.url),
+      sha256: 'f46721644fb4a63f19bb597e617a7864e6b219df2a555f9bf5b3f7731958631f',
+      sizeBytes: 964_858,
+      top1: 87.94,
+      epochs: 2,
+    },
   },
 };
 
