@@ -1,6 +1,7 @@
 import '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 import {
   CIFAR10_CLASSES,
+  CenterCrop,
   DataLoader,
+  ImageFolderDataset,
   DownloadError,
   FASHION_MNIST_CLASSES,
   FormatError,
@@ -226,6 +229,58 @@ describe('pretrained weights', () => {
     const both = await vit('predict', '--model', 'caittoy_p8', '--pretrained', '--weights', PTH, img);
     expect(both.code).toBe(2);
     expect(filesUnder(cacheDir)).toEqual([]);
+  });
+
+  // The official PyTorch CaiT on the same weights and the same preprocessed image: the top-5 that
+  // `vit predict --pretrained` prints must be PyTorch's. Needs python3 + torch (the local wheel) and
+  // the official deit code (../ref/facebookresearch+deit, or VIT_REF_ROOT); skips and says why without.
+  const refRoot = process.env.VIT_REF_ROOT ?? fileURLToPath(new URL('../../../../../ref/', import.meta.url));
+  const shim = fileURLToPath(new URL('../../../../../shared/perf/shim/', import.meta.url));
+  const torchWhy = (() => {
+    if (!existsSync(join(refRoot, 'facebookresearch+deit', 'cait_models.py'))) return `no official deit code under ${refRoot}`;
+    if (!existsSync(shim)) return `no timm shim at ${shim}`;
+    const r = spawnSync('python3', ['-c', 'import torch'], { encoding: 'utf8' });
+    return r.status === 0 ? '' : 'python3 with torch is not installed (pip install /opt/wheels/torch-*.whl)';
+  })();
+  if (torchWhy) console.log(`[pretrained] skipped the PyTorch top-5 comparison: ${torchWhy}`);
+  it.skipIf(torchWhy !== '')('vit predict --pretrained gives the official PyTorch model\'s top-5 on the same image', async () => {
+    const cacheDir = join(dir, 'c5');
+    const img = join(dir, 'gradient.png');
+    const px = Buffer.from(Array.from({ length: 40 * 48 * 3 }, (_, i) => ((i % 3) * 80 + Math.floor(i / 144) * 5 + (i % 144)) % 256));
+    await sharp(px, { raw: { width: 48, height: 40, channels: 3 } }).png().toFile(img);
+    const p = await vit('predict', '--model', 'caittoy_p8', '--pretrained', '--cache-dir', cacheDir, img, '--json', '--backend', 'cpu');
+    expect(p.code, p.err).toBe(0);
+    const ours = (JSON.parse(p.out) as { predictions: Array<{ top: Array<{ class: number; probability: number }> }> }).predictions[0]!.top;
+    // The pixels predict fed the model, made the same way (decode at size/crop, centre crop, normalise).
+    const card = getModelCard('caittoy_p8');
+    const ds = new ImageFolderDataset([img], new Int32Array(1), [], sharp as unknown as ConstructorParameters<typeof ImageFolderDataset>[3], { dir: '', size: 32, channels: 3 });
+    const loader = new DataLoader(ds, { batchSize: 1, transform: new CenterCrop(32), channels: 3, mean: card.mean, std: card.std });
+    let x: Float32Array | undefined;
+    for await (const b of loader.epoch(0)) {
+      x = b.x.dataSync() as Float32Array;
+      tf.dispose([b.x, b.y]);
+    }
+    const raw = join(dir, 'x.f32');
+    writeFileSync(raw, Buffer.from(x!.buffer, x!.byteOffset, x!.byteLength));
+    const script = [
+      'import functools, json, sys, torch',
+      `sys.path[:0] = [${JSON.stringify(shim)}, ${JSON.stringify(join(refRoot, 'facebookresearch+deit'))}]`,
+      'import cait_models',
+      `kw = json.loads(${JSON.stringify(JSON.stringify(kwargs))})`,
+      'kw["norm_layer"] = functools.partial(torch.nn.LayerNorm, eps=1e-6)',
+      'm = cait_models.cait_models(**kw).eval()',
+      `sd = torch.load(${JSON.stringify(PTH)}, map_location="cpu", weights_only=True)["model"]`,
+      'm.load_state_dict({k.replace("module.", ""): v for k, v in sd.items()})',
+      `x = torch.frombuffer(bytearray(open(${JSON.stringify(raw)}, "rb").read()), dtype=torch.float32).reshape(1, 32, 32, 3).permute(0, 3, 1, 2)`,
+      'with torch.no_grad(): p = m(x).softmax(-1)[0]',
+      'v, i = p.topk(5)',
+      'print(json.dumps([{"class": int(a), "probability": float(b)} for a, b in zip(i, v)]))',
+    ].join('\n');
+    const py = spawnSync('python3', ['-c', script], { encoding: 'utf8' });
+    expect(py.status, py.stderr).toBe(0);
+    const theirs = JSON.parse(py.stdout) as Array<{ class: number; probability: number }>;
+    expect(ours.map((t) => t.class)).toEqual(theirs.map((t) => t.class));
+    for (let i = 0; i < 5; i++) expect(Math.abs(ours[i]!.probability - theirs[i]!.probability)).toBeLessThan(1e-5);
   });
 
   it('--weights-url loads a local copy with the tag settings (a file downloaded by hand)', async () => {
