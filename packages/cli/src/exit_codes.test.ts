@@ -87,6 +87,20 @@ const TABLE: Record<string, Record<string, Case>> = {
     'corrupt image': { argv: (d) => ['predict', '--checkpoint', join(d, 'run'), join(d, 'imgs', 'b', 'cut.png'), '--backend', backend], code: EXIT.INPUT, err: /cut\.png: cannot decode image/ },
     'config.json asking for 100000-px images': { argv: (d) => ['predict', '--checkpoint', join(d, 'wide'), join(d, 'imgs', 'a', '0.png'), '--backend', backend], code: EXIT.INPUT, err: /config\.json: meta\.imgSize must be an integer in \[1, 2048\], got 100000/ },
     'out of memory': { argv: (d) => ['predict', '--model', 'clitoy_huge', join(d, 'imgs', 'a', '0.png'), '--backend', backend], code: EXIT.MEMORY, err: /Out of memory: predicting with clitoy_huge/ },
+    'corrupt pretrained weights file': { argv: (d) => ['predict', '--model', 'cait_nano', '--weights-url', join(d, 'corrupt.pth'), join(d, 'imgs', 'a', '0.png'), '--backend', backend], code: EXIT.INPUT, err: /corrupt\.pth/ },
+    'pretrained tag that does not exist': { argv: (d) => ['predict', '--model', 'conv2former_nano', '--pretrained', '--tag', 'in1k', join(d, 'imgs', 'a', '0.png')], code: EXIT.USAGE, err: /conv2former_nano has no pretrained tag 'in1k'.*fashion_mnist/ },
+  },
+  download: {
+    'unknown flag': { argv: () => ['download', 'cait_nano', '--tags', 'x'], code: EXIT.USAGE, err: /Unknown option '--tags'.*--tag/ },
+    'unknown model': { argv: () => ['download', 'cait_nanno'], code: EXIT.USAGE, err: /Unknown model 'cait_nanno'/ },
+    'no published weights': { argv: () => ['download', 'resnet50_mrlal'], code: EXIT.USAGE, err: /resnet50_mrlal has no published pretrained weights/ },
+    'offline, not cached': {
+      argv: (d) => ['download', 'cait_xxs24_224', '--cache-dir', join(d, 'cache')],
+      env: { VIT_OFFLINE: '1' },
+      code: EXIT.INPUT,
+      err: /XXS24_224\.pth is not in the cache .* refuses the network/,
+      after: (d) => expect(existsSync(join(d, 'cache'))).toBe(false),
+    },
   },
   bench: {
     'unknown flag': { argv: () => ['bench', '--model', 'cait_nano', '--batches', '2'], code: EXIT.USAGE, err: /Unknown option '--batches'/ },

@@ -30,10 +30,11 @@ export const downloadCommand: Command = {
     if (positionals.length !== 1) throw new UsageError('give exactly one model name (see `vit models --pretrained`)');
     const name = positionals[0]!;
     getModelCard(name);
-    const tag = getPretrainedTag(name, values.tag as string | undefined);
     const url = values['weights-url'] as string | undefined;
+    // Fail on a model without weights or an unknown tag before touching the network.
+    if (url === undefined || values.tag !== undefined) getPretrainedTag(name, values.tag as string | undefined);
     const r = await downloadPretrained(name, {
-      tag: tag.tag,
+      tag: values.tag as string | undefined,
       url: url !== undefined && !/^[a-z]+:\/\//i.test(url) ? resolve(url) : url,
       cacheDir: values['cache-dir'] !== undefined ? resolve(values['cache-dir'] as string) : undefined,
       onProgress: downloadProgress(io),

@@ -97,6 +97,8 @@ describe('pretrained weights', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     dir = mkdtempSync(join(tmpdir(), 'vit-pretrained-'));
+    const px = Buffer.from(Array.from({ length: 32 * 32 * 3 }, (_, i) => (i * 37) % 256));
+    await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(join(dir, 'noise.png'));
     const g = await loadSafetensorsFile(`${FIX}cait_p8_d2.safetensors`);
     kwargs = JSON.parse(g.metadata.config!) as Record<string, unknown>;
     golden = g.tensors;
@@ -183,8 +185,6 @@ describe('pretrained weights', () => {
   it('vit predict --pretrained: top-5 with class index and name; vit download; vit models --pretrained', async () => {
     const cacheDir = join(dir, 'c3');
     const img = join(dir, 'noise.png');
-    const px = Buffer.from(Array.from({ length: 32 * 32 * 3 }, (_, i) => (i * 37) % 256));
-    await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(img);
     const d = await vit('download', 'caittoy_p8', '--cache-dir', cacheDir);
     expect(d.code).toBe(0);
     expect(d.out).toMatch(/^caittoy_p8\.toy: downloaded: .*cait\.pth$/);
@@ -288,6 +288,18 @@ describe('pretrained weights', () => {
     const p = await vit('predict', '--model', 'caittoy_missing', '--weights-url', PTH, img, '--json', '--backend', 'cpu');
     expect(p.code, p.err).toBe(0);
     expect((JSON.parse(p.out) as { checkpoint: string }).checkpoint).toBe(PTH);
+
+    // A model whose card lists no weights still takes a file, with the card's own settings.
+    registerModel('caittoy_bare', () => getArchitecture('cait').fromOfficialConfig(kwargs), modelCard({ name: 'caittoy_bare', arch: 'cait', inputSize: [32, 32, 3], numClasses: 10, cropPct: 1, firstConv: 'patch_embed.proj', classifier: 'head' }));
+    toys.push('caittoy_bare');
+    const bare = await loadPretrained<VisionModel>('caittoy_bare', { url: PTH });
+    expect(bare).toMatchObject({ classNames: undefined, source: PTH, fromCache: false });
+    expect(bare.tag).toMatchObject({ tag: 'url', labels: '', inputSize: [32, 32, 3] });
+    const a = bare.model.forward(input);
+    const b = reference.forward(input);
+    expect(Array.from(a.dataSync())).toEqual(Array.from(b.dataSync()));
+    tf.dispose([a, b]);
+    bare.model.dispose();
   });
 });
 

@@ -5,7 +5,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, DownloadError, FormatError, VitError, nearestNames } from '../errors.js';
 import type { Module } from '../nn/module.js';
-import { createModel, getModelCard, type CreateModelOptions, type ModelCard, type PretrainedSource, type PretrainedTag } from '../registry/registry.js';
+import { createModel, getModelCard, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedSource, type PretrainedTag } from '../registry/registry.js';
 import { labelSet } from '../data/labels.js';
 import { loadOurStateDict, replaceClassifier, type PytorchLoadResult } from '../weights/convert.js';
 import { OUR_LAYOUT } from '../weights/io.js';
@@ -76,6 +76,18 @@ async function localPath(url: string): Promise<string> {
   return url.startsWith('file:') ? nodeUrl.fileURLToPath(url) : path.resolve(url);
 }
 
+/**
+ * The tag a load uses: the card's, or — for `url` on a model whose card lists no weights — one made
+ * from the card itself (its input settings; ImageNet-1k names for a 1000-class head, none otherwise).
+ */
+function resolveTag(name: string, options: PretrainedOptions): PretrainedTag {
+  const card = getModelCard(name);
+  if (options.url !== undefined && options.tag === undefined && !(card.pretrained ?? []).length) {
+    return pretrainedTag(card, { tag: 'url', license: 'unknown (a file you supplied)', labels: card.numClasses === 1000 ? 'imagenet-1k' : '' });
+  }
+  return getPretrainedTag(name, options.tag);
+}
+
 /** The sources to try: the `url` option alone, or the tag's own. */
 function sourcesFor(tag: PretrainedTag, name: string, options: PretrainedOptions): PretrainedSource[] {
   if (options.url !== undefined) {
@@ -98,11 +110,11 @@ export async function downloadPretrained(
   name: string,
   options: PretrainedOptions = {},
 ): Promise<{ file: string; source: PretrainedSource; tag: PretrainedTag; fromCache: boolean }> {
-  const tag = getPretrainedTag(name, options.tag);
+  const tag = resolveTag(name, options);
   const sources = sourcesFor(tag, name, options);
   const cacheDir = options.cacheDir ?? (await defaultCacheDir());
   const offline = options.offline ?? offlineFromEnv();
-  let last: unknown;
+  const failures: unknown[] = [];
   for (const source of sources) {
     try {
       if (!isRemote(source.url)) {
@@ -113,12 +125,14 @@ export async function downloadPretrained(
       const { file, fromCache } = await fetchToCache(source.url, cacheDir, { ...options, offline, sha256: source.sha256, sizeBytes: source.sizeBytes });
       return { file, source, tag, fromCache };
     } catch (e) {
-      last = e;
+      failures.push(e);
       // A refused file (checksum, size) is as final as a missing one only for that source: try the next.
       if (!(e instanceof DownloadError) && !(e instanceof VitError && e.code === 'VIT_IO')) throw e;
     }
   }
-  throw last;
+  if (failures.length === 1) throw failures[0];
+  const list = failures.map((e) => `  ${(e as Error).message}`).join('\n');
+  throw new DownloadError(`${name}.${tag.tag}: none of its ${failures.length} sources could be used:\n${list}`, sources[0]!.url, failures.some((e) => (e as DownloadError).retryable));
 }
 
 async function checkLocal(file: string, source: PretrainedSource): Promise<void> {
@@ -228,13 +242,13 @@ export async function loadPretrainedWeights(
  * `const { model, classNames } = await loadPretrained('cait_xxs24_224')`.
  */
 export async function loadPretrained<M extends Module = Module>(name: string, options: PretrainedOptions = {}): Promise<PretrainedResult<M>> {
-  const tag = getPretrainedTag(name, options.tag);
+  const tag = resolveTag(name, options);
   const numClasses = options.numClasses ?? tag.numClasses;
   const model = createModel<M>(name, { ...options.modelOptions, numClasses });
   try {
     const r = await loadPretrainedWeights(model, name, options);
     model.eval();
-    const classNames = numClasses === tag.numClasses ? labelSet(tag.labels) : undefined;
+    const classNames = numClasses === tag.numClasses && tag.labels ? labelSet(tag.labels) : undefined;
     return { model, tag: r.tag, classNames, file: r.file, source: r.source, fromCache: r.fromCache, notes: r.notes };
   } catch (e) {
     model.dispose();

@@ -68,7 +68,7 @@ export interface PretrainedTag {
   sources: PretrainedSource[];
   /** Licence of the weights (the publisher's). */
   license: string;
-  /** Label set the classifier was trained on: a key of `LABEL_SETS` (`imagenet-1k`, `fashion-mnist`, `cifar-10`). */
+  /** Label set the classifier was trained on: a key of `LABEL_SETS` (`imagenet-1k`, `fashion-mnist`, `cifar-10`); '' when unknown. */
   labels: string;
   numClasses: number;
   /** Input size, normalisation and eval crop the weights expect (the card's when the same). */
