@@ -20,3 +20,4 @@ export {
   type PretrainedOptions,
   type PretrainedResult,
 } from './pretrained.js';
+export { BROWSER_CACHE_NAME, evictBrowserCached, fetchBytesCached, isNodeRuntime } from './browser.js';

@@ -12,6 +12,7 @@ import { OUR_LAYOUT } from '../weights/io.js';
 import { loadOfficialCheckpoint } from '../weights/official.js';
 import { loadPth, looksLikePth } from '../weights/pth.js';
 import { parseSafetensors, rawToTensor } from '../weights/safetensors.js';
+import { absoluteUrl, evictBrowserCached, fetchBytesCached, isNodeRuntime } from './browser.js';
 import { cachedFile, defaultCacheDir, evictCached, fetchToCache, nodeModules, offlineFromEnv, sha256File, type DownloadOptions } from './download.js';
 
 export interface PretrainedOptions extends Omit<DownloadOptions, 'sha256' | 'sizeBytes'> {
@@ -24,8 +25,10 @@ export interface PretrainedOptions extends Omit<DownloadOptions, 'sha256' | 'siz
   url?: string;
   /** Expected SHA-256 of `url`'s file (the card's checksum applies to the card's own sources only). */
   sha256?: string;
-  /** Cache folder (default `VIT_CACHE_DIR`, `$XDG_CACHE_HOME/vit` or `~/.cache/vit`). */
+  /** Cache folder (default `VIT_CACHE_DIR`, `$XDG_CACHE_HOME/vit` or `~/.cache/vit`). Node only. */
   cacheDir?: string;
+  /** Cache API storage in a browser (default `vit-weights`). */
+  cacheName?: string;
   /** Use the cache only (default: `VIT_OFFLINE=1`). */
   offline?: boolean;
   /** Another class count: the checkpoint's classifier is dropped and the new one starts fresh (fine-tuning). */
@@ -216,6 +219,7 @@ export async function loadPretrainedWeights(
   options: PretrainedOptions = {},
 ): Promise<Omit<PretrainedResult, 'model' | 'classNames'> & { result: PytorchLoadResult }> {
   const card = getModelCard(name);
+  if (!isNodeRuntime()) return loadPretrainedInBrowser(model, name, card, options);
   const got = await downloadPretrained(name, options);
   const { fs, zlib } = await nodeModules();
   const bytes = await fs.promises.readFile(got.file);
@@ -235,6 +239,41 @@ export async function loadPretrainedWeights(
     }
     throw e;
   }
+}
+
+/** The browser route: each source through `fetchBytesCached` (Cache API), then the same loader. */
+async function loadPretrainedInBrowser(
+  model: Module,
+  name: string,
+  card: ModelCard,
+  options: PretrainedOptions,
+): Promise<Omit<PretrainedResult, 'model' | 'classNames'> & { result: PytorchLoadResult }> {
+  const tag = resolveTag(name, options);
+  const sources = sourcesFor(tag, name, options);
+  const failures: unknown[] = [];
+  for (const source of sources) {
+    let got: { bytes: Uint8Array; fromCache: boolean };
+    try {
+      got = await fetchBytesCached(source.url, { ...options, sha256: source.sha256, sizeBytes: source.sizeBytes, offline: options.offline ?? false });
+    } catch (e) {
+      if (!(e instanceof DownloadError)) throw e;
+      failures.push(e);
+      continue;
+    }
+    const url = absoluteUrl(source.url);
+    try {
+      const r = loadPretrainedBytes(model, got.bytes, { card, source, what: url });
+      return { tag, file: url, source: url, fromCache: got.fromCache, notes: r.notes, result: r };
+    } catch (e) {
+      if (e instanceof FormatError) {
+        await evictBrowserCached(source.url, options.cacheName);
+        throw new FormatError(`${e.message} (removed from the cache; the next call downloads it again)`);
+      }
+      throw e;
+    }
+  }
+  if (failures.length === 1) throw failures[0];
+  throw new DownloadError(`${name}.${tag.tag}: none of its ${failures.length} sources could be used:\n${failures.map((e) => `  ${(e as Error).message}`).join('\n')}`, sources[0]!.url);
 }
 
 /**
