@@ -168,6 +168,13 @@ describe('Trainer.fit', () => {
     }
     const all = await trainer.predict(tf.zeros([2, 4, 4, 2]) as tf.Tensor4D, { topK: 10 });
     expect(all.k).toBe(4);
+    expect(all.classNames).toBeUndefined();
+    // A pretrained tag's label set names the classes of a tensor input too.
+    const one = tf.zeros([1, 4, 4, 2]) as tf.Tensor4D;
+    const named = await trainer.predict(one, { topK: 1, classNames: ['a', 'b', 'c', 'd'] });
+    one.dispose();
+    expect(named.classNames![named.classes[0]![0]!]).toMatch(/^[abcd]$/);
+    expect((await trainer.predict(src, { topK: 1, classNames: ['w', 'x', 'y', 'z'] })).classNames).toEqual(['w', 'x', 'y', 'z']);
     for (const row of all.probabilities) expect(row.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
     model.dispose();
     trainer.optimizer.dispose();

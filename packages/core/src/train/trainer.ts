@@ -209,6 +209,8 @@ export interface PredictOptions {
   topK?: number;
   /** Batch size for a tensor input (default 64). */
   batchSize?: number;
+  /** Names of the model's classes (a pretrained tag's label set: `loadPretrained(...).classNames`), returned as `classNames`. */
+  classNames?: readonly string[];
 }
 
 export interface PredictResult {
@@ -219,7 +221,7 @@ export interface PredictResult {
   probabilities: number[][];
   /** True labels (when the input was a BatchSource). */
   labels?: number[];
-  /** Class names of the source, when it had them. */
+  /** Class names (`options.classNames`, else the source's), when known: `classNames[classes[i][j]]`. */
   classNames?: readonly string[];
 }
 
@@ -901,7 +903,7 @@ export class Trainer {
             x.dispose();
           }
         }
-        return { k, classes, probabilities };
+        return { k, classes, probabilities, ...(options.classNames ? { classNames: options.classNames } : {}) };
       }
       for await (const batch of input.epoch(0)) {
         try {
@@ -912,7 +914,7 @@ export class Trainer {
           tf.dispose([batch.x, batch.y]);
         }
       }
-      return { k, classes, probabilities, labels, classNames: input.classNames };
+      return { k, classes, probabilities, labels, classNames: options.classNames ?? input.classNames };
     } finally {
       this.model.train(wasTraining);
     }
