@@ -1,4 +1,4 @@
-import { ConfigError, ConvStemPatchEmbed, type NanoWeights } from '@vit/core';
+import { ConfigError, ConvStemPatchEmbed, packageAsset, type NanoWeights } from '@vit/core';
 import { convStemLayer, patchEmbedLayer, type CaiTOptions } from './model.js';
 
 /** One registered CaiT variant: its options and what its model card states. */
@@ -93,6 +93,13 @@ export const CAIT_VARIANTS: Record<string, CaiTVariant> = {
     interpolation: 'bilinear',
     notes:
       'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
+    nanoWeights: {
+      url: packageAsset('../weights/cait_nano.fashion_mnist.safetensors', import.meta.url),
+      sha256: 'f7a58f6a6a5c69c657204630810be099c0f0d9b1f87ac4bc6d03a441e4300d0c',
+      sizeBytes: 457_420,
+      top1: 84.73,
+      epochs: 2,
+    },
   },
 };
 

@@ -318,10 +318,10 @@ describe('shipped Fashion-MNIST weights of the nano variants', () => {
     const r = await loadPretrained<VisionModel>(name);
     expect(r.fromCache).toBe(false);
     expect(r.classNames).toBe(FASHION_MNIST_CLASSES);
-    // The first 200 images of the bundled test subset, preprocessed as the runs trained.
+    // The first 100 images of the bundled test subset, preprocessed as the runs trained.
     const full = await fashionMnist({ split: 'test', dir: bundledFashionMnistDir()! });
-    const ds = { ...full, length: 200, imageShape: full.imageShape, numClasses: 10, classNames: full.classNames, get: (i: number) => full.get(i) };
-    const loader = new DataLoader(ds, { batchSize: 100, shuffle: false, transform: evalTransform(28, 32), channels: 3, mean: r.tag.mean, std: r.tag.std });
+    const ds = { ...full, length: 100, imageShape: full.imageShape, numClasses: 10, classNames: full.classNames, get: (i: number) => full.get(i) };
+    const loader = new DataLoader(ds, { batchSize: 50, shuffle: false, transform: evalTransform(28, 32), channels: 3, mean: r.tag.mean, std: r.tag.std });
     let correct = 0;
     for await (const b of loader.epoch(0)) {
       const pred = tf.tidy(() => tf.argMax(r.model.forward(b.x), -1));
@@ -329,8 +329,8 @@ describe('shipped Fashion-MNIST weights of the nano variants', () => {
       for (let i = 0; i < p.length; i++) if (p[i] === b.labels[i]) correct++;
       tf.dispose([pred, b.x, b.y]);
     }
-    // The card's top-1 is measured on all 10,000 test images; 200 of them land within a few points.
-    expect(correct / 200).toBeGreaterThan((r.tag.top1! - 8) / 100);
+    // The card's top-1 is measured on all 10,000 test images; 100 of them land within a few points.
+    expect(correct / 100).toBeGreaterThan((r.tag.top1! - 10) / 100);
     r.model.dispose();
     expect(tf.memory().numTensors).toBe(before);
   });
