@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { browserRequired, bundleForBrowser, chromiumMissing, launchChromium } from '../__fixtures__/chromium.js';
 
 // wasm threads in a real browser: Debian's Chromium driven by playwright-core loads a page that
 // bundles @vit/core (source) and calls initBackend('wasm'). On a cross-origin-isolated page
@@ -15,9 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const wasmDist = path.resolve(here, '../../../../node_modules/@tensorflow/tfjs-backend-wasm/dist');
-const chromiumPath = (process.env.VIT_CHROMIUM ? [process.env.VIT_CHROMIUM] : ['/usr/bin/chromium', '/usr/bin/chromium-browser']).find((p) => existsSync(p));
-const required = process.env.VIT_BROWSER_TEST_REQUIRE === '1';
-const missing = chromiumPath ? undefined : 'Chromium is not installed (apt-get install chromium, or set VIT_CHROMIUM)';
+const required = browserRequired;
+const missing = chromiumMissing;
 if (missing && !required) console.log(`[browser] skipped: ${missing}`);
 
 const THREADS = Math.min(2, os.availableParallelism());
@@ -80,25 +80,18 @@ describe.skipIf(missing !== undefined && !required)('wasm threads in Chromium', 
 
   beforeAll(async () => {
     if (missing) throw new Error(`VIT_BROWSER_TEST_REQUIRE=1 but ${missing}`);
-    const { build } = await import('esbuild');
     const { mkdtempSync } = await import('node:fs');
     outDir = mkdtempSync(path.join(os.tmpdir(), 'vit-browser-'));
     // Two entries, split: the page, and the package itself for the import map, so the bare
     // specifier initBackend imports at run time is the bundle's own copy.
-    await build({
-      entryPoints: {
+    await bundleForBrowser(
+      {
         page: path.join(here, '__fixtures__/wasm_threads_page.ts'),
         'tfjs-backend-wasm': path.join(here, '__fixtures__/wasm_threads_page_wasm.ts'),
       },
-      bundle: true,
-      splitting: true,
-      format: 'esm',
-      platform: 'browser',
-      target: 'es2022',
-      external: ['node:*'],
-      outdir: outDir,
-      logLevel: 'error',
-    });
+      outDir,
+      { splitting: true },
+    );
     const html =
       '<!doctype html><meta charset="utf-8"><title>vit wasm threads</title>' +
       '<script type="importmap">{"imports":{"@tensorflow/tfjs-backend-wasm":"/bundle/tfjs-backend-wasm.js"}}</script>' +
@@ -121,8 +114,7 @@ describe.skipIf(missing !== undefined && !required)('wasm threads in Chromium', 
     });
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
     origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const { chromium } = (await import('playwright-core')) as unknown as { chromium: { launch(o: Record<string, unknown>): Promise<Browser> } };
-    browser = await chromium.launch({ executablePath: chromiumPath, headless: true });
+    browser = await launchChromium<Browser>();
   });
 
   afterAll(async () => {

@@ -1,6 +1,6 @@
 import '@tensorflow/tfjs';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveModelWeights } from '../weights/io.js';
 import { setTestBackend } from '../testing/backend.js';
 import { TinyNet } from './__fixtures__/tiny_model.js';
+import { browserRequired, bundleForBrowser, chromiumMissing, launchChromium } from '../__fixtures__/chromium.js';
 
 // Pretrained weights in a real browser: Debian's Chromium (playwright-core) loads a page that
 // bundles @vit/core (source) and calls loadPretrained, whose browser route fetches the card's file,
@@ -19,9 +20,8 @@ import { TinyNet } from './__fixtures__/tiny_model.js';
 // Skips (with the reason printed) without Chromium; VIT_BROWSER_TEST_REQUIRE=1 makes that a failure.
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const chromiumPath = (process.env.VIT_CHROMIUM ? [process.env.VIT_CHROMIUM] : ['/usr/bin/chromium', '/usr/bin/chromium-browser']).find((p) => existsSync(p));
-const required = process.env.VIT_BROWSER_TEST_REQUIRE === '1';
-const missing = chromiumPath ? undefined : 'Chromium is not installed (apt-get install chromium, or set VIT_CHROMIUM)';
+const missing = chromiumMissing;
+const required = browserRequired;
 if (missing && !required) console.log(`[browser] skipped: ${missing}`);
 
 interface Page {
@@ -73,17 +73,7 @@ describe.skipIf(missing !== undefined && !required)('pretrained weights in Chrom
     files.set('/w/tiny2.safetensors', files.get('/w/tiny.safetensors')!);
     files.set('/w/garbage.pth', Buffer.from('<html>sign in</html>'.repeat(20)));
 
-    const { build } = await import('esbuild');
-    await build({
-      entryPoints: { page: path.join(here, '__fixtures__/pretrained_page.ts') },
-      bundle: true,
-      format: 'esm',
-      platform: 'browser',
-      target: 'es2022',
-      external: ['node:*'],
-      outdir: outDir,
-      logLevel: 'error',
-    });
+    await bundleForBrowser({ page: path.join(here, '__fixtures__/pretrained_page.ts') }, outDir);
     const html = '<!doctype html><meta charset="utf-8"><title>vit pretrained</title><script type="module" src="/bundle/page.js"></script>';
     server = http.createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://127.0.0.1');
@@ -96,12 +86,7 @@ describe.skipIf(missing !== undefined && !required)('pretrained weights in Chrom
     });
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
     origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const { chromium } = (await import('playwright-core')) as unknown as { chromium: { launch(o: Record<string, unknown>): Promise<Browser> } };
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      headless: true,
-      args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+    browser = await launchChromium<Browser>();
     page = await browser.newPage();
     await page.goto(`${origin}/`);
     await page.waitForFunction('typeof globalThis.vitLoad === "function"');
