@@ -28,6 +28,9 @@ import {
   type Module,
   type OfficialKwargs,
   type PytorchLoadResult,
+  checkKnownKwargs,
+  kwargReader,
+  parseTorchLayerNorm,
 } from '@vit/core';
 import { layerNorm, type ActFactory, type NormFactory } from './blocks.js';
 import { CaiT, resamplePosEmbed, type CaiTOptions } from './model.js';
@@ -72,45 +75,13 @@ const DEFAULT_CLASSES: Record<string, RegExp> = {
   Mlp_block_token_only: /\bMlp\b/,
 };
 
-function num(kwargs: OfficialKwargs, key: string, fallback: number): number {
-  const v = kwargs[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`cait_models kwarg ${key} must be a number, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function int(kwargs: OfficialKwargs, key: string, fallback: number): number {
-  const v = num(kwargs, key, fallback);
-  if (!Number.isInteger(v)) throw new ConfigError(`cait_models kwarg ${key} must be an integer, got ${v}`);
-  return v;
-}
-
-/** An int or a 2-sequence (timm's to_2tuple). */
-function size(kwargs: OfficialKwargs, key: string, fallback: number): number | [number, number] {
-  const v = kwargs[key] ?? fallback;
-  if (typeof v === 'number' && Number.isInteger(v)) return v;
-  if (Array.isArray(v) && v.length === 2 && v.every((d) => typeof d === 'number' && Number.isInteger(d))) return [v[0], v[1]];
-  throw new ConfigError(`cait_models kwarg ${key} must be an int or a pair of ints, got ${JSON.stringify(v)}`);
-}
-
 /**
  * Reads a norm_layer as the golden metadata spells it: `"functools.partial(torch.nn.LayerNorm,
  * eps=1e-06)"`, `"<class 'torch.nn.modules.normalization.LayerNorm'>"`, null (the constructor
  * default `nn.LayerNorm`, eps 1e-5).
  */
 export function parseNormLayer(v: unknown): { eps: number; elementwiseAffine: boolean; factory: NormFactory } {
-  let eps = 1e-5;
-  let elementwiseAffine = true;
-  if (v !== undefined && v !== null) {
-    if (typeof v !== 'string' || !/LayerNorm/.test(v) || /LayerNorm2d|GroupNorm|BatchNorm/.test(v)) {
-      throw new ConfigError(`cait_models norm_layer ${JSON.stringify(v)} is not supported: only (partials of) torch.nn.LayerNorm`);
-    }
-    const m = /eps\s*=\s*([-+0-9.eE]+)/.exec(v);
-    if (m) {
-      eps = Number(m[1]);
-      if (!(eps > 0) || !Number.isFinite(eps)) throw new ConfigError(`cait_models norm_layer has an invalid eps in ${JSON.stringify(v)}`);
-    }
-    if (/elementwise_affine\s*=\s*False/.test(v)) elementwiseAffine = false;
-  }
+  const { eps, elementwiseAffine } = parseTorchLayerNorm(v, 'cait_models');
   return { eps, elementwiseAffine, factory: layerNorm(eps, { elementwiseAffine }) };
 }
 
@@ -135,10 +106,8 @@ export function parseActLayer(v: unknown): ActFactory {
  * not take and class-valued kwargs other than the official defaults.
  */
 export function caitOptionsFromOfficial(kwargs: OfficialKwargs): CaiTOptions {
-  const unknown = Object.keys(kwargs).filter((k) => !KNOWN_KWARGS.has(k));
-  if (unknown.length) {
-    throw new ConfigError(`cait_models() got unexpected keyword argument(s) ${unknown.join(', ')}; it takes ${[...KNOWN_KWARGS].join(', ')}`);
-  }
+  const kw = kwargReader(kwargs, 'cait_models');
+  checkKnownKwargs(kwargs, KNOWN_KWARGS, 'cait_models()');
   for (const [key, re] of Object.entries(DEFAULT_CLASSES)) {
     const v = kwargs[key];
     if (v === undefined || v === null) continue;
@@ -154,28 +123,28 @@ export function caitOptionsFromOfficial(kwargs: OfficialKwargs): CaiTOptions {
   if (typeof qkvBias !== 'boolean') throw new ConfigError(`cait_models qkv_bias must be a boolean, got ${JSON.stringify(qkvBias)}`);
   const norm = parseNormLayer(kwargs.norm_layer);
   return {
-    imgSize: size(kwargs, 'img_size', 224),
-    patchSize: size(kwargs, 'patch_size', 16),
-    inChans: int(kwargs, 'in_chans', 3),
-    numClasses: int(kwargs, 'num_classes', 1000),
-    embedDim: int(kwargs, 'embed_dim', 768),
-    depth: int(kwargs, 'depth', 12),
-    numHeads: int(kwargs, 'num_heads', 12),
-    mlpRatio: num(kwargs, 'mlp_ratio', 4),
+    imgSize: kw.size('img_size', 224),
+    patchSize: kw.size('patch_size', 16),
+    inChans: kw.int('in_chans', 3),
+    numClasses: kw.int('num_classes', 1000),
+    embedDim: kw.int('embed_dim', 768),
+    depth: kw.int('depth', 12),
+    numHeads: kw.int('num_heads', 12),
+    mlpRatio: kw.num('mlp_ratio', 4),
     qkvBias,
     // Python's `qk_scale or head_dim ** -0.5` (0 and None both mean the default) happens in the blocks.
     qkScale: (qk as number | null | undefined) ?? null,
-    dropRate: num(kwargs, 'drop_rate', 0),
-    attnDropRate: num(kwargs, 'attn_drop_rate', 0),
+    dropRate: kw.num('drop_rate', 0),
+    attnDropRate: kw.num('attn_drop_rate', 0),
     // Porting note: the official file uses DropPath without importing it, so drop_path_rate > 0 is a
     // NameError there; we implement what it means (one constant rate for every self-attention block).
-    dropPathRate: num(kwargs, 'drop_path_rate', 0),
+    dropPathRate: kw.num('drop_path_rate', 0),
     normLayer: norm.factory,
     normEps: norm.eps,
     actLayer: parseActLayer(kwargs.act_layer),
-    initScale: num(kwargs, 'init_scale', 1e-4),
-    depthTokenOnly: int(kwargs, 'depth_token_only', 2),
-    mlpRatioClstk: num(kwargs, 'mlp_ratio_clstk', 4),
+    initScale: kw.num('init_scale', 1e-4),
+    depthTokenOnly: kw.int('depth_token_only', 2),
+    mlpRatioClstk: kw.num('mlp_ratio_clstk', 4),
     // Porting note: the official constructor accepts global_pool and ignores it (always the class token).
     globalPool: 'token',
   };

@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
+import { ConfigError, checkKnownKwargs, kwargReader, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
 import { Conv2Former, type Conv2FormerOptions } from './model.js';
 
 /**
@@ -34,36 +34,22 @@ const KNOWN_KWARGS = new Set([
 /** Accepted by the official constructor but never read: they change nothing in the model. */
 export const IGNORED_OFFICIAL_KWARGS = ['img_size', 'window_sizes', 'num_heads', 'layer_scale_init_value', 'head_init_scale', 'drop_rate'] as const;
 
-function list(kwargs: OfficialKwargs, key: string, fallback: unknown[]): unknown[] {
-  const v = kwargs[key] ?? fallback;
-  if (!Array.isArray(v)) throw new ConfigError(`Conv2Former official kwarg ${key} must be a list, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function int(kwargs: OfficialKwargs, key: string, fallback?: number): number {
-  const v = kwargs[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new ConfigError(`Conv2Former official kwarg ${key} must be an integer, got ${JSON.stringify(v)}`);
-  return v;
-}
-
 /**
  * Maps the official constructor kwargs to {@link Conv2FormerOptions}, reproducing what the
  * official code builds and runs for any kwargs it accepts, and refusing (ConfigError) kwargs on
  * which the official code would fail.
  */
 export function conv2formerOptionsFromOfficial(kwargs: OfficialKwargs): Conv2FormerOptions {
-  const unknown = Object.keys(kwargs).filter((k) => !KNOWN_KWARGS.has(k));
-  if (unknown.length) {
-    throw new ConfigError(`Conv2Former() got unexpected keyword argument(s) ${unknown.join(', ')}; it takes ${[...KNOWN_KWARGS].join(', ')}`);
-  }
+  const kw = kwargReader(kwargs, 'Conv2Former official');
+  checkKnownKwargs(kwargs, KNOWN_KWARGS, 'Conv2Former()');
   if (kwargs.kernel_size === undefined) throw new ConfigError('Conv2Former() is missing its required argument kernel_size');
-  const kernelSize = int(kwargs, 'kernel_size');
+  const kernelSize = kw.int('kernel_size');
   if (kernelSize <= 0 || kernelSize % 2 === 0) {
     throw new ConfigError(`Conv2Former kernel_size=${kernelSize}: the official modulation conv pads k//2, so only odd kernels keep att(x) and v(x) the same size`);
   }
-  const dims = list(kwargs, 'dims', [96, 192, 384, 768]) as number[];
-  const allDepths = list(kwargs, 'depths', [3, 3, 9, 3]) as number[];
-  const allRatios = list(kwargs, 'mlp_ratios', [4, 4, 4, 4]) as number[];
+  const dims = kw.list('dims', [96, 192, 384, 768]) as number[];
+  const allDepths = kw.list('depths', [3, 3, 9, 3]) as number[];
+  const allRatios = kw.list('mlp_ratios', [4, 4, 4, 4]) as number[];
   const n = dims.length;
   if (n < OFFICIAL_FORWARD_STAGES) {
     throw new ConfigError(`Conv2Former dims has ${n} stages; the official forward always runs ${OFFICIAL_FORWARD_STAGES} (range(4)) and fails with fewer`);
@@ -72,8 +58,8 @@ export function conv2formerOptionsFromOfficial(kwargs: OfficialKwargs): Conv2For
   for (const [key, v] of [
     ['depths', allDepths],
     ['mlp_ratios', allRatios],
-    ['window_sizes', list(kwargs, 'window_sizes', [14, 14, 14, 7])],
-    ['num_heads', list(kwargs, 'num_heads', [2, 4, 10, 16])],
+    ['window_sizes', kw.list('window_sizes', [14, 14, 14, 7])],
+    ['num_heads', kw.list('num_heads', [2, 4, 10, 16])],
   ] as const) {
     if (v.length < n) throw new ConfigError(`Conv2Former ${key} has ${v.length} entries but dims has ${n} stages (the official constructor indexes ${key}[i] for each)`);
   }
@@ -96,8 +82,8 @@ export function conv2formerOptionsFromOfficial(kwargs: OfficialKwargs): Conv2For
   if (used !== total && total > 1 && used > 1) dropPathRate = (dropPathRate * (used - 1)) / (total - 1);
   return {
     kernelSize,
-    inChans: int(kwargs, 'in_chans', 3),
-    numClasses: int(kwargs, 'num_classes', 1000),
+    inChans: kw.int('in_chans', 3),
+    numClasses: kw.int('num_classes', 1000),
     depths,
     dims,
     mlpRatios: ratios,

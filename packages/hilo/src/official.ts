@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
+import { ConfigError, kwargReader, parseTorchLayerNorm, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
 import { layerNorm, type NormFactory } from './blocks.js';
 import { LITv2, type LITv2Options } from './model.js';
 
@@ -17,59 +17,13 @@ import { LITv2, type LITv2Options } from './model.js';
 /** Accepted by the official constructor and without effect on what it computes. */
 export const IGNORED_OFFICIAL_KWARGS = ['ape', 'use_checkpoint', 'attn_drop_rate'] as const;
 
-function num(kwargs: OfficialKwargs, key: string, fallback: number): number {
-  const v = kwargs[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`LITv2 official kwarg ${key} must be a number, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function int(kwargs: OfficialKwargs, key: string, fallback: number): number {
-  const v = num(kwargs, key, fallback);
-  if (!Number.isInteger(v)) throw new ConfigError(`LITv2 official kwarg ${key} must be an integer, got ${v}`);
-  return v;
-}
-
-function list(kwargs: OfficialKwargs, key: string, fallback: unknown[] | null): unknown[] {
-  const v = kwargs[key] === undefined ? fallback : kwargs[key];
-  if (v === null) throw new ConfigError(`LITv2 official kwarg ${key} is None: the official constructor indexes ${key}[i] per stage (TypeError)`);
-  if (!Array.isArray(v)) throw new ConfigError(`LITv2 official kwarg ${key} must be a list, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-/** timm's to_2tuple: an int or a 2-sequence. */
-function pair(kwargs: OfficialKwargs, key: string, fallback: number): [number, number] {
-  const v = kwargs[key] ?? fallback;
-  if (typeof v === 'number' && Number.isInteger(v)) return [v, v];
-  if (Array.isArray(v) && v.length === 2 && v.every((d) => typeof d === 'number' && Number.isInteger(d))) return [v[0], v[1]];
-  throw new ConfigError(`LITv2 official kwarg ${key} must be an int or a pair of ints, got ${JSON.stringify(v)}`);
-}
-
-function bool(kwargs: OfficialKwargs, key: string, fallback: boolean): boolean {
-  const v = kwargs[key] ?? fallback;
-  if (typeof v === 'boolean') return v;
-  if (typeof v === 'number') return v !== 0;
-  throw new ConfigError(`LITv2 official kwarg ${key} must be a boolean, got ${JSON.stringify(v)}`);
-}
-
 /**
  * Reads a norm_layer as golden metadata spells it: `"<class 'torch.nn.modules.normalization.LayerNorm'>"`,
  * `"functools.partial(<class '…LayerNorm'>, eps=1e-06)"`, `"torch.nn.LayerNorm"`, or null/absent
  * (the default `nn.LayerNorm`, eps 1e-5). Only (partials of) LayerNorm make sense on tokens.
  */
 export function parseNormLayer(v: unknown): { eps: number; elementwiseAffine: boolean; factory: NormFactory } {
-  let eps = 1e-5;
-  let elementwiseAffine = true;
-  if (v !== undefined && v !== null) {
-    if (typeof v !== 'string' || !/LayerNorm/.test(v) || /LayerNorm2d|GroupNorm|BatchNorm/.test(v)) {
-      throw new ConfigError(`LITv2 norm_layer ${JSON.stringify(v)} is not supported: only (partials of) torch.nn.LayerNorm`);
-    }
-    const m = /eps\s*=\s*([-+0-9.eE]+)/.exec(v);
-    if (m) {
-      eps = Number(m[1]);
-      if (!(eps > 0) || !Number.isFinite(eps)) throw new ConfigError(`LITv2 norm_layer has an invalid eps in ${JSON.stringify(v)}`);
-    }
-    if (/elementwise_affine\s*=\s*False/.test(v)) elementwiseAffine = false;
-  }
+  const { eps, elementwiseAffine } = parseTorchLayerNorm(v, 'LITv2');
   return { eps, elementwiseAffine, factory: layerNorm(eps, { elementwiseAffine }) };
 }
 
@@ -79,11 +33,12 @@ export function parseNormLayer(v: unknown): { eps: number; elementwiseAffine: bo
  * `**kwargs` does; kwargs on which the official constructor fails raise a ConfigError.
  */
 export function litv2OptionsFromOfficial(kwargs: OfficialKwargs): LITv2Options {
-  const depths = list(kwargs, 'depths', [2, 2, 6, 2]);
+  const kw = kwargReader(kwargs, 'LITv2 official');
+  const depths = kw.list('depths', [2, 2, 6, 2]);
   const n = depths.length;
-  const numHeads = list(kwargs, 'num_heads', [3, 6, 12, 24]);
-  const hasMsa = list(kwargs, 'has_msa', [0, 0, 1, 1]);
-  const localWs = list(kwargs, 'local_ws', null);
+  const numHeads = kw.list('num_heads', [3, 6, 12, 24]);
+  const hasMsa = kw.list('has_msa', [0, 0, 1, 1]);
+  const localWs = kw.list('local_ws', null);
   for (const [key, v] of [
     ['num_heads', numHeads],
     ['has_msa', hasMsa],
@@ -93,28 +48,28 @@ export function litv2OptionsFromOfficial(kwargs: OfficialKwargs): LITv2Options {
   }
   const alpha = kwargs.alpha ?? 0.5;
   if (typeof alpha !== 'number') throw new ConfigError(`LITv2 official kwarg alpha must be a number (int(num_heads * alpha)), got ${JSON.stringify(alpha)}`);
-  const patch = pair(kwargs, 'patch_size', 4);
+  const patch = kw.pair('patch_size', 4);
   if (patch[0] !== patch[1]) throw new ConfigError(`LITv2 non-square patch_size ${JSON.stringify(patch)} is not supported`);
   const qkScale = kwargs.qk_scale;
   if (qkScale !== undefined && qkScale !== null && typeof qkScale !== 'number') {
     throw new ConfigError(`LITv2 official kwarg qk_scale must be a number or None, got ${JSON.stringify(qkScale)}`);
   }
   return {
-    imgSize: pair(kwargs, 'img_size', 224),
+    imgSize: kw.pair('img_size', 224),
     patchSize: patch[0],
-    inChans: int(kwargs, 'in_chans', 3),
-    numClasses: int(kwargs, 'num_classes', 1000),
-    embedDim: int(kwargs, 'embed_dim', 96),
+    inChans: kw.int('in_chans', 3),
+    numClasses: kw.int('num_classes', 1000),
+    embedDim: kw.int('embed_dim', 96),
     depths: depths as number[],
     numHeads: numHeads.slice(0, n) as number[],
-    mlpRatio: num(kwargs, 'mlp_ratio', 4),
-    qkvBias: bool(kwargs, 'qkv_bias', true),
+    mlpRatio: kw.num('mlp_ratio', 4),
+    qkvBias: kw.bool('qkv_bias', true),
     qkScale: (qkScale as number | null | undefined) ?? null,
-    dropRate: num(kwargs, 'drop_rate', 0),
-    attnDropRate: num(kwargs, 'attn_drop_rate', 0),
-    dropPathRate: num(kwargs, 'drop_path_rate', 0.1),
+    dropRate: kw.num('drop_rate', 0),
+    attnDropRate: kw.num('attn_drop_rate', 0),
+    dropPathRate: kw.num('drop_path_rate', 0.1),
     normLayer: parseNormLayer(kwargs.norm_layer).factory,
-    patchNorm: bool(kwargs, 'patch_norm', true),
+    patchNorm: kw.bool('patch_norm', true),
     hasMsa: hasMsa.slice(0, n) as Array<number | boolean>,
     alpha,
     localWs: localWs.slice(0, n) as number[],

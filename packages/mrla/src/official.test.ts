@@ -70,7 +70,7 @@ describe('official config mapping', () => {
   });
 
   it('refuses what it cannot build, naming it', () => {
-    expect(() => officialOptions({ ...SMALL, foo: 1 })).toThrow(/unsupported kwargs foo/);
+    expect(() => officialOptions({ ...SMALL, foo: 1 })).toThrow(/ResNet_mrlal\(\) got unexpected keyword argument\(s\) foo/);
     expect(() => officialOptions(SMALL, { overrides: { 'MRLA_Bottleneck.bar': 1 } })).toThrow(/unsupported override/);
     expect(() => officialOptions({ ...SMALL, norm_layer: 'torch.nn.GroupNorm' })).toThrow(/unsupported norm_layer/);
     expect(officialOptions({ ...SMALL, block: "<class 'models.resnet_mrla_light.MRLA_Bottleneck'>" }).block).toBe('bottleneck');

@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import { BatchNorm2d, ConfigError, defaultCheckpointFilter, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
+import { BatchNorm2d, checkKnownKwargs, ConfigError, defaultCheckpointFilter, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
 import type { NormFactory } from './blocks.js';
 import { ResNetMRLA, type ResNetMRLAOptions } from './resnet_mrla.js';
 
@@ -69,8 +69,7 @@ export function parseNormLayer(v: unknown): NormFactory {
 
 /** Maps the official constructor kwargs (plus class-attribute `overrides`) to `ResNetMRLA` options. */
 export function officialOptions(kwargs: OfficialKwargs, extra: { overrides?: Record<string, unknown> } = {}): ResNetMRLAOptions {
-  const unknown = Object.keys(kwargs).filter((k) => !KNOWN_KWARGS.has(k));
-  if (unknown.length) throw new ConfigError(`MRLA official config: unsupported kwargs ${unknown.join(', ')} (ResNet_mrlal takes ${[...KNOWN_KWARGS].join(', ')})`);
+  checkKnownKwargs(kwargs, KNOWN_KWARGS, 'ResNet_mrlal()');
   const o: ResNetMRLAOptions = {};
   const block = kwargs.block ?? 'MRLA_Bottleneck';
   if (typeof block !== 'string') throw new ConfigError(`MRLA official config: block must be a class name string, got ${JSON.stringify(block)}`);

@@ -194,7 +194,7 @@ describe('official constructor kwargs', () => {
     expect(() => regionvitFromOfficialConfig({ ...base, foo: 1 })).toThrow(/unexpected keyword argument\(s\) foo/);
     expect(() => regionvitFromOfficialConfig({ ...base, computed_cls_token: false })).toThrow(/computed_cls_token=False/);
     expect(() => regionvitFromOfficialConfig({ ...base, det_norm: true })).toThrow(/exactly 4 stages/);
-    expect(() => regionvitFromOfficialConfig({ ...base, kernel_sizes: null })).toThrow(/kernel_sizes is required/);
+    expect(() => regionvitFromOfficialConfig({ ...base, kernel_sizes: null })).toThrow(/RegionViT kwarg kernel_sizes is None: required/);
     expect(() => regionvitFromOfficialConfig({ ...base, downsampling: null })).toThrow(/downsampling is required/);
     expect(() => regionvitFromOfficialConfig({ ...base, patch_size: 8 })).toThrow(/patch size 4/);
     expect(() => regionvitFromOfficialConfig({ ...base, downsampling: ['c', ''] })).toThrow(ConfigError);

@@ -21,6 +21,9 @@ import {
   type Module,
   type OfficialKwargs,
   type PytorchLoadResult,
+  checkKnownKwargs,
+  kwargReader,
+  parseTorchLayerNorm,
 } from '@vit/core';
 import { layerNorm, type NormFactory, type PatchConvType } from './blocks.js';
 import { RegionViT, type RegionViTOptions } from './model.js';
@@ -48,53 +51,13 @@ const KNOWN_KWARGS = new Set([
   'det_norm',
 ]);
 
-function num(kwargs: OfficialKwargs, key: string, fallback: number): number {
-  const v = kwargs[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`RegionViT kwarg ${key} must be a number, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function int(kwargs: OfficialKwargs, key: string, fallback: number): number {
-  const v = num(kwargs, key, fallback);
-  if (!Number.isInteger(v)) throw new ConfigError(`RegionViT kwarg ${key} must be an integer, got ${v}`);
-  return v;
-}
-
-function bool(kwargs: OfficialKwargs, key: string, fallback: boolean): boolean {
-  const v = kwargs[key] ?? fallback;
-  if (typeof v !== 'boolean') throw new ConfigError(`RegionViT kwarg ${key} must be a boolean, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function intSeq(kwargs: OfficialKwargs, key: string, fallback: number[] | null): number[] {
-  const v = kwargs[key] ?? fallback;
-  if (v === null) throw new ConfigError(`RegionViT kwarg ${key} is required (the official default None fails)`);
-  if (!Array.isArray(v) || !v.every((d) => typeof d === 'number' && Number.isInteger(d))) {
-    throw new ConfigError(`RegionViT kwarg ${key} must be a list of integers, got ${JSON.stringify(v)}`);
-  }
-  return v as number[];
-}
-
 /**
  * Reads a norm_layer as the golden metadata spells it: `"functools.partial(torch.nn.LayerNorm,
  * eps=1e-06)"`, `"<class 'torch.nn.modules.normalization.LayerNorm'>"` (eps 1e-5), or null (the
  * official default, eps 1e-6).
  */
 export function parseNormLayer(v: unknown): { eps: number; elementwiseAffine: boolean; factory: NormFactory } {
-  let eps = 1e-6;
-  let elementwiseAffine = true;
-  if (v !== undefined && v !== null) {
-    if (typeof v !== 'string' || !/LayerNorm/.test(v) || /LayerNorm2d|GroupNorm|BatchNorm/.test(v)) {
-      throw new ConfigError(`RegionViT norm_layer ${JSON.stringify(v)} is not supported: only (partials of) torch.nn.LayerNorm`);
-    }
-    eps = 1e-5;
-    const m = /eps\s*=\s*([-+0-9.eE]+)/.exec(v);
-    if (m) {
-      eps = Number(m[1]);
-      if (!(eps > 0) || !Number.isFinite(eps)) throw new ConfigError(`RegionViT norm_layer has an invalid eps in ${JSON.stringify(v)}`);
-    }
-    if (/elementwise_affine\s*=\s*False/.test(v)) elementwiseAffine = false;
-  }
+  const { eps, elementwiseAffine } = parseTorchLayerNorm(v, 'RegionViT', 1e-6);
   return { eps, elementwiseAffine, factory: layerNorm(eps, { elementwiseAffine }) };
 }
 
@@ -105,18 +68,16 @@ export function parseNormLayer(v: unknown): { eps: number; elementwiseAffine: bo
  * stages, missing `kernel_sizes`/`downsampling`).
  */
 export function regionvitOptionsFromOfficial(kwargs: OfficialKwargs): RegionViTOptions {
-  const unknown = Object.keys(kwargs).filter((k) => !KNOWN_KWARGS.has(k));
-  if (unknown.length) {
-    throw new ConfigError(`RegionViT() got unexpected keyword argument(s) ${unknown.join(', ')}; it takes ${[...KNOWN_KWARGS].join(', ')}`);
-  }
-  const embedDim = intSeq(kwargs, 'embed_dim', [768]);
+  const kw = kwargReader(kwargs, 'RegionViT');
+  checkKnownKwargs(kwargs, KNOWN_KWARGS, 'RegionViT()');
+  const embedDim = kw.intList('embed_dim', [768]);
   const stages = embedDim.length - 1;
-  if (!bool(kwargs, 'computed_cls_token', true)) {
+  if (!kw.bool('computed_cls_token', true)) {
     // Porting note: with computed_cls_token=False the official constructor calls
     // trunc_normal_(self.cls_token) on a PatchEmbed module and fails; only True exists.
     throw new ConfigError('RegionViT computed_cls_token=False is not supported: the official constructor fails with it (trunc_normal_ on a module)');
   }
-  const detNorm = bool(kwargs, 'det_norm', false);
+  const detNorm = kw.bool('det_norm', false);
   if (detNorm && stages !== 4) {
     throw new ConfigError(
       `RegionViT det_norm=True needs exactly 4 stages (len(embed_dim) = 5): the official constructor builds norm0..norm3 from embed_dim[1..4] and its forward uses norm{i} for every stage; got ${stages} stages`,
@@ -131,7 +92,7 @@ export function regionvitOptionsFromOfficial(kwargs: OfficialKwargs): RegionViTO
     if (!mlpRaw.every((r) => typeof r === 'number' && Number.isFinite(r))) throw new ConfigError(`RegionViT kwarg mlp_ratio must be numbers, got ${JSON.stringify(mlpRaw)}`);
     mlpRatio = mlpRaw as number[];
   } else {
-    mlpRatio = num(kwargs, 'mlp_ratio', 4);
+    mlpRatio = kw.num('mlp_ratio', 4);
   }
   const qk = kwargs.qk_scale;
   if (qk !== undefined && qk !== null && (typeof qk !== 'number' || !Number.isFinite(qk))) {
@@ -154,23 +115,23 @@ export function regionvitOptionsFromOfficial(kwargs: OfficialKwargs): RegionViTO
   return {
     imgSize,
     patchSize,
-    inChans: int(kwargs, 'in_chans', 3),
-    numClasses: Math.max(0, int(kwargs, 'num_classes', 1000)),
+    inChans: kw.int('in_chans', 3),
+    numClasses: Math.max(0, kw.int('num_classes', 1000)),
     embedDim,
-    depth: intSeq(kwargs, 'depth', [12]),
-    numHeads: intSeq(kwargs, 'num_heads', [12]),
+    depth: kw.intList('depth', [12]),
+    numHeads: kw.intList('num_heads', [12]),
     mlpRatio,
-    qkvBias: bool(kwargs, 'qkv_bias', true),
+    qkvBias: kw.bool('qkv_bias', true),
     qkScale: (qk as number | null | undefined) ?? null,
-    dropRate: num(kwargs, 'drop_rate', 0),
-    attnDropRate: num(kwargs, 'attn_drop_rate', 0),
-    dropPathRate: num(kwargs, 'drop_path_rate', 0),
+    dropRate: kw.num('drop_rate', 0),
+    attnDropRate: kw.num('attn_drop_rate', 0),
+    dropPathRate: kw.num('drop_path_rate', 0),
     normLayer: norm.factory,
     normEps: norm.eps,
-    kernelSizes: intSeq(kwargs, 'kernel_sizes', null),
+    kernelSizes: kw.intList('kernel_sizes', null),
     downsampling: down as string[],
     patchConvType,
-    peg: bool(kwargs, 'peg', false),
+    peg: kw.bool('peg', false),
     detNorm,
   };
 }

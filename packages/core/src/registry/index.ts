@@ -1,2 +1,3 @@
 export * from './registry.js';
 export * from './contract.js';
+export * from './official_kwargs.js';

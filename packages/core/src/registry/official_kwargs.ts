@@ -1,0 +1,109 @@
+/**
+ * Reading an official constructor's keyword arguments (as golden metadata and `vit convert
+ * --config` give them: JSON, with Python defaults where a key is absent). Every architecture's
+ * `official.ts` maps kwargs to its options through these, so a wrong type reads the same
+ * everywhere: `<label> kwarg <key> must be …, got …`.
+ */
+import { ConfigError } from '../errors.js';
+import type { OfficialKwargs } from './registry.js';
+
+const show = (v: unknown) => JSON.stringify(v) ?? String(v);
+
+/** Typed readers over one kwargs object; `label` starts every message (`'LITv2 official'`). */
+export interface KwargReader {
+  /** A finite number (the fallback when absent). */
+  num(key: string, fallback?: number): number;
+  int(key: string, fallback?: number): number;
+  /** Python truthiness of a bool or a number. */
+  bool(key: string, fallback: boolean): boolean;
+  /** timm's to_2tuple: an int or a 2-sequence of ints. */
+  pair(key: string, fallback: number): [number, number];
+  /** An int or a pair of ints, kept as given. */
+  size(key: string, fallback: number): number | [number, number];
+  /** A list; None (null, given or as the default) is refused, saying why (`noneReason`). */
+  list(key: string, fallback: unknown[] | null, noneReason?: string): unknown[];
+  /** A list of integers (a single int is not a list). */
+  intList(key: string, fallback: number[] | null, noneReason?: string): number[];
+}
+
+export function kwargReader(kwargs: OfficialKwargs, label: string): KwargReader {
+  const fail = (key: string, what: string, v: unknown): never => {
+    throw new ConfigError(`${label} kwarg ${key} must be ${what}, got ${show(v)}`);
+  };
+  // Scalars: None (null) means the default, as the official constructors treat it.
+  const get = (key: string, fallback: unknown) => kwargs[key] ?? fallback;
+  const r: KwargReader = {
+    num(key, fallback) {
+      const v = get(key, fallback);
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(key, 'a number', v);
+      return v as number;
+    },
+    int(key, fallback) {
+      const v = get(key, fallback);
+      if (typeof v !== 'number' || !Number.isInteger(v)) fail(key, 'an integer', v);
+      return v as number;
+    },
+    bool(key, fallback) {
+      const v = get(key, fallback);
+      if (typeof v === 'boolean') return v;
+      if (typeof v === 'number') return v !== 0;
+      return fail(key, 'a boolean', v);
+    },
+    pair(key, fallback) {
+      const v = r.size(key, fallback);
+      return typeof v === 'number' ? [v, v] : v;
+    },
+    size(key, fallback) {
+      const v = get(key, fallback);
+      if (typeof v === 'number' && Number.isInteger(v)) return v;
+      if (Array.isArray(v) && v.length === 2 && v.every((d) => typeof d === 'number' && Number.isInteger(d))) return [v[0] as number, v[1] as number];
+      return fail(key, 'an int or a pair of ints', v);
+    },
+    list(key, fallback, noneReason) {
+      // Lists: an explicit None reaches the official code, which indexes it per stage.
+      const v = kwargs[key] === undefined ? fallback : kwargs[key];
+      if (v === null) throw new ConfigError(`${label} kwarg ${key} is None: ${noneReason ?? `required (the official code indexes ${key}[i]: TypeError)`}`);
+      if (!Array.isArray(v)) fail(key, 'a list', v);
+      return v as unknown[];
+    },
+    intList(key, fallback, noneReason) {
+      const v = r.list(key, fallback, noneReason);
+      if (!v.every((d) => typeof d === 'number' && Number.isInteger(d))) fail(key, 'a list of integers', v);
+      return v as number[];
+    },
+  };
+  return r;
+}
+
+/**
+ * Refuses keyword arguments the official constructor does not take, as Python would
+ * (`<call> got unexpected keyword argument(s) …`), listing the ones it does.
+ */
+export function checkKnownKwargs(kwargs: OfficialKwargs, known: Iterable<string>, call: string): void {
+  const set = new Set(known);
+  const unknown = Object.keys(kwargs).filter((k) => !set.has(k));
+  if (unknown.length) throw new ConfigError(`${call} got unexpected keyword argument(s) ${unknown.join(', ')}; it takes ${[...set].join(', ')}`);
+}
+
+/**
+ * A `torch.nn.LayerNorm` norm_layer as golden metadata spells it: `"<class
+ * 'torch.nn.modules.normalization.LayerNorm'>"`, `"functools.partial(<class '…LayerNorm'>,
+ * eps=1e-06)"`, `"torch.nn.LayerNorm"` (torch's eps 1e-5 unless the partial sets one), or
+ * null/absent: the constructor's own default, eps `defaultEps`. Other norms are refused (`label`
+ * names the architecture).
+ */
+export function parseTorchLayerNorm(v: unknown, label: string, defaultEps = 1e-5): { eps: number; elementwiseAffine: boolean } {
+  if (v === undefined || v === null) return { eps: defaultEps, elementwiseAffine: true };
+  let eps = 1e-5;
+  let elementwiseAffine = true;
+  if (typeof v !== 'string' || !/LayerNorm/.test(v) || /LayerNorm2d|GroupNorm|BatchNorm/.test(v)) {
+    throw new ConfigError(`${label} norm_layer ${show(v)} is not supported: only (partials of) torch.nn.LayerNorm`);
+  }
+  const m = /eps\s*=\s*([-+0-9.eE]+)/.exec(v);
+  if (m) {
+    eps = Number(m[1]);
+    if (!(eps > 0) || !Number.isFinite(eps)) throw new ConfigError(`${label} norm_layer has an invalid eps in ${show(v)}`);
+  }
+  if (/elementwise_affine\s*=\s*False/.test(v)) elementwiseAffine = false;
+  return { eps, elementwiseAffine };
+}
