@@ -1,4 +1,4 @@
-import { ConfigError, fashionMnistNanoTag, isModelRegistered, modelCard, pretrainedTag, registerModel, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
+import { checkModelOptions, fashionMnistNanoTag, modelCard, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
 import { CAIT_VARIANTS, type CaiTVariant } from './configs.js';
 import { CAIT_DEFAULTS, CaiT, type CaiTOptions } from './model.js';
 
@@ -6,10 +6,7 @@ const OPTION_NAMES = new Set(Object.keys(CAIT_DEFAULTS));
 
 /** Builds a registered variant; `overrides` may change any {@link CaiTOptions} field. */
 export function createCaiTVariant(variant: CaiTVariant, overrides: CreateModelOptions = {}): CaiT {
-  const unknown = Object.keys(overrides).filter((k) => !OPTION_NAMES.has(k) && overrides[k] !== undefined);
-  if (unknown.length) {
-    throw new ConfigError(`Unknown CaiT option(s) ${unknown.join(', ')}; valid options: ${[...OPTION_NAMES].join(', ')}`);
-  }
+  checkModelOptions(overrides, OPTION_NAMES, 'CaiT');
   return new CaiT({ ...variant.options, ...(overrides as CaiTOptions) });
 }
 
@@ -38,15 +35,14 @@ function pretrainedTags(name: string, v: CaiTVariant, card: ModelCard): Pretrain
   ];
 }
 
-let registered = false;
-
 /** Registers every variant of {@link CAIT_VARIANTS} with its model card (idempotent). */
 export function registerCaiTModels(): void {
-  if (registered) return;
-  registered = true;
-  for (const [name, v] of Object.entries(CAIT_VARIANTS)) {
-    if (isModelRegistered(name)) continue;
-    const card = modelCard({
+  registerVariants(CAIT_VARIANTS as Record<string, CaiTVariant>, {
+    typeName: 'CaiT',
+    optionNames: OPTION_NAMES,
+    create: (v, options) => createCaiTVariant(v, options),
+    card: (name, v) => {
+      return modelCard({
         name,
         arch: 'cait',
         inputSize: v.inputSize,
@@ -64,7 +60,8 @@ export function registerCaiTModels(): void {
         notes:
           v.notes ??
           `Distilled ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}). Fixed input size unless created with dynamicImgSize: true.`,
-    });
-    registerModel(name, (options) => createCaiTVariant(v, options), { ...card, pretrained: pretrainedTags(name, v, card) });
-  }
+      });
+    },
+    pretrained: (name, v, card) => pretrainedTags(name, v, card),
+  });
 }

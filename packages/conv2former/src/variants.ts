@@ -1,4 +1,4 @@
-import { ConfigError, fashionMnistNanoTag, isModelRegistered, modelCard, pretrainedTag, registerModel, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
+import { checkModelOptions, fashionMnistNanoTag, modelCard, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
 import { CONV2FORMER_VARIANTS, type Conv2FormerVariant } from './configs.js';
 import { CONV2FORMER_DEFAULTS, Conv2Former, type Conv2FormerOptions } from './model.js';
 
@@ -6,10 +6,7 @@ const OPTION_NAMES = new Set(Object.keys(CONV2FORMER_DEFAULTS));
 
 /** Builds a registered variant; `overrides` may change any {@link Conv2FormerOptions} field. */
 export function createConv2FormerVariant(variant: Conv2FormerVariant, overrides: CreateModelOptions = {}): Conv2Former {
-  const unknown = Object.keys(overrides).filter((k) => !OPTION_NAMES.has(k) && overrides[k] !== undefined);
-  if (unknown.length) {
-    throw new ConfigError(`Unknown Conv2Former option(s) ${unknown.join(', ')}; valid options: ${[...OPTION_NAMES].join(', ')}`);
-  }
+  checkModelOptions(overrides, OPTION_NAMES, 'Conv2Former');
   return new Conv2Former({ ...variant.options, ...(overrides as Conv2FormerOptions) });
 }
 
@@ -29,15 +26,14 @@ function pretrainedTags(v: Conv2FormerVariant, card: ModelCard): PretrainedTag[]
   ];
 }
 
-let registered = false;
-
 /** Registers every variant of {@link CONV2FORMER_VARIANTS} with its model card (idempotent). */
 export function registerConv2FormerModels(): void {
-  if (registered) return;
-  registered = true;
-  for (const [name, v] of Object.entries(CONV2FORMER_VARIANTS) as Array<[string, Conv2FormerVariant]>) {
-    if (isModelRegistered(name)) continue;
-    const card = modelCard({
+  registerVariants(CONV2FORMER_VARIANTS as Record<string, Conv2FormerVariant>, {
+    typeName: 'Conv2Former',
+    optionNames: OPTION_NAMES,
+    create: (v, options) => createConv2FormerVariant(v, options),
+    card: (name, v) => {
+      return modelCard({
         name,
         arch: 'conv2former',
         inputSize: v.inputSize,
@@ -56,7 +52,8 @@ export function registerConv2FormerModels(): void {
         ...(v.mean ? { mean: v.mean } : {}),
         ...(v.std ? { std: v.std } : {}),
         notes: v.notes,
-    });
-    registerModel(name, (options) => createConv2FormerVariant(v, options), { ...card, pretrained: pretrainedTags(v, card) });
-  }
+      });
+    },
+    pretrained: (name, v, card) => pretrainedTags(v, card),
+  });
 }

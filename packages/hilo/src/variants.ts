@@ -1,4 +1,4 @@
-import { ConfigError, fashionMnistNanoTag, isModelRegistered, modelCard, pretrainedTag, registerModel, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
+import { checkModelOptions, fashionMnistNanoTag, modelCard, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
 import { LITV2_VARIANTS, type LITv2Variant } from './configs.js';
 import { LITV2_DEFAULTS, LITv2, type LITv2Options } from './model.js';
 
@@ -6,10 +6,7 @@ const OPTION_NAMES = new Set(Object.keys(LITV2_DEFAULTS));
 
 /** Builds a registered variant; `overrides` may change any {@link LITv2Options} field. */
 export function createLITv2Variant(variant: LITv2Variant, overrides: CreateModelOptions = {}): LITv2 {
-  const unknown = Object.keys(overrides).filter((k) => !OPTION_NAMES.has(k) && overrides[k] !== undefined);
-  if (unknown.length) {
-    throw new ConfigError(`Unknown LITv2 option(s) ${unknown.join(', ')}; valid options: ${[...OPTION_NAMES].join(', ')}`);
-  }
+  checkModelOptions(overrides, OPTION_NAMES, 'LITv2');
   return new LITv2({ ...variant.options, ...(overrides as LITv2Options) });
 }
 
@@ -35,15 +32,14 @@ function pretrainedTags(name: string, v: LITv2Variant, card: ModelCard): Pretrai
   ];
 }
 
-let registered = false;
-
 /** Registers every variant of {@link LITV2_VARIANTS} with its model card (idempotent). */
 export function registerLITv2Models(): void {
-  if (registered) return;
-  registered = true;
-  for (const [name, v] of Object.entries(LITV2_VARIANTS) as Array<[string, LITv2Variant]>) {
-    if (isModelRegistered(name)) continue;
-    const card = modelCard({
+  registerVariants(LITV2_VARIANTS as Record<string, LITv2Variant>, {
+    typeName: 'LITv2',
+    optionNames: OPTION_NAMES,
+    create: (v, options) => createLITv2Variant(v, options),
+    card: (name, v) => {
+      return modelCard({
         name,
         arch: 'litv2',
         inputSize: v.inputSize,
@@ -58,7 +54,8 @@ export function registerLITv2Models(): void {
         cropPct: v.cropPct,
         interpolation: v.interpolation,
         notes: v.notes,
-    });
-    registerModel(name, (options) => createLITv2Variant(v, options), { ...card, pretrained: pretrainedTags(name, v, card) });
-  }
+      });
+    },
+    pretrained: (name, v, card) => pretrainedTags(name, v, card),
+  });
 }

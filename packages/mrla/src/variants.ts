@@ -1,4 +1,4 @@
-import { fashionMnistNanoTag, modelCard, registerModel, type CreateModelOptions, type ModelCard, type NanoWeights } from '@vit/core';
+import { fashionMnistNanoTag, modelCard, registerVariants, type ModelCard, type NanoWeights } from '@vit/core';
 import { ResNetMRLA, type ResNetMRLAOptions } from './resnet_mrla.js';
 
 const REFERENCE = 'joyfang1106/MRLA:resnet/models/resnet_mrla_light.py';
@@ -86,28 +86,44 @@ const CARDS: Record<MRLAVariant, CardInfo> = {
 /** Our Fashion-MNIST weights shipped in this package (`weights/`). */
 const NANO_WEIGHTS: Partial<Record<MRLAVariant, NanoWeights>> = {};
 
-function register(name: MRLAVariant): void {
-  const config = MRLA_CONFIGS[name] as ResNetMRLAOptions;
-  const factory = (options: CreateModelOptions = {}) => new ResNetMRLA({ ...config, ...(options as ResNetMRLAOptions) });
-  const info = CARDS[name];
-  const card = modelCard({
-    name,
-    arch: 'mrla',
-    firstConv: 'conv1',
-    classifier: 'fc',
-    interpolation: 'bilinear',
-    paper: PAPER,
-    reference: info.official ? REFERENCE : undefined,
-    ...info,
-  });
-  // The authors publish no weights (the README has none): only our nano has a pretrained tag.
-  const weights = NANO_WEIGHTS[name];
-  registerModel(name, factory, { ...card, pretrained: weights ? [fashionMnistNanoTag(card, weights)] : [] });
-}
+/**
+ * Every option {@link ResNetMRLA} takes: what `createModel` overrides may set. The type check
+ * below fails to compile when an option is added to `ResNetMRLAOptions` and not here.
+ */
+const OPTION_NAMES = [
+  'block', 'layers', 'numClasses', 'inChans', 'expansion', 'stem', 'groups', 'widthPerGroup', 'se', 'eca', 'zeroInitLastBn',
+  'replaceStrideWithDilation', 'normLayer', 'actLayer', 'dropRate', 'dropPath', 'dropPathRate', 'mrla', 'dimPerhead', 'layerAttn',
+  'stemWidth', 'widths',
+] as const satisfies ReadonlyArray<keyof ResNetMRLAOptions>;
+type MissingOption = Exclude<keyof ResNetMRLAOptions, (typeof OPTION_NAMES)[number]>;
+const allOptionsListed: [MissingOption] extends [never] ? true : MissingOption = true;
+void allOptionsListed;
 
-/** Registers every variant (called once by the package entry point). */
+/** Registers every variant (idempotent; called by the package entry point). */
 export function registerMRLAVariants(): void {
-  for (const name of Object.keys(MRLA_CONFIGS) as MRLAVariant[]) register(name);
+  registerVariants(MRLA_CONFIGS as Record<MRLAVariant, ResNetMRLAOptions>, {
+    typeName: 'ResNetMRLA',
+    optionNames: OPTION_NAMES,
+    create: (config, options) => new ResNetMRLA({ ...config, ...(options as ResNetMRLAOptions) }),
+    card: (name) => {
+      const info = CARDS[name as MRLAVariant];
+      return modelCard({
+        name,
+        arch: 'mrla',
+        firstConv: 'conv1',
+        classifier: 'fc',
+        interpolation: 'bilinear',
+        paper: PAPER,
+        reference: info.official ? REFERENCE : undefined,
+        ...info,
+      });
+    },
+    // The authors publish no weights (the README has none): only our nano has a pretrained tag.
+    pretrained: (name, _config, card) => {
+      const weights = NANO_WEIGHTS[name as MRLAVariant];
+      return weights ? [fashionMnistNanoTag(card, weights)] : [];
+    },
+  });
 }
 
 /** Builds a variant directly (without the registry). */

@@ -1,4 +1,4 @@
-import { ConfigError, fashionMnistNanoTag, isModelRegistered, modelCard, pretrainedTag, registerModel, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
+import { checkModelOptions, fashionMnistNanoTag, modelCard, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
 import { REGIONVIT_VARIANTS, type RegionViTVariant } from './configs.js';
 import { REGIONVIT_DEFAULTS, RegionViT, type RegionViTOptions } from './model.js';
 
@@ -14,10 +14,7 @@ const OPTION_NAMES = new Set([
 
 /** Builds a registered variant; `overrides` may change any {@link RegionViTOptions} field. */
 export function createRegionViTVariant(variant: RegionViTVariant, overrides: CreateModelOptions = {}): RegionViT {
-  const unknown = Object.keys(overrides).filter((k) => !OPTION_NAMES.has(k) && overrides[k] !== undefined);
-  if (unknown.length) {
-    throw new ConfigError(`Unknown RegionViT option(s) ${unknown.join(', ')}; valid options: ${[...OPTION_NAMES].join(', ')}`);
-  }
+  checkModelOptions(overrides, OPTION_NAMES, 'RegionViT');
   return new RegionViT({ ...variant.options, ...(overrides as RegionViTOptions) });
 }
 
@@ -39,18 +36,17 @@ function pretrainedTags(v: RegionViTVariant, card: ModelCard): PretrainedTag[] {
   ];
 }
 
-let registered = false;
-
 /** Registers every variant of {@link REGIONVIT_VARIANTS} with its model card (idempotent). */
 export function registerRegionViTModels(): void {
-  if (registered) return;
-  registered = true;
-  for (const [name, v] of Object.entries(REGIONVIT_VARIANTS)) {
-    if (isModelRegistered(name)) continue;
-    const released = v.weightsUrl
-      ? `ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}).`
-      : 'No ImageNet-1k classification weights released (the official release has COCO detection backbones of this model).';
-    const card = modelCard({
+  registerVariants(REGIONVIT_VARIANTS as Record<string, RegionViTVariant>, {
+    typeName: 'RegionViT',
+    optionNames: OPTION_NAMES,
+    create: (v, options) => createRegionViTVariant(v, options),
+    card: (name, v) => {
+      const released = v.weightsUrl
+        ? `ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}).`
+        : 'No ImageNet-1k classification weights released (the official release has COCO detection backbones of this model).';
+      return modelCard({
         name,
         arch: 'regionvit',
         inputSize: v.inputSize,
@@ -66,7 +62,8 @@ export function registerRegionViTModels(): void {
         reference: 'IBM/RegionViT:regionvit/regionvit.py',
         official: v.official ?? true,
         notes: v.notes ?? `${v.paperName}. ${released} Any input size is accepted (sizes that are not a multiple of 28·(window/7) px are padded and masked as the official code does).`,
-    });
-    registerModel(name, (options) => createRegionViTVariant(v, options), { ...card, pretrained: pretrainedTags(v, card) });
-  }
+      });
+    },
+    pretrained: (name, v, card) => pretrainedTags(v, card),
+  });
 }

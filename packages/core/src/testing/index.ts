@@ -2,6 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { setTestBackend } from './backend.js';
 import { registeredSubjects, runConformance, type DescribeConformanceOptions } from './conformance.js';
+import { ConfigError } from '../errors.js';
+import { createModel } from '../registry/registry.js';
 
 export * from './conformance.js';
 export * from './compare.js';
@@ -28,6 +30,11 @@ export function describeConformance(options: DescribeConformanceOptions): void {
         expect(() => runConformance(subject)).not.toThrow();
       });
     }
+    it('every model refuses an option its architecture does not take (a typo must not build a default model)', () => {
+      for (const name of options.models) {
+        expect(() => createModel(name, { ...options.createOptions?.(name), notAnOption: 1 }), name).toThrow(ConfigError);
+      }
+    });
   });
 }
 export * from './gpu.js';

@@ -1,0 +1,52 @@
+import '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../errors.js';
+import { Module } from '../nn/module.js';
+import { setTestBackend } from '../testing/backend.js';
+import { createModel, getModelCard, listModels, modelCard, pretrainedTag, unregisterModel } from './registry.js';
+import { checkModelOptions, registerVariants } from './variants.js';
+
+class Toy extends Module {
+  constructor(readonly depth: number) {
+    super();
+    this.addParameter('w', tf.zeros([depth]));
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return x;
+  }
+}
+
+const VARIANTS = { vtoy_small: { depth: 2 }, vtoy_big: { depth: 4 } };
+const spec = {
+  typeName: 'Toy',
+  optionNames: ['depth', 'numClasses'],
+  card: (name: string) => modelCard({ name, arch: 'vtoy', firstConv: 'w', classifier: 'w' }),
+  create: (v: { depth: number }, o: Record<string, unknown>) => new Toy((o.depth as number | undefined) ?? v.depth),
+  pretrained: (name: string, _v: unknown, card: ReturnType<typeof modelCard>) =>
+    name === 'vtoy_big' ? [pretrainedTag(card, { tag: 't', license: 'MIT', labels: '', sources: [{ url: 'https://example.org/w.pth', format: 'pth' as const }] })] : [],
+};
+
+describe('registerVariants', () => {
+  beforeAll(async () => {
+    await setTestBackend();
+  });
+  afterAll(() => Object.keys(VARIANTS).forEach(unregisterModel));
+
+  it('registers cards, factories and pretrained tags once; a second call changes nothing', () => {
+    expect(registerVariants(VARIANTS, spec)).toEqual(['vtoy_small', 'vtoy_big']);
+    expect(registerVariants(VARIANTS, spec)).toEqual([]);
+    expect(listModels('vtoy_*')).toEqual(['vtoy_big', 'vtoy_small']);
+    expect(listModels('vtoy_*', { pretrained: true })).toEqual(['vtoy_big']);
+    expect(getModelCard('vtoy_small')).toMatchObject({ arch: 'vtoy', pretrained: [] });
+    const m = createModel<Toy>('vtoy_small', { depth: 3 });
+    expect(m.depth).toBe(3);
+    m.dispose();
+  });
+
+  it('refuses options the architecture does not take, naming the nearest; undefined values are unset flags', () => {
+    expect(() => createModel('vtoy_small', { depthz: 3 })).toThrow(ConfigError);
+    expect(() => createModel('vtoy_small', { depthz: 3 })).toThrow(/^Unknown Toy option\(s\) depthz \(did you mean depth\?\); valid options: depth, numClasses$/);
+    expect(() => checkModelOptions({ depth: 1, extra: undefined }, ['depth'], 'Toy')).not.toThrow();
+  });
+});

@@ -1,0 +1,55 @@
+/**
+ * What every architecture package does to register its variants (timm's `_create_*` +
+ * `register_model`), in one place: a card per variant, a factory that refuses options the
+ * architecture does not take (naming the nearest), pretrained tags, and idempotence.
+ */
+import { ConfigError, nearestNames } from '../errors.js';
+import type { Module } from '../nn/module.js';
+import { isModelRegistered, registerModel, type CreateModelOptions, type ModelCard, type PretrainedTag } from './registry.js';
+
+/**
+ * Refuses option names the model does not take (`depthz`), with the nearest valid ones: a typo
+ * must not build a default model silently. Undefined values are ignored (an unset flag).
+ */
+export function checkModelOptions(options: CreateModelOptions, names: Iterable<string>, typeName: string): void {
+  const valid = new Set(names);
+  const unknown = Object.keys(options).filter((k) => !valid.has(k) && options[k] !== undefined);
+  if (!unknown.length) return;
+  const hints = unknown.map((k) => nearestNames(k, valid, 1)[0]).filter((h): h is string => h !== undefined);
+  throw new ConfigError(
+    `Unknown ${typeName} option(s) ${unknown.join(', ')}${hints.length ? ` (did you mean ${hints.join(', ')}?)` : ''}; valid options: ${[...valid].join(', ')}`,
+  );
+}
+
+export interface VariantRegistration<V> {
+  /** The model class's name for messages (`CaiT`). */
+  typeName: string;
+  /** Every option the factory accepts. */
+  optionNames: Iterable<string>;
+  /** The model card of a variant. */
+  card(name: string, variant: V): ModelCard;
+  /** Builds a variant with checked overrides. */
+  create(variant: V, options: CreateModelOptions): Module;
+  /** Its pretrained tags (default none). */
+  pretrained?(name: string, variant: V, card: ModelCard): PretrainedTag[];
+}
+
+/**
+ * Registers every variant not registered yet (so calling it twice, or after a user registered one
+ * of the names, is harmless) and returns the names registered now.
+ */
+export function registerVariants<V>(variants: Readonly<Record<string, V>>, spec: VariantRegistration<V>): string[] {
+  const names = [...spec.optionNames];
+  const added: string[] = [];
+  for (const [name, variant] of Object.entries(variants)) {
+    if (isModelRegistered(name)) continue;
+    const card = spec.card(name, variant);
+    const factory = (options: CreateModelOptions = {}) => {
+      checkModelOptions(options, names, spec.typeName);
+      return spec.create(variant, options);
+    };
+    registerModel(name, factory, { ...card, pretrained: spec.pretrained?.(name, variant, card) ?? card.pretrained ?? [] });
+    added.push(name);
+  }
+  return added;
+}
