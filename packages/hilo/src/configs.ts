@@ -1,4 +1,4 @@
-import type { NanoWeights } from '@vit/core';
+import { packageAsset, type NanoWeights } from '@vit/core';
 import type { LITv2Options } from './model.js';
 
 /** One registered LITv2 variant: its options and what its model card states. */
@@ -110,6 +110,13 @@ export const LITV2_VARIANTS = {
     interpolation: 'bilinear',
     notes:
       'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
+    nanoWeights: {
+      url: packageAsset('../weights/litv2_nano.fashion_mnist.safetensors', import.meta.url),
+      sha256: '4eb8bceeb9fda2b74fe13fb7807761155a77ac005281fdc81cd6f6fa0cc60ed1',
+      sizeBytes: 2_852_180,
+      top1: 88.55,
+      epochs: 1,
+    },
   },
 } satisfies Record<string, LITv2Variant>;
 

@@ -1,4 +1,4 @@
-import { fashionMnistNanoTag, modelCard, registerVariants, type ModelCard, type NanoWeights } from '@vit/core';
+import { fashionMnistNanoTag, modelCard, packageAsset, registerVariants, type ModelCard, type NanoWeights } from '@vit/core';
 import { ResNetMRLA, type ResNetMRLAOptions } from './resnet_mrla.js';
 
 const REFERENCE = 'joyfang1106/MRLA:resnet/models/resnet_mrla_light.py';
@@ -84,7 +84,15 @@ const CARDS: Record<MRLAVariant, CardInfo> = {
 };
 
 /** Our Fashion-MNIST weights shipped in this package (`weights/`). */
-const NANO_WEIGHTS: Partial<Record<MRLAVariant, NanoWeights>> = {};
+const NANO_WEIGHTS: Partial<Record<MRLAVariant, NanoWeights>> = {
+  resnet10_mrlal_nano: {
+    url: packageAsset('../weights/resnet10_mrlal_nano.fashion_mnist.safetensors', import.meta.url),
+    sha256: '0bc3569ff758de800fe3cee8646c8456b68eca4067bf49518b8e8dbe600e7ab3',
+    sizeBytes: 635_628,
+    top1: 88.89,
+    epochs: 1,
+  },
+};
 
 /**
  * Every option {@link ResNetMRLA} takes: what `createModel` overrides may set. The type check
