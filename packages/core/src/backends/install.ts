@@ -12,8 +12,23 @@ import { BackendError } from './errors.js';
 import { forgetStock, rememberStock } from './kernel_util.js';
 import { batchMatMulWasm, fusedMatMulWasm } from './matmul_wasm.js';
 import { segmentSumCpu, segmentSumWasm } from './segment_sum.js';
-import { LAYER_NORM, LAYER_NORM_GRAD, layerNormGradWasm, layerNormWasm } from './wasm_norm.js';
-import { erfWasm, expWasm, GELU_ERF, GELU_ERF_GRAD, geluGradWasm, geluWasm, gatherWasm, identityWasm, meanWasm, reverseWasm, stridedSliceWasm, sumWasm, tileWasm, unpackWasm } from './wasm_copy.js';
+import { BATCH_NORM, BATCH_NORM_GRAD, LAYER_NORM, LAYER_NORM_GRAD, batchNormGradWasm, batchNormWasm, layerNormGradWasm, layerNormWasm } from './wasm_norm.js';
+import {
+  erfWasm,
+  expWasm,
+  GELU_ERF,
+  GELU_ERF_GRAD,
+  geluGradWasm,
+  geluWasm,
+  gatherWasm,
+  identityWasm,
+  meanWasm,
+  reverseWasm,
+  stridedSliceWasm,
+  sumWasm,
+  tileWasm,
+  unpackWasm,
+} from './wasm_copy.js';
 
 /** A kernel we register over (or next to) tfjs's own for one backend. */
 export interface KernelReplacement {
@@ -94,6 +109,18 @@ const WASM_KERNELS: KernelReplacement[] = [
     'missing',
     "LayerNorm's backward in one SIMD kernel (dx, dγ, dβ; the composed form is ~14 kernels), bit-identical to it",
     layerNormGradWasm as tf.KernelFunc,
+  ),
+  wasm(
+    BATCH_NORM,
+    'missing',
+    'training BatchNorm (NHWC, statistics over N, H, W) in one SIMD kernel: y, μ, σ², 1/σ (the composed form is 10 kernels), bit-identical to it',
+    batchNormWasm as tf.KernelFunc,
+  ),
+  wasm(
+    BATCH_NORM_GRAD,
+    'missing',
+    "training BatchNorm's backward in one SIMD kernel (dx, dγ, dβ; the composed form is ~12 kernels), bit-identical to it",
+    batchNormGradWasm as tf.KernelFunc,
   ),
   wasm(tf._FusedMatMul, 'slow', 'transposed/batched cases through the BatchMatMul above, then bias and activation kernels', fusedMatMulWasm),
 ];

@@ -42,6 +42,7 @@ import {
   mem,
   moduleBytes,
   splat,
+  f32Bytes,
 } from './wasm_asm.js';
 
 const LANES = [0, 1, 2, 3] as const;
@@ -103,24 +104,43 @@ function rowsOfBlock(c: Code, prepare: (q: Code, j: number) => void, vec: (q: Co
       (q) => {
         q.get('r').i32(j).add().get('rowBytes').mul().set('rowOff');
         prepare(q, j);
-        q.i32(0).set('o');
-        q.while(
-          (t) => t.get('o').get('vecBytes').op(I32_LT_U),
-          (t) => {
-            vec(t);
-            t.inc('o', (u) => u.i32(16));
-          },
-        );
-        q.while(
-          (t) => t.get('o').get('rowBytes').op(I32_LT_U),
-          (t) => {
-            tail(t);
-            t.inc('o', (u) => u.i32(4));
-          },
-        );
+        alongRow(q, vec, tail);
       },
     );
   }
+}
+
+/** One row (at rowOff): `vec` 4 columns at a time (byte offset o in the row), then `tail` one column at a time. */
+function alongRow(c: Code, vec: (q: Code) => void, tail: (q: Code) => void): void {
+  c.i32(0).set('o');
+  c.while(
+    (t) => t.get('o').get('vecBytes').op(I32_LT_U),
+    (t) => {
+      vec(t);
+      t.inc('o', (u) => u.i32(16));
+    },
+  );
+  c.while(
+    (t) => t.get('o').get('rowBytes').op(I32_LT_U),
+    (t) => {
+      tail(t);
+      t.inc('o', (u) => u.i32(4));
+    },
+  );
+}
+
+/** for (r = 0, rowOff = 0; r < R; r++, rowOff += rowBytes) alongRow(vec, tail). */
+function everyRow(c: Code, vec: (q: Code) => void, tail: (q: Code) => void): void {
+  c.i32(0).set('r');
+  c.i32(0).set('rowOff');
+  c.while(
+    (q) => q.get('r').get('R').op(I32_LT_U),
+    (q) => {
+      alongRow(q, vec, tail);
+      q.inc('r', (t) => t.i32(1));
+      q.inc('rowOff', (t) => t.get('rowBytes'));
+    },
+  );
 }
 
 /** rowBytes = C·4, vecBytes = (C & ~3)·4, cvec = splat(float(C)); r = 0. */
@@ -380,6 +400,310 @@ function backwardBody(hasGamma: boolean, hasBeta: boolean): number[] {
   return c.body();
 }
 
+/*
+ * BatchNorm in training mode over an NHWC map seen as [R = N·H·W, C]: statistics per column.
+ * The composed form's Mean and Sum over the leading axes are our column sum (wasm_reduce.ts), which
+ * adds row after row per column from 0, then divides by R; here the sums accumulate row after row
+ * into [C] buffers (the outputs μ and σ², or the gradients dβ and dγ), streaming each row once.
+ */
+
+const BN_FWD_PARAMS = ['x', 'g', 'b', 'y', 'mean', 'var', 'rstd', 'R', 'C', 'epsBits'];
+
+/** Sets column vectors of the [C] buffers `names` to zero. */
+function zeroColumns(c: Code, names: string[]): void {
+  alongRow(
+    c,
+    (t) => {
+      for (const n of names)
+        col(t, n)
+          .simd(V128_CONST, ...new Array<number>(16).fill(0))
+          .simd(V128_STORE, ...mem(2));
+    },
+    (t) => {
+      for (const n of names)
+        col(t, n)
+          .op(0x43, 0, 0, 0, 0)
+          .op(F32_STORE, ...mem(2));
+    },
+  );
+}
+
+/** buf[c] = buf[c] op value (value pushed by `v`), vector or scalar. */
+function accumulate(c: Code, buf: string, v: (q: Code) => void, scalar: boolean): void {
+  col(c, buf);
+  (scalar ? sload : vload)(col(c, buf));
+  v(c);
+  if (scalar) c.op(F32_ADD).op(F32_STORE, ...mem(2));
+  else c.simd(F32X4_ADD).simd(V128_STORE, ...mem(2));
+}
+
+const vload = (q: Code) => q.simd(V128_LOAD, ...mem(2));
+const sload = (q: Code) => q.op(F32_LOAD, ...mem(2));
+
+function batchNormForwardBody(): number[] {
+  const c = new Code(BN_FWD_PARAMS);
+  c.declare(I32, 'r', 'o', 'rowBytes', 'vecBytes', 'rowOff');
+  c.declare(V128, 'cvec', 't');
+  c.declare(F32, 'tf');
+  prologue(c);
+  c.get('R').op(0xb3).simd(F32X4_SPLAT).set('cvec'); // here: float(R), the count per column
+  zeroColumns(c, ['mean', 'var']);
+  // μ = (Σ_r x)/R
+  everyRow(
+    c,
+    (q) => accumulate(q, 'mean', (t) => vload(at(t, 'x')), false),
+    (q) => accumulate(q, 'mean', (t) => sload(at(t, 'x')), true),
+  );
+  const divide = (buf: string) =>
+    alongRow(
+      c,
+      (q) => {
+        col(q, buf);
+        vload(col(q, buf))
+          .get('cvec')
+          .simd(F32X4_DIV)
+          .simd(V128_STORE, ...mem(2));
+      },
+      (q) => {
+        col(q, buf);
+        sload(col(q, buf))
+          .get('cvec')
+          .simd(F32X4_EXTRACT_LANE, 0)
+          .op(0x95)
+          .op(F32_STORE, ...mem(2)); // f32.div
+      },
+    );
+  divide('mean');
+  // σ² = (Σ_r (x − μ)²)/R
+  everyRow(
+    c,
+    (q) =>
+      accumulate(
+        q,
+        'var',
+        (t) => {
+          vload(at(t, 'x'));
+          vload(col(t, 'mean')).simd(F32X4_SUB).set('t');
+          t.get('t').get('t').simd(F32X4_MUL);
+        },
+        false,
+      ),
+    (q) =>
+      accumulate(
+        q,
+        'var',
+        (t) => {
+          sload(at(t, 'x'));
+          sload(col(t, 'mean')).op(F32_SUB).set('tf');
+          t.get('tf').get('tf').op(F32_MUL);
+        },
+        true,
+      ),
+  );
+  divide('var');
+  // 1/σ = 1/sqrt(σ² + eps)
+  alongRow(
+    c,
+    (q) => {
+      col(q, 'rstd');
+      splat(q, 1);
+      vload(col(q, 'var'));
+      q.get('epsBits')
+        .op(0xbe)
+        .simd(F32X4_SPLAT)
+        .simd(F32X4_ADD)
+        .simd(F32X4_SQRT)
+        .simd(F32X4_DIV)
+        .simd(V128_STORE, ...mem(2));
+    },
+    (q) => {
+      col(q, 'rstd');
+      q.op(0x43, ...f32Bytes(1));
+      sload(col(q, 'var'));
+      q.get('epsBits')
+        .op(0xbe)
+        .op(F32_ADD)
+        .op(0x91)
+        .op(0x95)
+        .op(F32_STORE, ...mem(2)); // f32.sqrt, f32.div
+    },
+  );
+  // y = (x − μ)·(1/σ·γ) + β
+  everyRow(
+    c,
+    (q) => {
+      at(q, 'y');
+      vload(at(q, 'x'));
+      vload(col(q, 'mean')).simd(F32X4_SUB);
+      vload(col(q, 'rstd'));
+      vload(col(q, 'g')).simd(F32X4_MUL).simd(F32X4_MUL);
+      vload(col(q, 'b'))
+        .simd(F32X4_ADD)
+        .simd(V128_STORE, ...mem(2));
+    },
+    (q) => {
+      at(q, 'y');
+      sload(at(q, 'x'));
+      sload(col(q, 'mean')).op(F32_SUB);
+      sload(col(q, 'rstd'));
+      sload(col(q, 'g')).op(F32_MUL).op(F32_MUL);
+      sload(col(q, 'b'))
+        .op(F32_ADD)
+        .op(F32_STORE, ...mem(2));
+    },
+  );
+  return c.body();
+}
+
+const BN_BWD_PARAMS = ['x', 'mean', 'rstd', 'g', 'dy', 'dx', 'dg', 'db', 'scratch', 'R', 'C'];
+
+function batchNormBackwardBody(): number[] {
+  const c = new Code(BN_BWD_PARAMS);
+  c.declare(I32, 'r', 'o', 'rowBytes', 'vecBytes', 'rowOff', 'ka', 'kb', 'kk');
+  c.declare(V128, 'cvec', 't');
+  c.declare(F32, 'tf');
+  prologue(c);
+  c.get('R').op(0xb3).simd(F32X4_SPLAT).set('cvec');
+  // scratch: dβ/R, dγ/R, 1/σ·γ ([C] each)
+  c.get('scratch').set('ka');
+  c.get('scratch').get('rowBytes').add().set('kb');
+  c.get('kb').get('rowBytes').add().set('kk');
+  zeroColumns(c, ['dg', 'db']);
+  // dβ = Σ_r dy, dγ = Σ_r dy·x̂, x̂ = (x − μ)·(1/σ)
+  everyRow(
+    c,
+    (q) => {
+      accumulate(q, 'db', (t) => vload(at(t, 'dy')), false);
+      accumulate(
+        q,
+        'dg',
+        (t) => {
+          vload(at(t, 'dy'));
+          vload(at(t, 'x'));
+          vload(col(t, 'mean')).simd(F32X4_SUB);
+          vload(col(t, 'rstd')).simd(F32X4_MUL).simd(F32X4_MUL);
+        },
+        false,
+      );
+    },
+    (q) => {
+      accumulate(q, 'db', (t) => sload(at(t, 'dy')), true);
+      accumulate(
+        q,
+        'dg',
+        (t) => {
+          sload(at(t, 'dy'));
+          sload(at(t, 'x'));
+          sload(col(t, 'mean')).op(F32_SUB);
+          sload(col(t, 'rstd')).op(F32_MUL).op(F32_MUL);
+        },
+        true,
+      );
+    },
+  );
+  alongRow(
+    c,
+    (q) => {
+      col(q, 'ka');
+      vload(col(q, 'db'))
+        .get('cvec')
+        .simd(F32X4_DIV)
+        .simd(V128_STORE, ...mem(2));
+      col(q, 'kb');
+      vload(col(q, 'dg'))
+        .get('cvec')
+        .simd(F32X4_DIV)
+        .simd(V128_STORE, ...mem(2));
+      col(q, 'kk');
+      vload(col(q, 'rstd'));
+      vload(col(q, 'g'))
+        .simd(F32X4_MUL)
+        .simd(V128_STORE, ...mem(2));
+    },
+    (q) => {
+      q.get('cvec').simd(F32X4_EXTRACT_LANE, 0).set('tf');
+      col(q, 'ka');
+      sload(col(q, 'db'))
+        .get('tf')
+        .op(0x95)
+        .op(F32_STORE, ...mem(2));
+      col(q, 'kb');
+      sload(col(q, 'dg'))
+        .get('tf')
+        .op(0x95)
+        .op(F32_STORE, ...mem(2));
+      col(q, 'kk');
+      sload(col(q, 'rstd'));
+      sload(col(q, 'g'))
+        .op(F32_MUL)
+        .op(F32_STORE, ...mem(2));
+    },
+  );
+  // dx = ((dy − dβ/R) − x̂·dγ/R)·(1/σ·γ)
+  everyRow(
+    c,
+    (q) => {
+      at(q, 'dx');
+      vload(at(q, 'dy'));
+      vload(col(q, 'ka')).simd(F32X4_SUB);
+      vload(at(q, 'x'));
+      vload(col(q, 'mean')).simd(F32X4_SUB);
+      vload(col(q, 'rstd')).simd(F32X4_MUL);
+      vload(col(q, 'kb')).simd(F32X4_MUL).simd(F32X4_SUB);
+      vload(col(q, 'kk'))
+        .simd(F32X4_MUL)
+        .simd(V128_STORE, ...mem(2));
+    },
+    (q) => {
+      at(q, 'dx');
+      sload(at(q, 'dy'));
+      sload(col(q, 'ka')).op(F32_SUB);
+      sload(at(q, 'x'));
+      sload(col(q, 'mean')).op(F32_SUB);
+      sload(col(q, 'rstd')).op(F32_MUL);
+      sload(col(q, 'kb')).op(F32_MUL).op(F32_SUB);
+      sload(col(q, 'kk'))
+        .op(F32_MUL)
+        .op(F32_STORE, ...mem(2));
+    },
+  );
+  return c.body();
+}
+
+export type BatchNormFn = (
+  x: number,
+  g: number,
+  b: number,
+  y: number,
+  mean: number,
+  variance: number,
+  rstd: number,
+  rows: number,
+  cols: number,
+  epsBits: number,
+) => void;
+export type BatchNormGradFn = (
+  x: number,
+  mean: number,
+  rstd: number,
+  g: number,
+  dy: number,
+  dx: number,
+  dg: number,
+  db: number,
+  scratch: number,
+  rows: number,
+  cols: number,
+) => void;
+
+export function batchNormFor(memory: WebAssembly.Memory): BatchNormFn | null {
+  return cached<BatchNormFn>(memory, 'bn_fwd', BN_FWD_PARAMS, batchNormForwardBody);
+}
+
+export function batchNormGradFor(memory: WebAssembly.Memory): BatchNormGradFn | null {
+  return cached<BatchNormGradFn>(memory, 'bn_bwd', BN_BWD_PARAMS, batchNormBackwardBody);
+}
+
 export type LayerNormFn = (x: number, g: number, b: number, y: number, mean: number, rstd: number, rows: number, cols: number, epsBits: number) => void;
 export type LayerNormGradFn = (
   x: number,
@@ -487,4 +811,52 @@ export function layerNormGradWasm(args: KernelArgs): Info[] {
 export function layerNormWasmAvailable(backend: unknown): boolean {
   const memory = wasmMemory(backend);
   return !!memory && [false, true].every((g) => [false, true].every((b) => !!layerNormFor(memory, g, b) && !!layerNormGradFor(memory, g, b)));
+}
+
+/** Kernel names of the fused training BatchNorm (ops/norm.ts `batchNormTrain` runs them where registered). */
+export const BATCH_NORM = 'VitBatchNormTrain';
+export const BATCH_NORM_GRAD = 'VitBatchNormTrainGrad';
+
+/** inputs x [N, H, W, C], gamma [C], beta [C]; attrs eps → [y, mean, variance, rstd] (statistics [C]). */
+export function batchNormWasm(args: KernelArgs): Info[] {
+  const { x, gamma, beta } = args.inputs as { x: Info; gamma: Info; beta: Info };
+  const { eps } = args.attrs as unknown as { eps: number };
+  const backend = args.backend as WasmBackend;
+  const memory = wasmMemory(backend);
+  const fn = memory ? batchNormFor(memory) : null;
+  if (!fn || [x, gamma, beta].some((t) => t.dtype !== 'float32')) throw new Error(`${BATCH_NORM}: needs float32 inputs on the wasm backend with SIMD`);
+  const c = x.shape[x.shape.length - 1]!;
+  const y = backend.makeOutput([...x.shape], 'float32');
+  const [mean, variance, rstd] = [0, 1, 2].map(() => backend.makeOutput([c], 'float32'));
+  const off = (t: Info) => heapOffset(backend, t);
+  fn(off(x), off(gamma), off(beta), off(y), off(mean!), off(variance!), off(rstd!), sizeOf(x.shape) / c, c, f32AsI32(eps));
+  return [y, mean!, variance!, rstd!];
+}
+
+/** inputs x, mean [C], rstd [C], gamma [C], dy → [dx, dgamma, dbeta]. */
+export function batchNormGradWasm(args: KernelArgs): Info[] {
+  const { x, mean, rstd, gamma, dy } = args.inputs as { x: Info; mean: Info; rstd: Info; gamma: Info; dy: Info };
+  const backend = args.backend as WasmBackend;
+  const memory = wasmMemory(backend);
+  const fn = memory ? batchNormGradFor(memory) : null;
+  if (!fn || [x, mean, rstd, gamma, dy].some((t) => t.dtype !== 'float32'))
+    throw new Error(`${BATCH_NORM_GRAD}: needs float32 inputs on the wasm backend with SIMD`);
+  const c = x.shape[x.shape.length - 1]!;
+  const dx = backend.makeOutput([...x.shape], 'float32');
+  const dgamma = backend.makeOutput([c], 'float32');
+  const dbeta = backend.makeOutput([c], 'float32');
+  const scratch = backend.wasm._malloc(3 * c * 4);
+  try {
+    const off = (t: Info) => heapOffset(backend, t);
+    fn(off(x), off(mean), off(rstd), off(gamma), off(dy), off(dx), off(dgamma), off(dbeta), scratch, sizeOf(x.shape) / c, c);
+  } finally {
+    backend.wasm._free(scratch);
+  }
+  return [dx, dgamma, dbeta];
+}
+
+/** Whether the fused BatchNorm kernels can run on this backend (wasm with SIMD). */
+export function batchNormWasmAvailable(backend: unknown): boolean {
+  const memory = wasmMemory(backend);
+  return !!memory && !!batchNormFor(memory) && !!batchNormGradFor(memory);
 }

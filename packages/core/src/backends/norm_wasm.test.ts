@@ -2,15 +2,27 @@ import '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { layerNormBackwardComposed, layerNormBackwardWasm, layerNormForwardComposed, layerNormForwardWasm, layerNormLastAxis } from '../ops/norm.js';
+import {
+  batchNormBackwardComposed,
+  batchNormBackwardWasm,
+  batchNormForwardComposed,
+  batchNormForwardWasm,
+  batchNormTrain,
+  layerNormBackwardComposed,
+  layerNormBackwardWasm,
+  layerNormForwardComposed,
+  layerNormForwardWasm,
+  layerNormLastAxis,
+} from '../ops/norm.js';
 import { setTestWasm } from '../testing/backend.js';
 import { installWasmKernels } from './install.js';
-import { LAYER_NORM, LAYER_NORM_GRAD } from './wasm_norm.js';
+import { BATCH_NORM, BATCH_NORM_GRAD, LAYER_NORM, LAYER_NORM_GRAD } from './wasm_norm.js';
 
-// The fused LayerNorm kernels on wasm against the composed kernels they replace, on the same
-// backend: bit for bit, forward (y, μ, 1/σ) and backward (dx, dγ, dβ), with and without γ and β,
-// for rows of every length mod 4, row counts of every count mod 4, one row, long rows and a
-// 224-px Conv2Former activation (the threaded build too: VIT_TEST_WASM_THREADS=2 in CI).
+// The fused LayerNorm and training-BatchNorm kernels on wasm against the composed kernels they
+// replace, on the same backend: bit for bit, forward (y and the statistics) and backward (dx, dγ,
+// dβ); LayerNorm with and without γ and β, for rows of every length mod 4, row counts of every
+// count mod 4, one row, long rows; BatchNorm for channel counts of every count mod 4, one pixel;
+// full-size activations of the 224-px models (the threaded build too: VIT_TEST_WASM_THREADS=2 in CI).
 
 beforeAll(async () => {
   await setTestWasm();
@@ -135,5 +147,72 @@ describe('fused LayerNorm on wasm', () => {
 
   it('handles a large map (a 224-px Conv2Former LayerNorm2d input, 8 × 56 × 56 × 64) like the composed form', () => {
     compare([8, 56, 56, 64], true, true, 1e-6, 7);
+  });
+});
+
+function compareBatchNorm(shape: [number, number, number, number], eps: number, seed: number, offset = 0): void {
+  tf.tidy(() => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const c = shape[3];
+    const x = tf.tensor4d(values(n, seed, 4, offset), shape);
+    const dy = tf.tensor4d(values(n, seed + 1), shape);
+    const g = tf.tensor1d(values(c, seed + 2, 1, 1));
+    const b = tf.tensor1d(values(c, seed + 3));
+    const fused = batchNormForwardWasm(x, g, b, eps);
+    const ref = batchNormForwardComposed(x, g, b, eps);
+    const what = `[${shape}] eps ${eps}`;
+    expect(bitDiffs(fused.y, ref.y), `y ${what}`).toBe(0);
+    expect(bitDiffs(fused.mean, tf.reshape(ref.mean, [c])), `μ ${what}`).toBe(0);
+    expect(bitDiffs(fused.variance, tf.reshape(ref.variance, [c])), `σ² ${what}`).toBe(0);
+    expect(bitDiffs(fused.rstd, tf.reshape(ref.rstd, [c])), `1/σ ${what}`).toBe(0);
+    const grads = batchNormBackwardWasm(dy, x, fused.mean, fused.rstd, g);
+    const refGrads = batchNormBackwardComposed(dy, x, ref.mean, ref.rstd, g);
+    expect(grads.length).toBe(3);
+    grads.forEach((t, i) => expect(bitDiffs(t, refGrads[i]!), `gradient ${i} ${what}`).toBe(0));
+  });
+}
+
+describe('fused training BatchNorm on wasm', () => {
+  it('runs one kernel forward and one backward inside batchNormTrain, and leaks nothing', async () => {
+    const x = tf.tensor4d(values(2 * 3 * 3 * 8, 1), [2, 3, 3, 8]);
+    const g = tf.tensor1d(values(8, 2));
+    const b = tf.tensor1d(values(8, 3));
+    const loss = (xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor) =>
+      tf.tidy(() => {
+        const r = batchNormTrain(xi as tf.Tensor4D, gi, bi, 1e-5);
+        tf.dispose([r.mean, r.variance]);
+        return tf.sum(tf.mul(r.y, x));
+      });
+    const before = tf.memory().numTensors;
+    tf.dispose(tf.grads(loss as (...t: tf.Tensor[]) => tf.Tensor)([x, g, b]));
+    expect(tf.memory().numTensors).toBe(before);
+    const fwd = await tf.profile(() => loss(x, g, b));
+    expect(fwd.kernelNames.filter((k) => k.startsWith('VitBatchNorm'))).toEqual([BATCH_NORM]);
+    const bwd = await tf.profile(() => tf.grads(loss as (...t: tf.Tensor[]) => tf.Tensor)([x, g, b]));
+    expect(bwd.kernelNames.filter((k) => k.startsWith('VitBatchNorm'))).toEqual([BATCH_NORM, BATCH_NORM_GRAD]);
+    tf.dispose([x, g, b, fwd.result as tf.Tensor, ...(bwd.result as tf.Tensor[])]);
+  });
+
+  it('equals the composed kernels bit for bit, forward and backward, for odd channel counts and one pixel', () => {
+    const before = tf.memory().numTensors;
+    let seed = 1;
+    for (const shape of [
+      [1, 1, 1, 1],
+      [1, 1, 1, 5],
+      [2, 3, 3, 7],
+      [4, 2, 2, 4],
+      [3, 1, 5, 2],
+      [2, 5, 5, 13],
+      [8, 4, 4, 64],
+      [2, 3, 3, 1003],
+    ] as Array<[number, number, number, number]>) {
+      compareBatchNorm(shape, 1e-5, seed++);
+    }
+    compareBatchNorm([4, 3, 3, 9], 1e-3, 50, 1000);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('handles a large map (a ResNet-50 stage-1 activation at 224 px, 8 × 56 × 56 × 256) like the composed form', () => {
+    compareBatchNorm([8, 56, 56, 256], 1e-5, 11);
   });
 });
