@@ -9,7 +9,7 @@
 //
 // --ops: LayerNorm and training BatchNorm forward and backward (the composed functions of
 // ops/norm.ts against the fused ones) on activation shapes of the 224-px and CIFAR models, ms per
-// call (median and min over rounds; no read-back: wasm kernels are synchronous). --model: forward (eval) and training step (valueAndGrads + SGD) of a registered
+// call (median and min over rounds, wall and CPU time; no read-back: wasm kernels are synchronous). --model: forward (eval) and training step (valueAndGrads + SGD) of a registered
 // model. Runs one wasm thread unless VIT_WASM_THREADS says otherwise.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -63,9 +63,13 @@ function setFused(on) {
   }
 }
 
-/** Runs old/new alternately (order swapped every round); returns ms per variant. */
+/**
+ * Runs old/new alternately (order swapped every round); returns ms per variant: wall time, and
+ * the process's CPU time (user + system), which other processes on the same cores disturb far
+ * less (the wasm backend runs one thread here, so CPU time is the run's own work).
+ */
 async function ab(rounds, step) {
-  const t = { old: [], new: [] };
+  const t = { old: [], new: [], cpu: { old: [], new: [] } };
   for (const v of ['old', 'new']) {
     setFused(v === 'new');
     await step();
@@ -73,9 +77,11 @@ async function ab(rounds, step) {
   for (let r = 0; r < rounds; r++) {
     for (const v of r % 2 ? ['new', 'old'] : ['old', 'new']) {
       setFused(v === 'new');
-      const t0 = performance.now();
+      const [t0, c0] = [performance.now(), process.cpuUsage()];
       await step();
+      const c = process.cpuUsage(c0);
       t[v].push(performance.now() - t0);
+      t.cpu[v].push((c.user + c.system) / 1000);
     }
   }
   setFused(true);
@@ -84,13 +90,15 @@ async function ab(rounds, step) {
 
 const line = (what, t) => {
   const [o, n] = [median(t.old), median(t.new)];
+  const [co, cn] = [median(t.cpu.old), median(t.cpu.new)];
   const [om, nm] = [sorted(t.old)[0], sorted(t.new)[0]];
-  console.log(`| ${what} | ${o.toFixed(2)} → ${n.toFixed(2)} | ${(o / n).toFixed(2)}× | ${(om / nm).toFixed(2)}× |`);
+  console.log(`| ${what} | ${o.toFixed(1)} → ${n.toFixed(1)} | ${(o / n).toFixed(2)}× | ${(om / nm).toFixed(2)}× | ${co.toFixed(1)} → ${cn.toFixed(1)} | ${(co / cn).toFixed(2)}× |`);
 };
+const HEAD = 'median ms composed → fused | ratio (median) | ratio (min) | CPU ms composed → fused (median) | CPU ratio |\n|---|---:|---:|---:|---:|---:|';
 
 if (opt.ops) {
   const rounds = Number(opt.rounds ?? 15);
-  console.log('| op, shape | median ms composed → fused | ratio (median) | ratio (min) |\n|---|---:|---:|---:|');
+  console.log(`| op, shape | ${HEAD}`);
   const cases = [
     ['LayerNorm', [8, 56, 56, 64]],
     ['LayerNorm', [8, 3136, 64]],
@@ -151,7 +159,7 @@ if (opt.model) {
     loss.dispose();
   };
   console.log(`${opt.model}, batch ${batch}, ${size} px, ${rounds} rounds, kernels ${names.join(', ')}`);
-  console.log('| phase | median ms composed → fused | ratio (median) | ratio (min) |\n|---|---:|---:|---:|');
+  console.log(`| phase | ${HEAD}`);
   if (!opt['no-forward']) {
     model.eval();
     line('forward', await ab(rounds, forward));
