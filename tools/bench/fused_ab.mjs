@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { archPackages, bundle, root } from './bundle.mjs';
+import { modelSteps } from './steps.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -93,6 +94,7 @@ const line = (what, t) => {
   const [co, cn] = [median(t.cpu.old), median(t.cpu.new)];
   const [om, nm] = [sorted(t.old)[0], sorted(t.new)[0]];
   console.log(`| ${what} | ${o.toFixed(1)} → ${n.toFixed(1)} | ${(o / n).toFixed(2)}× | ${(om / nm).toFixed(2)}× | ${co.toFixed(1)} → ${cn.toFixed(1)} | ${(co / cn).toFixed(2)}× |`);
+  if (process.env.VIT_AB_RUNS) console.error(`  CPU ms, composed: ${t.cpu.old.map((x) => x.toFixed(0)).join(' ')}; fused: ${t.cpu.new.map((x) => x.toFixed(0)).join(' ')}`);
 };
 const HEAD = 'median ms composed → fused | ratio (median) | ratio (min) | CPU ms composed → fused (median) | CPU ratio |\n|---|---:|---:|---:|---:|---:|';
 
@@ -136,28 +138,7 @@ if (opt.model) {
   const rounds = Number(opt.rounds ?? 5);
   const [batch, size] = [Number(opt.batch), Number(opt.size)];
   const model = createModel(opt.model);
-  const x = tf.randomNormal([batch, size, size, 3], 0, 1, 'float32', 0);
-  const vars = model.parameters({ trainableOnly: true });
-  const sgd = tf.train.sgd(1e-6);
-  let labels;
-  const forward = async () => {
-    const y = tf.tidy(() => model.forward(x));
-    await y.data();
-    y.dispose();
-  };
-  const train = async () => {
-    const loss = tf.tidy(() => {
-      const { value, grads } = valueAndGrads(() => {
-        const logits = model.forward(x);
-        labels ??= tf.keep(tf.oneHot(tf.randomUniform([batch], 0, logits.shape[1], 'int32', 1), logits.shape[1]));
-        return tf.losses.softmaxCrossEntropy(labels, logits);
-      }, vars);
-      sgd.applyGradients(grads);
-      return value;
-    });
-    await loss.data();
-    loss.dispose();
-  };
+  const { forward, train } = modelSteps({ tf, valueAndGrads }, model, batch, size, 1e-6);
   console.log(`${opt.model}, batch ${batch}, ${size} px, ${rounds} rounds, kernels ${names.join(', ')}`);
   console.log(`| phase | ${HEAD}`);
   if (!opt['no-forward']) {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { archPackages, bundle, root } from './bundle.mjs';
+import { modelSteps } from './steps.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -45,29 +46,7 @@ console.log(`backend ${init.backend}: ${init.detail}`);
 const batch = Number(opt.batch);
 const size = Number(opt.size);
 const model = createModel(opt.model, opt['model-options'] ? JSON.parse(opt['model-options']) : {});
-const x = tf.randomNormal([batch, size, size, 3], 0, 1, 'float32', 0);
-const vars = model.parameters({ trainableOnly: true });
-const sgd = tf.train.sgd(1e-3);
-let labels;
-
-const forward = async () => {
-  const y = tf.tidy(() => model.forward(x));
-  await y.data();
-  y.dispose();
-};
-const train = async () => {
-  const loss = tf.tidy(() => {
-    const { value, grads } = valueAndGrads(() => {
-      const logits = model.forward(x);
-      labels ??= tf.keep(tf.oneHot(tf.randomUniform([batch], 0, logits.shape[1], 'int32', 1), logits.shape[1]));
-      return tf.losses.softmaxCrossEntropy(labels, logits);
-    }, vars);
-    sgd.applyGradients(grads);
-    return value;
-  });
-  await loss.data();
-  loss.dispose();
-};
+const { forward, train } = modelSteps({ tf, valueAndGrads }, model, batch, size);
 
 async function profile(name, step) {
   for (let i = 0; i < Number(opt.warmup); i++) await step();

@@ -49,11 +49,69 @@ const LANES = [0, 1, 2, 3] as const;
 const I32_SHL = 0x74;
 const I32_GE_U = 0x4f;
 const SELECT = 0x1b;
+const F32_CONST = 0x43;
+const F32_DIV = 0x95;
+const F32_SQRT = 0x91;
+const F32_REINTERPRET_I32 = 0xbe;
+const F32_CONVERT_I32_U = 0xb3;
+
+/**
+ * The arithmetic of one formula over 4 columns (f32x4) or one (f32, a row's tail when C % 4 ≠ 0):
+ * kernels write each formula once and emit it with both. Locals named `v` hold vectors; their
+ * scalar twins are `v_s` (declared by `declareTwins`).
+ */
+interface Arith {
+  load(q: Code): Code;
+  store(q: Code): Code;
+  add(q: Code): Code;
+  sub(q: Code): Code;
+  mul(q: Code): Code;
+  div(q: Code): Code;
+  sqrt(q: Code): Code;
+  /** Pushes the constant v (splatted for vectors). */
+  num(q: Code, v: number): Code;
+  /** Pushes the float32 whose bits are in i32 local `name` (splatted for vectors). */
+  bits(q: Code, name: string): Code;
+  /** The local for the vector local `name` in this arithmetic. */
+  l(name: string): string;
+}
+
+const VEC: Arith = {
+  load: (q) => q.simd(V128_LOAD, ...mem(2)),
+  store: (q) => q.simd(V128_STORE, ...mem(2)),
+  add: (q) => q.simd(F32X4_ADD),
+  sub: (q) => q.simd(F32X4_SUB),
+  mul: (q) => q.simd(F32X4_MUL),
+  div: (q) => q.simd(F32X4_DIV),
+  sqrt: (q) => q.simd(F32X4_SQRT),
+  num: (q, v) => splat(q, v),
+  bits: (q, name) => q.get(name).op(F32_REINTERPRET_I32).simd(F32X4_SPLAT),
+  l: (name) => name,
+};
+
+const SCALAR: Arith = {
+  load: (q) => q.op(F32_LOAD, ...mem(2)),
+  store: (q) => q.op(F32_STORE, ...mem(2)),
+  add: (q) => q.op(F32_ADD),
+  sub: (q) => q.op(F32_SUB),
+  mul: (q) => q.op(F32_MUL),
+  div: (q) => q.op(F32_DIV),
+  sqrt: (q) => q.op(F32_SQRT),
+  num: (q, v) => q.op(F32_CONST, ...f32Bytes(v)),
+  bits: (q, name) => q.get(name).op(F32_REINTERPRET_I32),
+  l: (name) => `${name}_s`,
+};
+
+/** Declares vector locals and their scalar twins. */
+function declareTwins(c: Code, ...names: string[]): void {
+  c.declare(V128, ...names);
+  c.declare(F32, ...names.map(SCALAR.l));
+}
 
 const zero = (c: Code, v: string) => c.simd(V128_CONST, ...new Array<number>(16).fill(0)).set(v);
 
-/** q{j} = base + min(r + j, R − 1)·rowBytes for the four lanes (rows past the end repeat the last). */
-function lanePointers(c: Code, base: string, prefix: string): void {
+/** q{j} = base + min(r + j, R − 1)·stride for the four lanes (rows past the end repeat the last). */
+function lanePointers(c: Code, base: string, prefix: string, stride: (q: Code) => Code): void {
   for (const j of LANES) {
     c.get(base);
     // select(R − 1, r + j, r + j ≥ R)
@@ -61,7 +119,7 @@ function lanePointers(c: Code, base: string, prefix: string): void {
     c.get('r').i32(j).add();
     c.get('r').i32(j).add().get('R').op(I32_GE_U);
     c.op(SELECT);
-    c.get('rowBytes').mul().add().set(`${prefix}${j}`);
+    stride(c).add().set(`${prefix}${j}`);
   }
 }
 
@@ -93,61 +151,57 @@ function columns(c: Code, body: (q: Code) => void): void {
   );
 }
 
-/**
- * for each valid lane j (row r + j < R): `row(j)`, with `rowOff` = (r + j)·rowBytes and the vector
- * part (`vec`: 4 columns at a time, offset o) and the scalar tail (`tail`: one column) of the row.
- */
-function rowsOfBlock(c: Code, prepare: (q: Code, j: number) => void, vec: (q: Code) => void, tail: (q: Code) => void): void {
+/** One row (at rowOff): `body` with vectors 4 columns at a time (byte offset o in the row), then with scalars for the tail. */
+function alongRow(c: Code, body: (q: Code, a: Arith) => void): void {
+  c.i32(0).set('o');
+  for (const [a, end, step] of [
+    [VEC, 'vecBytes', 16],
+    [SCALAR, 'rowBytes', 4],
+  ] as const) {
+    c.while(
+      (t) => t.get('o').get(end).op(I32_LT_U),
+      (t) => {
+        body(t, a);
+        t.inc('o', (u) => u.i32(step));
+      },
+    );
+  }
+}
+
+/** for each valid lane j (row r + j < R): `prepare(j)` with rowOff = (r + j)·rowBytes, then `body` along the row. */
+function rowsOfBlock(c: Code, prepare: (q: Code, j: number) => void, body: (q: Code, a: Arith) => void): void {
   for (const j of LANES) {
     c.if(
       (q) => q.get('r').i32(j).add().get('R').op(I32_LT_U),
       (q) => {
         q.get('r').i32(j).add().get('rowBytes').mul().set('rowOff');
         prepare(q, j);
-        alongRow(q, vec, tail);
+        alongRow(q, body);
       },
     );
   }
 }
 
-/** One row (at rowOff): `vec` 4 columns at a time (byte offset o in the row), then `tail` one column at a time. */
-function alongRow(c: Code, vec: (q: Code) => void, tail: (q: Code) => void): void {
-  c.i32(0).set('o');
-  c.while(
-    (t) => t.get('o').get('vecBytes').op(I32_LT_U),
-    (t) => {
-      vec(t);
-      t.inc('o', (u) => u.i32(16));
-    },
-  );
-  c.while(
-    (t) => t.get('o').get('rowBytes').op(I32_LT_U),
-    (t) => {
-      tail(t);
-      t.inc('o', (u) => u.i32(4));
-    },
-  );
-}
-
-/** for (r = 0, rowOff = 0; r < R; r++, rowOff += rowBytes) alongRow(vec, tail). */
-function everyRow(c: Code, vec: (q: Code) => void, tail: (q: Code) => void): void {
+/** for (r = 0, rowOff = 0; r < R; r++, rowOff += rowBytes) alongRow(body). */
+function everyRow(c: Code, body: (q: Code, a: Arith) => void): void {
   c.i32(0).set('r');
   c.i32(0).set('rowOff');
   c.while(
     (q) => q.get('r').get('R').op(I32_LT_U),
     (q) => {
-      alongRow(q, vec, tail);
+      alongRow(q, body);
       q.inc('r', (t) => t.i32(1));
       q.inc('rowOff', (t) => t.get('rowBytes'));
     },
   );
 }
 
-/** rowBytes = C·4, vecBytes = (C & ~3)·4, cvec = splat(float(C)); r = 0. */
-function prologue(c: Code): void {
+/** rowBytes = C·4, vecBytes = (C & ~3)·4, count = splat(float(n)) (n = C for row statistics, R for column ones); r = 0. */
+function prologue(c: Code, n: 'R' | 'C'): void {
   c.get('C').i32(2).op(I32_SHL).set('rowBytes');
   c.get('C').i32(-4).op(0x71).i32(2).op(I32_SHL).set('vecBytes');
-  c.get('C').op(0xb3).simd(F32X4_SPLAT).set('cvec'); // f32.convert_i32_u
+  c.get(n).op(F32_CONVERT_I32_U).set('count_s');
+  c.get('count_s').simd(F32X4_SPLAT).set('count');
   c.i32(0).set('r');
 }
 
@@ -155,19 +209,36 @@ function prologue(c: Code): void {
 const at = (q: Code, t: string) => q.get(t).get('rowOff').add().get('o').add();
 /** Address of element o of the [C] vector `t`. */
 const col = (q: Code, t: string) => q.get(t).get('o').add();
+/** Pushes element(s) o of the row at rowOff in `t`. */
+const row = (q: Code, a: Arith, t: string) => a.load(at(q, t));
+/** Pushes element(s) o of the [C] vector `t`. */
+const chan = (q: Code, a: Arith, t: string) => a.load(col(q, t));
+/** Pushes local `v` (or its scalar twin). */
+const loc = (q: Code, a: Arith, v: string) => q.get(a.l(v));
+
+/** buf[o] = buf[o] + value (pushed by `v`). */
+function accumulate(q: Code, a: Arith, buf: string, v: () => void): void {
+  col(q, buf);
+  chan(q, a, buf);
+  v();
+  a.store(a.add(q));
+}
+
+// ---------------------------------------------------------------------------------------------
+// LayerNorm over the last axis: [R, C], statistics per row
 
 const FWD_PARAMS = ['x', 'g', 'b', 'y', 'mean', 'rstd', 'R', 'C', 'epsBits'];
 
 function forwardBody(hasGamma: boolean, hasBeta: boolean): number[] {
   const c = new Code(FWD_PARAMS);
   c.declare(I32, 'r', 'o', 'rowBytes', 'vecBytes', 'rowOff', 'q0', 'q1', 'q2', 'q3');
-  c.declare(V128, 'acc', 'mu', 'rs', 'cvec', 'tmp', 'ms', 'rss', 't');
-  c.declare(F32, 'mf', 'rf', 'tf');
-  prologue(c);
+  c.declare(V128, 'acc', 'mu', 'rs', 'tmp', 't');
+  declareTwins(c, 'm', 'k', 'count');
+  prologue(c, 'C');
   c.while(
     (q) => q.get('r').get('R').op(I32_LT_U),
     (q) => {
-      lanePointers(q, 'x', 'q');
+      lanePointers(q, 'x', 'q', (t) => t.get('rowBytes').mul());
       // μ = (Σ x)/C, lane j = row r + j
       zero(q, 'acc');
       columns(q, (t) => {
@@ -175,7 +246,7 @@ function forwardBody(hasGamma: boolean, hasBeta: boolean): number[] {
         gather(t, 'q');
         t.simd(F32X4_ADD).set('acc');
       });
-      q.get('acc').get('cvec').simd(F32X4_DIV).set('mu');
+      q.get('acc').get('count').simd(F32X4_DIV).set('mu');
       // σ² = (Σ (x − μ)²)/C; 1/σ = 1/sqrt(σ² + eps)
       zero(q, 'acc');
       columns(q, (t) => {
@@ -183,64 +254,38 @@ function forwardBody(hasGamma: boolean, hasBeta: boolean): number[] {
         t.get('mu').simd(F32X4_SUB).set('t');
         t.get('acc').get('t').get('t').simd(F32X4_MUL).simd(F32X4_ADD).set('acc');
       });
-      splat(q, 1);
-      q.get('acc').get('cvec').simd(F32X4_DIV);
-      q.get('epsBits').op(0xbe).simd(F32X4_SPLAT); // f32.reinterpret_i32
+      VEC.num(q, 1);
+      q.get('acc').get('count').simd(F32X4_DIV);
+      VEC.bits(q, 'epsBits');
       q.simd(F32X4_ADD).simd(F32X4_SQRT).simd(F32X4_DIV).set('rs');
-      // y = (x − μ)·(1/σ) [·γ] [+β], row by row, 4 columns at a time.
+      // y = (x − μ)·(1/σ) [·γ] [+β], row by row.
       rowsOfBlock(
         q,
         (t, j) => {
-          t.get('mu').simd(F32X4_EXTRACT_LANE, j).set('mf');
-          t.get('rs').simd(F32X4_EXTRACT_LANE, j).set('rf');
-          t.get('mean')
-            .get('r')
-            .i32(j)
-            .add()
-            .i32(2)
-            .op(I32_SHL)
-            .add()
-            .get('mf')
-            .op(F32_STORE, ...mem(2));
-          t.get('rstd')
-            .get('r')
-            .i32(j)
-            .add()
-            .i32(2)
-            .op(I32_SHL)
-            .add()
-            .get('rf')
-            .op(F32_STORE, ...mem(2));
-          t.get('mf').simd(F32X4_SPLAT).set('ms');
-          t.get('rf').simd(F32X4_SPLAT).set('rss');
+          for (const [v, stat, local] of [
+            ['mu', 'mean', 'm'],
+            ['rs', 'rstd', 'k'],
+          ] as const) {
+            t.get(v).simd(F32X4_EXTRACT_LANE, j).set(`${local}_s`);
+            t.get(stat)
+              .get('r')
+              .i32(j)
+              .add()
+              .i32(2)
+              .op(I32_SHL)
+              .add()
+              .get(`${local}_s`)
+              .op(F32_STORE, ...mem(2));
+            t.get(`${local}_s`).simd(F32X4_SPLAT).set(local);
+          }
         },
-        (t) => {
+        (t, a) => {
           at(t, 'y');
-          at(t, 'x').simd(V128_LOAD, ...mem(2));
-          t.get('ms').simd(F32X4_SUB).get('rss').simd(F32X4_MUL);
-          if (hasGamma)
-            col(t, 'g')
-              .simd(V128_LOAD, ...mem(2))
-              .simd(F32X4_MUL);
-          if (hasBeta)
-            col(t, 'b')
-              .simd(V128_LOAD, ...mem(2))
-              .simd(F32X4_ADD);
-          t.simd(V128_STORE, ...mem(2));
-        },
-        (t) => {
-          at(t, 'y');
-          at(t, 'x').op(F32_LOAD, ...mem(2));
-          t.get('mf').op(F32_SUB).get('rf').op(F32_MUL);
-          if (hasGamma)
-            col(t, 'g')
-              .op(F32_LOAD, ...mem(2))
-              .op(F32_MUL);
-          if (hasBeta)
-            col(t, 'b')
-              .op(F32_LOAD, ...mem(2))
-              .op(F32_ADD);
-          t.op(F32_STORE, ...mem(2));
+          row(t, a, 'x');
+          a.mul(a.sub(loc(t, a, 'm')).get(a.l('k')));
+          if (hasGamma) a.mul(chan(t, a, 'g'));
+          if (hasBeta) a.add(chan(t, a, 'b'));
+          a.store(t);
         },
       );
       q.inc('r', (t) => t.i32(4));
@@ -254,42 +299,30 @@ const BWD_PARAMS = ['x', 'mean', 'rstd', 'g', 'dy', 'dx', 'dg', 'db', 'R', 'C'];
 function backwardBody(hasGamma: boolean, hasBeta: boolean): number[] {
   const c = new Code(BWD_PARAMS);
   c.declare(I32, 'r', 'o', 'rowBytes', 'vecBytes', 'rowOff', 'q0', 'q1', 'q2', 'q3', 'p0', 'p1', 'p2', 'p3', 'm0', 'm1', 'm2', 'm3');
-  c.declare(V128, 'mu', 'rs', 'cvec', 'tmp', 's1', 's2', 'xh', 'gh', 'dyv', 'g1', 'g2', 'ms', 'rss', 'a1', 'a2');
-  c.declare(F32, 'mf', 'rf', 'af1', 'af2', 'xf', 'gf', 'dyf');
-  prologue(c);
+  c.declare(V128, 'mu', 'rs', 'tmp', 's1', 's2', 'g1', 'g2');
+  declareTwins(c, 'm', 'k', 'a1', 'a2', 'xh', 'gh', 'd', 'count');
+  prologue(c, 'C');
   // dγ, dβ = 0 (they accumulate row after row).
-  if (hasGamma || hasBeta) {
-    columns(c, (t) => {
-      if (hasGamma)
-        col(t, 'dg')
-          .op(0x43, 0, 0, 0, 0)
-          .op(F32_STORE, ...mem(2));
-      if (hasBeta)
-        col(t, 'db')
-          .op(0x43, 0, 0, 0, 0)
-          .op(F32_STORE, ...mem(2));
-    });
-  }
+  alongRow(c, (t, a) => {
+    for (const [on, buf] of [
+      [hasGamma, 'dg'],
+      [hasBeta, 'db'],
+    ] as const) {
+      if (on) a.store(a.num(col(t, buf), 0));
+    }
+  });
   c.while(
     (q) => q.get('r').get('R').op(I32_LT_U),
     (q) => {
-      lanePointers(q, 'x', 'q');
-      lanePointers(q, 'dy', 'p');
+      lanePointers(q, 'x', 'q', (t) => t.get('rowBytes').mul());
+      lanePointers(q, 'dy', 'p', (t) => t.get('rowBytes').mul());
       // μ and 1/σ of the four rows: one gathered column of the [R, 1] statistics.
       q.i32(0).set('o');
       for (const [stat, v] of [
         ['mean', 'mu'],
         ['rstd', 'rs'],
       ] as const) {
-        for (const j of LANES) {
-          // m_j = stat + min(r + j, R − 1)·4
-          q.get(stat);
-          q.get('R').i32(1).sub();
-          q.get('r').i32(j).add();
-          q.get('r').i32(j).add().get('R').op(I32_GE_U);
-          q.op(SELECT);
-          q.i32(2).op(I32_SHL).add().set(`m${j}`);
-        }
+        lanePointers(q, stat, 'm', (t) => t.i32(2).op(I32_SHL));
         gather(q, 'm');
         q.set(v);
       }
@@ -301,97 +334,44 @@ function backwardBody(hasGamma: boolean, hasBeta: boolean): number[] {
         t.get('mu').simd(F32X4_SUB).get('rs').simd(F32X4_MUL).set('xh');
         gather(t, 'p');
         if (hasGamma)
-          col(t, 'g')
+          t.get('g')
+            .get('o')
+            .add()
             .simd(V128_LOAD32_SPLAT, ...mem(2))
             .simd(F32X4_MUL);
         t.set('gh');
         t.get('s1').get('gh').simd(F32X4_ADD).set('s1');
         t.get('s2').get('gh').get('xh').simd(F32X4_MUL).simd(F32X4_ADD).set('s2');
       });
-      q.get('s1').get('cvec').simd(F32X4_DIV).set('g1');
-      q.get('s2').get('cvec').simd(F32X4_DIV).set('g2');
+      q.get('s1').get('count').simd(F32X4_DIV).set('g1');
+      q.get('s2').get('count').simd(F32X4_DIV).set('g2');
       // dx = ((ĝ − mean ĝ) − x̂·mean(ĝ·x̂))·(1/σ); dγ += dy·x̂; dβ += dy.
       rowsOfBlock(
         q,
         (t, j) => {
-          t.get('mu').simd(F32X4_EXTRACT_LANE, j).set('mf');
-          t.get('rs').simd(F32X4_EXTRACT_LANE, j).set('rf');
-          t.get('g1').simd(F32X4_EXTRACT_LANE, j).set('af1');
-          t.get('g2').simd(F32X4_EXTRACT_LANE, j).set('af2');
-          t.get('mf').simd(F32X4_SPLAT).set('ms');
-          t.get('rf').simd(F32X4_SPLAT).set('rss');
-          t.get('af1').simd(F32X4_SPLAT).set('a1');
-          t.get('af2').simd(F32X4_SPLAT).set('a2');
-        },
-        (t) => {
-          at(t, 'x').simd(V128_LOAD, ...mem(2));
-          t.get('ms').simd(F32X4_SUB).get('rss').simd(F32X4_MUL).set('xh');
-          at(t, 'dy')
-            .simd(V128_LOAD, ...mem(2))
-            .set('dyv');
-          t.get('dyv');
-          if (hasGamma)
-            col(t, 'g')
-              .simd(V128_LOAD, ...mem(2))
-              .simd(F32X4_MUL);
-          t.set('gh');
-          at(t, 'dx');
-          t.get('gh').get('a1').simd(F32X4_SUB);
-          t.get('xh').get('a2').simd(F32X4_MUL).simd(F32X4_SUB);
-          t.get('rss')
-            .simd(F32X4_MUL)
-            .simd(V128_STORE, ...mem(2));
-          if (hasGamma) {
-            col(t, 'dg');
-            col(t, 'dg').simd(V128_LOAD, ...mem(2));
-            t.get('dyv')
-              .get('xh')
-              .simd(F32X4_MUL)
-              .simd(F32X4_ADD)
-              .simd(V128_STORE, ...mem(2));
-          }
-          if (hasBeta) {
-            col(t, 'db');
-            col(t, 'db').simd(V128_LOAD, ...mem(2));
-            t.get('dyv')
-              .simd(F32X4_ADD)
-              .simd(V128_STORE, ...mem(2));
+          for (const [v, local] of [
+            ['mu', 'm'],
+            ['rs', 'k'],
+            ['g1', 'a1'],
+            ['g2', 'a2'],
+          ] as const) {
+            t.get(v).simd(F32X4_EXTRACT_LANE, j).set(`${local}_s`);
+            t.get(`${local}_s`).simd(F32X4_SPLAT).set(local);
           }
         },
-        (t) => {
-          at(t, 'x').op(F32_LOAD, ...mem(2));
-          t.get('mf').op(F32_SUB).get('rf').op(F32_MUL).set('xf');
-          at(t, 'dy')
-            .op(F32_LOAD, ...mem(2))
-            .set('dyf');
-          t.get('dyf');
-          if (hasGamma)
-            col(t, 'g')
-              .op(F32_LOAD, ...mem(2))
-              .op(F32_MUL);
-          t.set('gf');
+        (t, a) => {
+          row(t, a, 'x');
+          a.mul(a.sub(loc(t, a, 'm')).get(a.l('k'))).set(a.l('xh'));
+          row(t, a, 'dy').set(a.l('d'));
+          loc(t, a, 'd');
+          if (hasGamma) a.mul(chan(t, a, 'g'));
+          t.set(a.l('gh'));
           at(t, 'dx');
-          t.get('gf').get('af1').op(F32_SUB);
-          t.get('xf').get('af2').op(F32_MUL).op(F32_SUB);
-          t.get('rf')
-            .op(F32_MUL)
-            .op(F32_STORE, ...mem(2));
-          if (hasGamma) {
-            col(t, 'dg');
-            col(t, 'dg').op(F32_LOAD, ...mem(2));
-            t.get('dyf')
-              .get('xf')
-              .op(F32_MUL)
-              .op(F32_ADD)
-              .op(F32_STORE, ...mem(2));
-          }
-          if (hasBeta) {
-            col(t, 'db');
-            col(t, 'db').op(F32_LOAD, ...mem(2));
-            t.get('dyf')
-              .op(F32_ADD)
-              .op(F32_STORE, ...mem(2));
-          }
+          a.sub(loc(t, a, 'gh').get(a.l('a1')));
+          a.sub(a.mul(loc(t, a, 'xh').get(a.l('a2'))));
+          a.store(a.mul(loc(t, a, 'k')));
+          if (hasGamma) accumulate(t, a, 'dg', () => a.mul(loc(t, a, 'd').get(a.l('xh'))));
+          if (hasBeta) accumulate(t, a, 'db', () => loc(t, a, 'd'));
         },
       );
       q.inc('r', (t) => t.i32(4));
@@ -400,158 +380,55 @@ function backwardBody(hasGamma: boolean, hasBeta: boolean): number[] {
   return c.body();
 }
 
-/*
- * BatchNorm in training mode over an NHWC map seen as [R = N·H·W, C]: statistics per column.
- * The composed form's Mean and Sum over the leading axes are our column sum (wasm_reduce.ts), which
- * adds row after row per column from 0, then divides by R; here the sums accumulate row after row
- * into [C] buffers (the outputs μ and σ², or the gradients dβ and dγ), streaming each row once.
- */
+// ---------------------------------------------------------------------------------------------
+// BatchNorm in training mode over an NHWC map seen as [R = N·H·W, C]: statistics per column.
+// The composed form's Mean and Sum over the leading axes are our column sum (wasm_reduce.ts), which
+// adds row after row per column from 0, then divides by R; here the sums accumulate row after row
+// into [C] buffers (the outputs μ and σ², or the gradients dβ and dγ), streaming each row once.
 
 const BN_FWD_PARAMS = ['x', 'g', 'b', 'y', 'mean', 'var', 'rstd', 'R', 'C', 'epsBits'];
 
-/** Sets column vectors of the [C] buffers `names` to zero. */
-function zeroColumns(c: Code, names: string[]): void {
-  alongRow(
-    c,
-    (t) => {
-      for (const n of names)
-        col(t, n)
-          .simd(V128_CONST, ...new Array<number>(16).fill(0))
-          .simd(V128_STORE, ...mem(2));
-    },
-    (t) => {
-      for (const n of names)
-        col(t, n)
-          .op(0x43, 0, 0, 0, 0)
-          .op(F32_STORE, ...mem(2));
-    },
-  );
+/** buf[o] = buf[o]/R for every column. */
+function divideByCount(c: Code, buf: string, into = buf): void {
+  alongRow(c, (q, a) => {
+    col(q, into);
+    a.store(a.div(chan(q, a, buf).get(a.l('count'))));
+  });
 }
-
-/** buf[c] = buf[c] op value (value pushed by `v`), vector or scalar. */
-function accumulate(c: Code, buf: string, v: (q: Code) => void, scalar: boolean): void {
-  col(c, buf);
-  (scalar ? sload : vload)(col(c, buf));
-  v(c);
-  if (scalar) c.op(F32_ADD).op(F32_STORE, ...mem(2));
-  else c.simd(F32X4_ADD).simd(V128_STORE, ...mem(2));
-}
-
-const vload = (q: Code) => q.simd(V128_LOAD, ...mem(2));
-const sload = (q: Code) => q.op(F32_LOAD, ...mem(2));
 
 function batchNormForwardBody(): number[] {
   const c = new Code(BN_FWD_PARAMS);
   c.declare(I32, 'r', 'o', 'rowBytes', 'vecBytes', 'rowOff');
-  c.declare(V128, 'cvec', 't');
-  c.declare(F32, 'tf');
-  prologue(c);
-  c.get('R').op(0xb3).simd(F32X4_SPLAT).set('cvec'); // here: float(R), the count per column
-  zeroColumns(c, ['mean', 'var']);
+  declareTwins(c, 'count', 't');
+  prologue(c, 'R');
+  alongRow(c, (t, a) => {
+    for (const buf of ['mean', 'var']) a.store(a.num(col(t, buf), 0));
+  });
   // μ = (Σ_r x)/R
-  everyRow(
-    c,
-    (q) => accumulate(q, 'mean', (t) => vload(at(t, 'x')), false),
-    (q) => accumulate(q, 'mean', (t) => sload(at(t, 'x')), true),
-  );
-  const divide = (buf: string) =>
-    alongRow(
-      c,
-      (q) => {
-        col(q, buf);
-        vload(col(q, buf))
-          .get('cvec')
-          .simd(F32X4_DIV)
-          .simd(V128_STORE, ...mem(2));
-      },
-      (q) => {
-        col(q, buf);
-        sload(col(q, buf))
-          .get('cvec')
-          .simd(F32X4_EXTRACT_LANE, 0)
-          .op(0x95)
-          .op(F32_STORE, ...mem(2)); // f32.div
-      },
-    );
-  divide('mean');
+  everyRow(c, (q, a) => accumulate(q, a, 'mean', () => row(q, a, 'x')));
+  divideByCount(c, 'mean');
   // σ² = (Σ_r (x − μ)²)/R
-  everyRow(
-    c,
-    (q) =>
-      accumulate(
-        q,
-        'var',
-        (t) => {
-          vload(at(t, 'x'));
-          vload(col(t, 'mean')).simd(F32X4_SUB).set('t');
-          t.get('t').get('t').simd(F32X4_MUL);
-        },
-        false,
-      ),
-    (q) =>
-      accumulate(
-        q,
-        'var',
-        (t) => {
-          sload(at(t, 'x'));
-          sload(col(t, 'mean')).op(F32_SUB).set('tf');
-          t.get('tf').get('tf').op(F32_MUL);
-        },
-        true,
-      ),
+  everyRow(c, (q, a) =>
+    accumulate(q, a, 'var', () => {
+      a.sub(chan(row(q, a, 'x'), a, 'mean')).set(a.l('t'));
+      a.mul(loc(q, a, 't').get(a.l('t')));
+    }),
   );
-  divide('var');
+  divideByCount(c, 'var');
   // 1/σ = 1/sqrt(σ² + eps)
-  alongRow(
-    c,
-    (q) => {
-      col(q, 'rstd');
-      splat(q, 1);
-      vload(col(q, 'var'));
-      q.get('epsBits')
-        .op(0xbe)
-        .simd(F32X4_SPLAT)
-        .simd(F32X4_ADD)
-        .simd(F32X4_SQRT)
-        .simd(F32X4_DIV)
-        .simd(V128_STORE, ...mem(2));
-    },
-    (q) => {
-      col(q, 'rstd');
-      q.op(0x43, ...f32Bytes(1));
-      sload(col(q, 'var'));
-      q.get('epsBits')
-        .op(0xbe)
-        .op(F32_ADD)
-        .op(0x91)
-        .op(0x95)
-        .op(F32_STORE, ...mem(2)); // f32.sqrt, f32.div
-    },
-  );
+  alongRow(c, (q, a) => {
+    col(q, 'rstd');
+    a.num(q, 1);
+    a.add(a.bits(chan(q, a, 'var'), 'epsBits'));
+    a.store(a.div(a.sqrt(q)));
+  });
   // y = (x − μ)·(1/σ·γ) + β
-  everyRow(
-    c,
-    (q) => {
-      at(q, 'y');
-      vload(at(q, 'x'));
-      vload(col(q, 'mean')).simd(F32X4_SUB);
-      vload(col(q, 'rstd'));
-      vload(col(q, 'g')).simd(F32X4_MUL).simd(F32X4_MUL);
-      vload(col(q, 'b'))
-        .simd(F32X4_ADD)
-        .simd(V128_STORE, ...mem(2));
-    },
-    (q) => {
-      at(q, 'y');
-      sload(at(q, 'x'));
-      sload(col(q, 'mean')).op(F32_SUB);
-      sload(col(q, 'rstd'));
-      sload(col(q, 'g')).op(F32_MUL).op(F32_MUL);
-      sload(col(q, 'b'))
-        .op(F32_ADD)
-        .op(F32_STORE, ...mem(2));
-    },
-  );
+  everyRow(c, (q, a) => {
+    at(q, 'y');
+    a.sub(chan(row(q, a, 'x'), a, 'mean'));
+    a.mul(a.mul(chan(chan(q, a, 'rstd'), a, 'g')));
+    a.store(a.add(chan(q, a, 'b')));
+  });
   return c.body();
 }
 
@@ -560,113 +437,38 @@ const BN_BWD_PARAMS = ['x', 'mean', 'rstd', 'g', 'dy', 'dx', 'dg', 'db', 'scratc
 function batchNormBackwardBody(): number[] {
   const c = new Code(BN_BWD_PARAMS);
   c.declare(I32, 'r', 'o', 'rowBytes', 'vecBytes', 'rowOff', 'ka', 'kb', 'kk');
-  c.declare(V128, 'cvec', 't');
-  c.declare(F32, 'tf');
-  prologue(c);
-  c.get('R').op(0xb3).simd(F32X4_SPLAT).set('cvec');
+  declareTwins(c, 'count');
+  prologue(c, 'R');
   // scratch: dβ/R, dγ/R, 1/σ·γ ([C] each)
   c.get('scratch').set('ka');
   c.get('scratch').get('rowBytes').add().set('kb');
   c.get('kb').get('rowBytes').add().set('kk');
-  zeroColumns(c, ['dg', 'db']);
-  // dβ = Σ_r dy, dγ = Σ_r dy·x̂, x̂ = (x − μ)·(1/σ)
-  everyRow(
-    c,
-    (q) => {
-      accumulate(q, 'db', (t) => vload(at(t, 'dy')), false);
-      accumulate(
-        q,
-        'dg',
-        (t) => {
-          vload(at(t, 'dy'));
-          vload(at(t, 'x'));
-          vload(col(t, 'mean')).simd(F32X4_SUB);
-          vload(col(t, 'rstd')).simd(F32X4_MUL).simd(F32X4_MUL);
-        },
-        false,
-      );
-    },
-    (q) => {
-      accumulate(q, 'db', (t) => sload(at(t, 'dy')), true);
-      accumulate(
-        q,
-        'dg',
-        (t) => {
-          sload(at(t, 'dy'));
-          sload(at(t, 'x'));
-          sload(col(t, 'mean')).op(F32_SUB);
-          sload(col(t, 'rstd')).op(F32_MUL).op(F32_MUL);
-        },
-        true,
-      );
-    },
-  );
-  alongRow(
-    c,
-    (q) => {
-      col(q, 'ka');
-      vload(col(q, 'db'))
-        .get('cvec')
-        .simd(F32X4_DIV)
-        .simd(V128_STORE, ...mem(2));
-      col(q, 'kb');
-      vload(col(q, 'dg'))
-        .get('cvec')
-        .simd(F32X4_DIV)
-        .simd(V128_STORE, ...mem(2));
-      col(q, 'kk');
-      vload(col(q, 'rstd'));
-      vload(col(q, 'g'))
-        .simd(F32X4_MUL)
-        .simd(V128_STORE, ...mem(2));
-    },
-    (q) => {
-      q.get('cvec').simd(F32X4_EXTRACT_LANE, 0).set('tf');
-      col(q, 'ka');
-      sload(col(q, 'db'))
-        .get('tf')
-        .op(0x95)
-        .op(F32_STORE, ...mem(2));
-      col(q, 'kb');
-      sload(col(q, 'dg'))
-        .get('tf')
-        .op(0x95)
-        .op(F32_STORE, ...mem(2));
-      col(q, 'kk');
-      sload(col(q, 'rstd'));
-      sload(col(q, 'g'))
-        .op(F32_MUL)
-        .op(F32_STORE, ...mem(2));
-    },
-  );
+  alongRow(c, (t, a) => {
+    for (const buf of ['dg', 'db']) a.store(a.num(col(t, buf), 0));
+  });
+  // x̂ = (x − μ)·(1/σ)
+  const xhat = (q: Code, a: Arith) => a.mul(chan(a.sub(chan(row(q, a, 'x'), a, 'mean')), a, 'rstd'));
+  // dβ = Σ_r dy, dγ = Σ_r dy·x̂
+  everyRow(c, (q, a) => {
+    accumulate(q, a, 'db', () => row(q, a, 'dy'));
+    accumulate(q, a, 'dg', () => {
+      row(q, a, 'dy');
+      a.mul(xhat(q, a));
+    });
+  });
+  divideByCount(c, 'db', 'ka');
+  divideByCount(c, 'dg', 'kb');
+  alongRow(c, (q, a) => {
+    col(q, 'kk');
+    a.store(a.mul(chan(chan(q, a, 'rstd'), a, 'g')));
+  });
   // dx = ((dy − dβ/R) − x̂·dγ/R)·(1/σ·γ)
-  everyRow(
-    c,
-    (q) => {
-      at(q, 'dx');
-      vload(at(q, 'dy'));
-      vload(col(q, 'ka')).simd(F32X4_SUB);
-      vload(at(q, 'x'));
-      vload(col(q, 'mean')).simd(F32X4_SUB);
-      vload(col(q, 'rstd')).simd(F32X4_MUL);
-      vload(col(q, 'kb')).simd(F32X4_MUL).simd(F32X4_SUB);
-      vload(col(q, 'kk'))
-        .simd(F32X4_MUL)
-        .simd(V128_STORE, ...mem(2));
-    },
-    (q) => {
-      at(q, 'dx');
-      sload(at(q, 'dy'));
-      sload(col(q, 'ka')).op(F32_SUB);
-      sload(at(q, 'x'));
-      sload(col(q, 'mean')).op(F32_SUB);
-      sload(col(q, 'rstd')).op(F32_MUL);
-      sload(col(q, 'kb')).op(F32_MUL).op(F32_SUB);
-      sload(col(q, 'kk'))
-        .op(F32_MUL)
-        .op(F32_STORE, ...mem(2));
-    },
-  );
+  everyRow(c, (q, a) => {
+    at(q, 'dx');
+    a.sub(chan(row(q, a, 'dy'), a, 'ka'));
+    a.sub(a.mul(chan(xhat(q, a), a, 'kb')));
+    a.store(a.mul(chan(q, a, 'kk')));
+  });
   return c.body();
 }
 
