@@ -24,7 +24,9 @@
  *   backend's memory, on its tensors in place: a 4×8-tile GEMM for batched, transposed and
  *   broadcast products (wasm_gemm.ts, ~25–35 GFLOP/s: [32,196,32]·[32,32,196] went 1.8 → 29
  *   GFLOP/s), depthwise conv forward and filter gradient (wasm_dwconv.ts, 8–18 GFLOP/s against
- *   XNNPACK's ~1), and a column sum for Sum/Mean (wasm_reduce.ts, ~10× the stock kernels).
+ *   XNNPACK's ~1), a column sum for Sum/Mean (wasm_reduce.ts, ~10× the stock kernels), exp,
+ *   erf and exact GELU (wasm_unary.ts), and LayerNorm and training BatchNorm forward and
+ *   backward in one kernel each (wasm_norm.ts, bit-identical to the composed form, 2.4–6× it).
  * - Compositions of fast kernels of the same backend, called directly through their kernel
  *   functions (kernel_util.ts `Scope`: no engine, tape or profiler involvement; every
  *   intermediate freed): the filter gradient as a Conv2D over the batch axis with dy as the

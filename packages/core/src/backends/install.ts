@@ -12,7 +12,23 @@ import { BackendError } from './errors.js';
 import { forgetStock, rememberStock } from './kernel_util.js';
 import { batchMatMulWasm, fusedMatMulWasm } from './matmul_wasm.js';
 import { segmentSumCpu, segmentSumWasm } from './segment_sum.js';
-import { erfWasm, expWasm, GELU_ERF, GELU_ERF_GRAD, geluGradWasm, geluWasm, gatherWasm, identityWasm, meanWasm, reverseWasm, stridedSliceWasm, sumWasm, tileWasm, unpackWasm } from './wasm_copy.js';
+import { BATCH_NORM, BATCH_NORM_GRAD, LAYER_NORM, LAYER_NORM_GRAD, batchNormGradWasm, batchNormWasm, layerNormGradWasm, layerNormWasm } from './wasm_norm.js';
+import {
+  erfWasm,
+  expWasm,
+  GELU_ERF,
+  GELU_ERF_GRAD,
+  geluGradWasm,
+  geluWasm,
+  gatherWasm,
+  identityWasm,
+  meanWasm,
+  reverseWasm,
+  stridedSliceWasm,
+  sumWasm,
+  tileWasm,
+  unpackWasm,
+} from './wasm_copy.js';
 
 /** A kernel we register over (or next to) tfjs's own for one backend. */
 export interface KernelReplacement {
@@ -82,6 +98,30 @@ const WASM_KERNELS: KernelReplacement[] = [
   wasm(tf.Mean, 'slow', 'as Sum, then ÷ n', meanWasm),
   wasm(GELU_ERF, 'missing', 'exact GELU in one SIMD pass (the composed form is 5 kernels), bit-identical to it', geluWasm),
   wasm(GELU_ERF_GRAD, 'missing', "exact GELU's backward in one SIMD pass (the composed form is 11 kernels), bit-identical to it", geluGradWasm),
+  wasm(
+    LAYER_NORM,
+    'missing',
+    'LayerNorm over the last axis in one SIMD kernel (y, μ, 1/σ; the composed form is 10 kernels), bit-identical to it',
+    layerNormWasm as tf.KernelFunc,
+  ),
+  wasm(
+    LAYER_NORM_GRAD,
+    'missing',
+    "LayerNorm's backward in one SIMD kernel (dx, dγ, dβ; the composed form is ~14 kernels), bit-identical to it",
+    layerNormGradWasm as tf.KernelFunc,
+  ),
+  wasm(
+    BATCH_NORM,
+    'missing',
+    'training BatchNorm (NHWC, statistics over N, H, W) in one SIMD kernel: y, μ, σ², 1/σ (the composed form is 10 kernels), bit-identical to it',
+    batchNormWasm as tf.KernelFunc,
+  ),
+  wasm(
+    BATCH_NORM_GRAD,
+    'missing',
+    "training BatchNorm's backward in one SIMD kernel (dx, dγ, dβ; the composed form is ~12 kernels), bit-identical to it",
+    batchNormGradWasm as tf.KernelFunc,
+  ),
   wasm(tf._FusedMatMul, 'slow', 'transposed/batched cases through the BatchMatMul above, then bias and activation kernels', fusedMatMulWasm),
 ];
 

@@ -164,3 +164,21 @@ export function sizeOf(shape: readonly number[]): number {
   for (const d of shape) n *= d;
   return n;
 }
+
+const fusedReady = new WeakMap<object, Map<string, boolean>>();
+
+/**
+ * Whether the current backend is wasm with our fused kernels `names` registered and their SIMD
+ * modules loading there (`available`, checked once per backend instance). Ops with a fused wasm
+ * kernel (exact GELU, LayerNorm) run their composed form everywhere else.
+ */
+export function fusedWasmReady(names: readonly string[], available: (backend: unknown) => boolean): boolean {
+  if (tf.getBackend() !== 'wasm' || names.some((n) => !tf.getKernel(n, 'wasm'))) return false;
+  const backend = tf.backend() as object;
+  let m = fusedReady.get(backend);
+  if (!m) fusedReady.set(backend, (m = new Map()));
+  const key = names.join(',');
+  let ok = m.get(key);
+  if (ok === undefined) m.set(key, (ok = available(backend)));
+  return ok;
+}

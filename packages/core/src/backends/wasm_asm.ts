@@ -140,6 +140,41 @@ export const V128_CONST = 0x0c;
 export const F32X4_EXTRACT_LANE = 0x1f;
 export const F32X4_ADD = 0xe4;
 export const F32X4_MUL = 0xe6;
+export const V128_LOAD32_LANE = 0x56;
+export const F32X4_SPLAT = 0x13;
+export const F32X4_REPLACE_LANE = 0x20;
+export const F32X4_LT = 0x43;
+export const F32X4_GT = 0x44;
+export const F32X4_NE = 0x42;
+export const V128_AND = 0x4e;
+export const V128_OR = 0x50;
+export const V128_BITSELECT = 0x52;
+export const F32X4_NEAREST = 0x6a;
+export const I32X4_SPLAT = 0x11;
+export const I32X4_SHL = 0xab;
+export const I32X4_ADD = 0xae;
+export const F32X4_ABS = 0xe0;
+export const F32X4_NEG = 0xe1;
+export const F32X4_SQRT = 0xe3;
+export const F32X4_SUB = 0xe5;
+export const F32X4_DIV = 0xe7;
+export const F32X4_PMIN = 0xea;
+export const F32X4_PMAX = 0xeb;
+// Scalar float32 opcodes (no prefix).
+export const F32_LOAD = 0x2a;
+export const F32_STORE = 0x38;
+export const F32_ADD = 0x92;
+export const F32_SUB = 0x93;
+export const F32_MUL = 0x94;
+
+/** The little-endian bytes of float32 `v`. */
+export const f32Bytes = (v: number) => [...new Uint8Array(new Float32Array([v]).buffer)];
+
+/** Pushes f32x4.splat(v). */
+export function splat(c: Code, v: number): Code {
+  return c.op(0x43, ...f32Bytes(v)).simd(F32X4_SPLAT);
+}
+
 /** memarg: alignment exponent, byte offset. */
 export const mem = (align: number, offset = 0) => [align, ...uleb(offset)];
 

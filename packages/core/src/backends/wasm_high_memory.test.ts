@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { setTestWasm } from '../testing/backend.js';
+import { layerNormLastAxis } from '../ops/norm.js';
 import { installWasmKernels } from './install.js';
 
 // Our runtime-assembled kernels walk the wasm heap with i32 pointers. Past 2 GiB a pointer is
@@ -19,7 +20,7 @@ function offsetOf(t: tf.Tensor): number {
 }
 
 describe('wasm kernels on buffers that straddle 2 GiB', () => {
-  it('exp, erf, transposed and batched matMuls: the results of the cpu backend', async () => {
+  it('exp, erf, transposed and batched matMuls, LayerNorm (forward and backward): the results of the cpu backend', async () => {
     await setTestWasm();
     installWasmKernels();
     const hole = 12 * 1024 * 1024;
@@ -29,6 +30,12 @@ describe('wasm kernels on buffers that straddle 2 GiB', () => {
       // Outputs of 12 MB: they are what lands in the straddling hole.
       ['matMul transposed', () => [tf.randomNormal([64, 1500], 0, 1, 'float32', 3), tf.randomNormal([64, 2048], 0, 1, 'float32', 4)], ([a, b]) => tf.matMul(a!, b!, true, false)],
       ['batched matMul', () => [tf.randomNormal([96, 128, 16], 0, 1, 'float32', 5), tf.randomNormal([96, 16, 256], 0, 1, 'float32', 6)], ([a, b]) => tf.matMul(a!, b!)],
+      // dx of sum(LayerNorm(x)·x): both fused LayerNorm kernels run, the input x in the hole.
+      [
+        'LayerNorm',
+        () => [tf.randomNormal([hole / 4 / 64, 64], 0, 2, 'float32', 7), tf.randomNormal([64], 1, 0.2, 'float32', 8), tf.randomNormal([64], 0, 1, 'float32', 9)],
+        ([x, g, b]) => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(layerNormLastAxis(t, g!, b!, 1e-5), t)))(x!),
+      ],
     ];
     // Fill the heap to just below 2^31, then free a 12 MB block across it: the allocator puts the
     // next buffers of that size in the hole (inputs of the unary ops, outputs of the matMuls).
@@ -63,6 +70,7 @@ describe('wasm kernels on buffers that straddle 2 GiB', () => {
     });
     // The allocator put these where the test wants them (the transposed product packs its operands
     // into scratch space of its own, which may land anywhere).
-    expect(results.filter((r) => r.crossed).map((r) => r.name)).toEqual(expect.arrayContaining(['exp', 'erf', 'batched matMul']));
+    const crossed = results.filter((r) => r.crossed).map((r) => r.name);
+    expect(crossed, `crossed: ${crossed.join(', ')}`).toEqual(expect.arrayContaining(['exp', 'erf', 'batched matMul', 'LayerNorm']));
   });
 });

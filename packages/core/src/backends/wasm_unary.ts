@@ -12,37 +12,38 @@
  * `unary(x, y, n)` handles ⌊n/4⌋·4 elements; the caller does the rest.
  */
 
-import { Code, F32X4_ADD, F32X4_MUL, I32, I32_LT_U, V128, V128_LOAD, V128_STORE, instantiate, mem, moduleBytes } from './wasm_asm.js';
-
-// More SIMD opcodes (after 0xfd).
-const F32X4_SPLAT = 0x13;
-const F32X4_SUB = 0xe5;
-const F32X4_DIV = 0xe7;
-const F32X4_PMIN = 0xea;
-const F32X4_PMAX = 0xeb;
-const F32X4_ABS = 0xe0;
-const F32X4_NEG = 0xe1;
-const F32X4_NEAREST = 0x6a;
-const F32X4_GT = 0x44;
-const F32X4_LT = 0x43;
-const I32X4_SHL = 0xab;
-const I32X4_ADD = 0xae;
-const V128_BITSELECT = 0x52;
-const V128_AND = 0x4e;
-const V128_OR = 0x50;
-const I32X4_SPLAT = 0x11;
+import {
+  Code,
+  F32X4_ABS,
+  F32X4_ADD,
+  F32X4_DIV,
+  F32X4_GT,
+  F32X4_LT,
+  F32X4_MUL,
+  F32X4_NEAREST,
+  F32X4_NE,
+  F32X4_NEG,
+  F32X4_PMAX,
+  F32X4_PMIN,
+  F32X4_SUB,
+  I32,
+  I32_LT_U,
+  I32X4_ADD,
+  I32X4_SHL,
+  I32X4_SPLAT,
+  V128,
+  V128_AND,
+  V128_BITSELECT,
+  V128_LOAD,
+  V128_OR,
+  V128_STORE,
+  instantiate,
+  mem,
+  moduleBytes,
+  splat,
+} from './wasm_asm.js';
 
 const PARAMS = ['x', 'y', 'n'];
-
-const f32 = (v: number) => {
-  const b = new Uint8Array(new Float32Array([v]).buffer);
-  return [...b];
-};
-
-/** Pushes f32x4.splat(v). */
-function splat(c: Code, v: number): Code {
-  return c.op(0x43, ...f32(v)).simd(F32X4_SPLAT);
-}
 
 /** exp of the vector in local `v`, left on the stack; uses locals t, r, z, m. */
 function emitExp(c: Code, v: string): void {
@@ -101,7 +102,7 @@ function emitExp(c: Code, v: string): void {
   c.get('t').get('z').simd(V128_BITSELECT);
   // NaN in → NaN out: where v ≠ v, v.
   c.set('t');
-  c.get(v).get('t').get(v).get(v).simd(0x42); // f32x4.ne: NaN lanes
+  c.get(v).get('t').get(v).get(v).simd(F32X4_NE); // NaN lanes
   c.simd(V128_BITSELECT);
 }
 

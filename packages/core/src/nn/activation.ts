@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
+import { fusedWasmReady } from '../backends/kernel_util.js';
 import { GELU_ERF, GELU_ERF_GRAD, geluWasmAvailable } from '../backends/wasm_copy.js';
 
 export type GeluApproximate = 'none' | 'tanh';
@@ -26,7 +27,7 @@ export function gelu(x: tf.Tensor, approximate: GeluApproximate = 'none'): tf.Te
  * The forward runs the composed form's kernels, so values are bit-identical to it.
  */
 export function geluErf(x: tf.Tensor): tf.Tensor {
-  const fused = x.dtype === 'float32' && fusedGeluHere();
+  const fused = x.dtype === 'float32' && fusedWasmReady([GELU_ERF, GELU_ERF_GRAD], geluWasmAvailable);
   const op = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([xi]);
     return {
@@ -51,16 +52,6 @@ export function geluErf(x: tf.Tensor): tf.Tensor {
 }
 
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
-
-const fusedGeluOn = new WeakMap<object, boolean>();
-/** Whether the current backend runs the fused GELU kernels (wasm, where our SIMD modules load and they are installed). */
-function fusedGeluHere(): boolean {
-  if (tf.getBackend() !== 'wasm' || !tf.getKernel(GELU_ERF, 'wasm') || !tf.getKernel(GELU_ERF_GRAD, 'wasm')) return false;
-  const backend = tf.backend() as object;
-  let ok = fusedGeluOn.get(backend);
-  if (ok === undefined) fusedGeluOn.set(backend, (ok = geluWasmAvailable(backend)));
-  return ok;
-}
 
 export class GELU extends Module {
   readonly approximate: GeluApproximate;
