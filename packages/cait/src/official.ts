@@ -19,10 +19,9 @@ import {
   SiLU,
   Sigmoid,
   Tanh,
+  defaultCheckpointFilter,
   loadAdaptedCheckpoint,
   registerArchitecture,
-  replaceClassifier,
-  stripModulePrefix,
   type AdaptedCheckpoint,
   type ArchitectureAdapter,
   type Module,
@@ -181,12 +180,9 @@ export const caitArchitecture: ArchitectureAdapter = {
   },
 };
 
-let registered = false;
 /** Registers the `cait` architecture adapter (idempotent). */
 export function registerCaiTArchitecture(): void {
-  if (registered) return;
   registerArchitecture(caitArchitecture);
-  registered = true;
 }
 
 type Tensors = Map<string, tf.Tensor> | Record<string, tf.Tensor>;
@@ -200,28 +196,17 @@ export type { AdaptedCheckpoint };
  * Tensors stay in the official (PyTorch) layout.
  */
 export function adaptCaiTCheckpoint(model: CaiT, tensors: Tensors): AdaptedCheckpoint {
-  const out = stripModulePrefix(tensors);
-  const created: tf.Tensor[] = [];
-  const dropped: string[] = [];
-  const notes: string[] = [];
-  const pos = out.get('pos_embed');
+  const out = defaultCheckpointFilter(model, tensors, 'head');
+  const pos = out.tensors.get('pos_embed');
   const want = model.gridSize[0] * model.gridSize[1];
   if (pos && pos.rank === 3 && pos.shape[1] !== want) {
     const resampled = resamplePosEmbed(pos, model.gridSize);
-    created.push(resampled);
-    out.set('pos_embed', resampled);
+    out.created.push(resampled);
+    out.tensors.set('pos_embed', resampled);
     const side = Math.round(Math.sqrt(pos.shape[1]!));
-    notes.push(`pos_embed resampled (bilinear) from a ${side}x${side} grid to ${model.gridSize[0]}x${model.gridSize[1]}`);
+    out.notes.unshift(`pos_embed resampled (bilinear) from a ${side}x${side} grid to ${model.gridSize[0]}x${model.gridSize[1]}`);
   }
-  const hw = out.get('head.weight');
-  if (hw && (model.numClasses === 0 || hw.rank !== 2 || hw.shape[0] !== model.numClasses)) {
-    // The model's own (fresh) classifier stands in, so a strict load still checks every other key.
-    const swap = replaceClassifier(model, out, 'head');
-    created.push(...swap.created);
-    dropped.push(...swap.dropped.map((d) => d.key));
-    notes.push(`classifier dropped: the checkpoint has ${hw.shape[0]} classes, the model ${model.numClasses}; head keeps its fresh init`);
-  }
-  return { tensors: out, created, dropped, notes };
+  return out;
 }
 
 /**

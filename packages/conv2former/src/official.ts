@@ -119,10 +119,7 @@ export const conv2formerArchitecture: ArchitectureAdapter = {
   officialFeatures: conv2formerOfficialFeatures,
 };
 
-let registered = false;
 /** Registers the `conv2former` architecture adapter (idempotent). */
 export function registerConv2FormerArchitecture(): void {
-  if (registered) return;
   registerArchitecture(conv2formerArchitecture);
-  registered = true;
 }

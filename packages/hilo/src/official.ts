@@ -99,10 +99,7 @@ export const litv2Architecture: ArchitectureAdapter = {
   officialFeatures: litv2OfficialFeatures,
 };
 
-let registered = false;
 /** Registers the `litv2` architecture adapter (idempotent). */
 export function registerLITv2Architecture(): void {
-  if (registered) return;
   registerArchitecture(litv2Architecture);
-  registered = true;
 }

@@ -12,10 +12,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   ConfigError,
+  defaultCheckpointFilter,
   loadAdaptedCheckpoint,
   registerArchitecture,
-  replaceClassifier,
-  stripModulePrefix,
   type AdaptedCheckpoint,
   type ArchitectureAdapter,
   type Module,
@@ -161,18 +160,11 @@ export const regionvitArchitecture: ArchitectureAdapter = {
   description: 'RegionViT (IBM/RegionViT:regionvit/regionvit.py, class RegionViT)',
   fromOfficialConfig: (kwargs) => regionvitFromOfficialConfig(kwargs),
   officialFeatures: regionvitOfficialFeatures,
-  filterCheckpoint: (model, tensors) => {
-    if (!(model instanceof RegionViT)) throw new ConfigError(`regionvit filterCheckpoint needs a RegionViT model, got ${model.typeName}`);
-    return adaptRegionViTCheckpoint(model, tensors);
-  },
 };
 
-let registered = false;
 /** Registers the `regionvit` architecture adapter (idempotent). */
 export function registerRegionViTArchitecture(): void {
-  if (registered) return;
   registerArchitecture(regionvitArchitecture);
-  registered = true;
 }
 
 type Tensors = Map<string, tf.Tensor> | Record<string, tf.Tensor>;
@@ -186,18 +178,7 @@ export type { AdaptedCheckpoint };
  * official files hold) loads the shared projection.
  */
 export function adaptRegionViTCheckpoint(model: RegionViT, tensors: Tensors): AdaptedCheckpoint {
-  const out = stripModulePrefix(tensors);
-  const created: tf.Tensor[] = [];
-  const dropped: string[] = [];
-  const notes: string[] = [];
-  const hw = out.get('head.weight');
-  if (hw && (model.numClasses === 0 || hw.rank !== 2 || hw.shape[0] !== model.numClasses)) {
-    const swap = replaceClassifier(model, out, 'head');
-    created.push(...swap.created);
-    dropped.push(...swap.dropped.map((d) => d.key));
-    notes.push(`classifier dropped: the checkpoint has ${hw.shape[0]} classes, the model ${model.numClasses}; head keeps its fresh init`);
-  }
-  return { tensors: out, created, dropped, notes };
+  return defaultCheckpointFilter(model, tensors, 'head');
 }
 
 /**

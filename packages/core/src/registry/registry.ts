@@ -233,8 +233,11 @@ export interface ArchitectureAdapter {
 
 const architectures = new Map<string, ArchitectureAdapter>();
 
+/** Registers an adapter; the same adapter again is a no-op (a package imported twice), another under a taken name an error. */
 export function registerArchitecture(adapter: ArchitectureAdapter): void {
-  if (architectures.has(adapter.name)) throw new ConfigError(`Architecture '${adapter.name}' is already registered`);
+  const had = architectures.get(adapter.name);
+  if (had === adapter) return;
+  if (had) throw new ConfigError(`Architecture '${adapter.name}' is already registered`);
   architectures.set(adapter.name, adapter);
 }
 
