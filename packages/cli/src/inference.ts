@@ -90,8 +90,12 @@ async function checkpointDir(dir: string): Promise<string> {
   throw new InputError(`${abs} is not a checkpoint: expected a folder written by \`vit train\` (with config.json), or a run folder holding best/, final/ or last/`);
 }
 
-/** The flags of the pretrained route (predict, eval, download). */
-export const PRETRAINED_OPTIONS = {
+/** The flags that choose a model and its weights for `loadForInference` (predict, eval). */
+export const INFERENCE_OPTIONS = {
+  checkpoint: { type: 'string' },
+  model: { type: 'string' },
+  weights: { type: 'string' },
+  'num-classes': { type: 'string' },
   pretrained: { type: 'boolean' },
   tag: { type: 'string' },
   'weights-url': { type: 'string' },

@@ -3,18 +3,14 @@ import type { Command } from '../main.js';
 import { EXIT, UsageError } from '../exit-codes.js';
 import { useBackend } from '../setup.js';
 import { DATA_SPEC_HELP, evalTransform, loadData } from '../data.js';
-import { PRETRAINED_OPTIONS, loadForInference } from '../inference.js';
+import { INFERENCE_OPTIONS, loadForInference } from '../inference.js';
 
 export const evalCommand: Command = {
   name: 'eval',
   summary: 'Evaluate a checkpoint on a dataset: loss, top-1, top-5, images/s',
   usage: 'vit eval (--checkpoint DIR | --model <name> (--weights FILE | --pretrained [--tag T] [--weights-url URL])) --data <spec> [--split val|train] [--batch-size 128] [--backend auto] [--json]',
   options: {
-    ...PRETRAINED_OPTIONS,
-    checkpoint: { type: 'string' },
-    model: { type: 'string' },
-    weights: { type: 'string' },
-    'num-classes': { type: 'string' },
+    ...INFERENCE_OPTIONS,
     data: { type: 'string' },
     split: { type: 'string' },
     'batch-size': { type: 'string' },

@@ -5,7 +5,7 @@ import { asOutOfMemory, CenterCrop, DataLoader, ImageFolderDataset } from '@vit/
 import type { Command } from '../main.js';
 import { EXIT, InputError, UsageError } from '../exit-codes.js';
 import { useBackend } from '../setup.js';
-import { PRETRAINED_OPTIONS, loadForInference } from '../inference.js';
+import { INFERENCE_OPTIONS, loadForInference } from '../inference.js';
 
 export const predictCommand: Command = {
   name: 'predict',
@@ -13,11 +13,7 @@ export const predictCommand: Command = {
   usage:
     'vit predict (--checkpoint DIR | --model <name> --weights FILE | --model <name> --pretrained [--tag T] [--weights-url URL] [--cache-dir DIR]) <image…> [--top-k 5] [--backend auto] [--json]',
   options: {
-    ...PRETRAINED_OPTIONS,
-    checkpoint: { type: 'string' },
-    model: { type: 'string' },
-    weights: { type: 'string' },
-    'num-classes': { type: 'string' },
+    ...INFERENCE_OPTIONS,
     'top-k': { type: 'string' },
     backend: { type: 'string' },
     json: { type: 'boolean' },
