@@ -1,14 +1,16 @@
-// @vit/mrla: ResNet with multi-head recurrent layer attention (MRLA-light) on TensorFlow.js.
-// Importing this module registers the variants and the 'mrla' architecture adapter (the one side effect).
-import { isModelRegistered, listArchitectures, registerArchitecture } from '@vit/core';
-import { mrlaArchitecture } from './official.js';
-import { MRLA_CONFIGS, registerMRLAVariants } from './variants.js';
-
-export * from './mrla.js';
+/**
+ * @vit/mrla: ResNet with multi-head recurrent layer attention (MRLA-light) on TensorFlow.js.
+ * Importing this module registers the `resnet*_mrlal*` variants and the `mrla` official
+ * architecture adapter with @vit/core's registry.
+ */
 export * from './blocks.js';
-export * from './resnet_mrla.js';
+export * from './model.js';
 export * from './official.js';
+export * from './configs.js';
 export * from './variants.js';
 
-if (!Object.keys(MRLA_CONFIGS).some((n) => isModelRegistered(n))) registerMRLAVariants();
-if (!listArchitectures().includes(mrlaArchitecture.name)) registerArchitecture(mrlaArchitecture);
+import { registerMRLAArchitecture } from './official.js';
+import { registerMRLAVariants } from './variants.js';
+
+registerMRLAVariants();
+registerMRLAArchitecture();

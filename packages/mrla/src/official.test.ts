@@ -2,7 +2,7 @@ import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm2d, ConfigError, getArchitecture, ShapeError } from '@vit/core';
-import { fromOfficialConfig, MRLABottleneck, officialOptions, ResNetMRLA } from './index.js';
+import { mrlaFromOfficialConfig, MRLABottleneck, mrlaOptionsFromOfficial, ResNetMRLA } from './index.js';
 import { setTestBackend } from '@vit/core/testing';
 
 /** A small official config (expansion 1 like the goldens) to exercise the constructor paths. */
@@ -29,7 +29,7 @@ describe('official config mapping', () => {
   });
 
   it('maps every kwarg of ResNet_mrlal', () => {
-    const o = officialOptions(
+    const o = mrlaOptionsFromOfficial(
       {
         block: 'MRLA_Bottleneck',
         layers: [3, 4, 6, 3],
@@ -64,33 +64,33 @@ describe('official config mapping', () => {
     const bn = o.normLayer!(8) as BatchNorm2d;
     expect([bn.eps, bn.momentum]).toEqual([0.001, 0.01]);
     bn.dispose();
-    const plain = officialOptions({ ...SMALL, norm_layer: 'torch.nn.BatchNorm2d' }).normLayer!(4) as BatchNorm2d;
+    const plain = mrlaOptionsFromOfficial({ ...SMALL, norm_layer: 'torch.nn.BatchNorm2d' }).normLayer!(4) as BatchNorm2d;
     expect([plain.eps, plain.momentum]).toEqual([1e-5, 0.1]);
     plain.dispose();
   });
 
   it('refuses what it cannot build, naming it', () => {
-    expect(() => officialOptions({ ...SMALL, foo: 1 })).toThrow(/ResNet_mrlal\(\) got unexpected keyword argument\(s\) foo/);
-    expect(() => officialOptions(SMALL, { overrides: { 'MRLA_Bottleneck.bar': 1 } })).toThrow(/unsupported override/);
-    expect(() => officialOptions({ ...SMALL, norm_layer: 'torch.nn.GroupNorm' })).toThrow(/unsupported norm_layer/);
-    expect(officialOptions({ ...SMALL, block: "<class 'models.resnet_mrla_light.MRLA_Bottleneck'>" }).block).toBe('bottleneck');
-    expect(() => officialOptions({ ...SMALL, block: 'SomethingElse' })).toThrow(ConfigError);
-    expect(() => fromOfficialConfig({ ...SMALL, layers: [1, 1, 1] })).toThrow(/4 non-negative integers/);
-    expect(() => fromOfficialConfig({ ...SMALL, replace_stride_with_dilation: [true] })).toThrow(/3-element/);
+    expect(() => mrlaOptionsFromOfficial({ ...SMALL, foo: 1 })).toThrow(/ResNet_mrlal\(\) got unexpected keyword argument\(s\) foo/);
+    expect(() => mrlaOptionsFromOfficial(SMALL, { overrides: { 'MRLA_Bottleneck.bar': 1 } })).toThrow(/unsupported override/);
+    expect(() => mrlaOptionsFromOfficial({ ...SMALL, norm_layer: 'torch.nn.GroupNorm' })).toThrow(/unsupported norm_layer/);
+    expect(mrlaOptionsFromOfficial({ ...SMALL, block: "<class 'models.resnet_mrla_light.MRLA_Bottleneck'>" }).block).toBe('bottleneck');
+    expect(() => mrlaOptionsFromOfficial({ ...SMALL, block: 'SomethingElse' })).toThrow(ConfigError);
+    expect(() => mrlaFromOfficialConfig({ ...SMALL, layers: [1, 1, 1] })).toThrow(/4 non-negative integers/);
+    expect(() => mrlaFromOfficialConfig({ ...SMALL, replace_stride_with_dilation: [true] })).toThrow(/3-element/);
   });
 
   it('expansion 4 by default (the official class attribute), overridable', () => {
-    const m4 = fromOfficialConfig(SMALL);
+    const m4 = mrlaFromOfficialConfig(SMALL);
     expect(m4.numFeatures).toBe(2048);
     expect(MRLABottleneck.expansion).toBe(4);
     m4.dispose();
-    const m1 = fromOfficialConfig(SMALL, OVERRIDES);
+    const m1 = mrlaFromOfficialConfig(SMALL, OVERRIDES);
     expect(m1.numFeatures).toBe(512);
     m1.dispose();
   });
 
   it('SE and ECA build the official keys and run', () => {
-    const m = fromOfficialConfig({ ...SMALL, SE: true, ECA: [3, null, 7, null] }, OVERRIDES);
+    const m = mrlaFromOfficialConfig({ ...SMALL, SE: true, ECA: [3, null, 7, null] }, OVERRIDES);
     const s = shapesOf(m);
     expect(s['layer1.0.se.fc.0.weight']).toEqual([64, 4]); // ours [in, out] = official [4, 64] transposed
     expect(s['layer1.0.se.fc.2.weight']).toEqual([4, 64]);
@@ -110,7 +110,7 @@ describe('official config mapping', () => {
   });
 
   it('replace_stride_with_dilation keeps the resolution and dilates the 3x3 convs', () => {
-    const m = fromOfficialConfig({ ...SMALL, replace_stride_with_dilation: [false, true, true] }, OVERRIDES);
+    const m = mrlaFromOfficialConfig({ ...SMALL, replace_stride_with_dilation: [false, true, true] }, OVERRIDES);
     expect(m.featureInfo.map((f) => f.reduction)).toEqual([4, 8, 8, 8]);
     const l3 = m.stages[2]!.at(0) as MRLABottleneck;
     expect([l3.conv2.stride, l3.conv2.dilation, l3.conv2.padding]).toEqual([[1, 1], [1, 1], [1, 1]]); // first block: previous dilation
@@ -130,7 +130,7 @@ describe('official config mapping', () => {
   });
 
   it('odd and rectangular inputs follow the official size arithmetic', () => {
-    const m = fromOfficialConfig(SMALL, OVERRIDES);
+    const m = mrlaFromOfficialConfig(SMALL, OVERRIDES);
     m.eval();
     for (const [h, w] of [
       [37, 29],
@@ -158,7 +158,7 @@ describe('official config mapping', () => {
   });
 
   it('checks inputs with ShapeError naming expected vs got', () => {
-    const m = fromOfficialConfig(SMALL, OVERRIDES);
+    const m = mrlaFromOfficialConfig(SMALL, OVERRIDES);
     tf.tidy(() => {
       expect(() => m.forward(tf.zeros([1, 8, 8, 1]) as tf.Tensor4D)).toThrow(/expected 3 input channels.*\[1,8,8,1\]/);
       expect(() => m.forward(tf.zeros([8, 8, 3]) as unknown as tf.Tensor4D)).toThrow(ShapeError);
@@ -167,7 +167,7 @@ describe('official config mapping', () => {
   });
 
   it('drop_rate and drop_path act only in training', () => {
-    const m = fromOfficialConfig({ ...SMALL, drop_rate: 0.5, drop_path: 0.5 }, OVERRIDES);
+    const m = mrlaFromOfficialConfig({ ...SMALL, drop_rate: 0.5, drop_path: 0.5 }, OVERRIDES);
     m.eval();
     tf.tidy(() => {
       const x = tf.randomNormal([2, 16, 16, 3]) as tf.Tensor4D;

@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import { BatchNorm2d, checkKnownKwargs, ConfigError, defaultCheckpointFilter, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
+import { BatchNorm2d, checkKnownKwargs, ConfigError, defaultCheckpointFilter, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
 import type { NormFactory } from './blocks.js';
-import { ResNetMRLA, type ResNetMRLAOptions } from './resnet_mrla.js';
+import { ResNetMRLA, type ResNetMRLAOptions } from './model.js';
 
 /**
  * The official checkpoint mapping: `ResNet_mrlal(block, **kwargs)` of
@@ -68,7 +68,7 @@ export function parseNormLayer(v: unknown): NormFactory {
 }
 
 /** Maps the official constructor kwargs (plus class-attribute `overrides`) to `ResNetMRLA` options. */
-export function officialOptions(kwargs: OfficialKwargs, extra: { overrides?: Record<string, unknown> } = {}): ResNetMRLAOptions {
+export function mrlaOptionsFromOfficial(kwargs: OfficialKwargs, extra: { overrides?: Record<string, unknown> } = {}): ResNetMRLAOptions {
   checkKnownKwargs(kwargs, KNOWN_KWARGS, 'ResNet_mrlal()');
   const o: ResNetMRLAOptions = {};
   const block = kwargs.block ?? 'MRLA_Bottleneck';
@@ -107,13 +107,13 @@ export function officialOptions(kwargs: OfficialKwargs, extra: { overrides?: Rec
 }
 
 /** Builds the exact official model for `ResNet_mrlal(block, **kwargs)`. */
-export function fromOfficialConfig(kwargs: OfficialKwargs, extra: { overrides?: Record<string, unknown> } = {}): ResNetMRLA {
-  return new ResNetMRLA(officialOptions(kwargs, extra));
+export function mrlaFromOfficialConfig(kwargs: OfficialKwargs, extra: { overrides?: Record<string, unknown> } = {}): ResNetMRLA {
+  return new ResNetMRLA(mrlaOptionsFromOfficial(kwargs, extra));
 }
 
 /** `golden.features.<i>` = output of `layer{i+1}` (NHWC). */
-export function officialFeatures(model: Module, x: tf.Tensor4D): Record<string, tf.Tensor> {
-  if (!(model instanceof ResNetMRLA)) throw new ConfigError('officialFeatures expects a ResNetMRLA built by fromOfficialConfig');
+export function mrlaOfficialFeatures(model: Module, x: tf.Tensor4D): Record<string, tf.Tensor> {
+  if (!(model instanceof ResNetMRLA)) throw new ConfigError('mrlaOfficialFeatures expects a ResNetMRLA built by mrlaFromOfficialConfig');
   const maps = model.forwardIntermediates(x);
   return Object.fromEntries(maps.map((m, i) => [`golden.features.${i}`, m]));
 }
@@ -121,8 +121,13 @@ export function officialFeatures(model: Module, x: tf.Tensor4D): Record<string, 
 export const mrlaArchitecture: ArchitectureAdapter = {
   name: 'mrla',
   description: 'ResNet with MRLA-light (joyfang1106/MRLA:resnet/models/resnet_mrla_light.py, ResNet_mrlal)',
-  fromOfficialConfig,
-  officialFeatures,
+  fromOfficialConfig: mrlaFromOfficialConfig,
+  officialFeatures: mrlaOfficialFeatures,
   // The classifier is torchvision's `fc`, not `head`.
   filterCheckpoint: (model, tensors) => defaultCheckpointFilter(model, tensors, 'fc'),
 };
+
+/** Registers the `mrla` architecture adapter (idempotent). */
+export function registerMRLAArchitecture(): void {
+  registerArchitecture(mrlaArchitecture);
+}

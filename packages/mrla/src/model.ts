@@ -26,8 +26,8 @@ import {
   type ActFactory,
   type LayerAttnFactory,
   type NormFactory,
+  MRLAModule,
 } from './blocks.js';
-import { MRLAModule } from './mrla.js';
 
 export type MRLABlockKind = 'bottleneck' | 'basic';
 export type MRLAStem = 'imagenet' | 'cifar';

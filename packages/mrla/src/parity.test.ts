@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPytorchStateDict, loadSafetensorsFile, runParity, type LoadedSafetensors } from '@vit/core';
 import { compareTensors, GRAD_TOLERANCE, LOGITS_TOLERANCE, nchwToNhwc, setTestBackend } from '@vit/core/testing';
-import { fromOfficialConfig, officialFeatures, ResNetMRLA } from './index.js';
+import { mrlaFromOfficialConfig, mrlaOfficialFeatures, ResNetMRLA } from './index.js';
 
 /**
  * Golden parity against the official PyTorch ResNet_mrlal (see test/fixtures, copied from
@@ -31,7 +31,7 @@ describe.each(CASES)('golden parity %s', (name) => {
     before = tf.memory().numTensors;
     const config = JSON.parse(golden.metadata.config!) as Record<string, unknown>;
     const overrides = JSON.parse(golden.metadata.overrides ?? '{}') as Record<string, unknown>;
-    model = fromOfficialConfig(config, { overrides });
+    model = mrlaFromOfficialConfig(config, { overrides });
     const state = new Map([...golden.tensors].filter(([k]) => !k.startsWith('golden.')));
     loadPytorchStateDict(model, state, { strict: true });
   });
@@ -57,7 +57,7 @@ describe.each(CASES)('golden parity %s', (name) => {
       const c = compareTensors(model.forward(x), get(golden, 'golden.logits'));
       console.log(`[${name}] logits max_abs=${c.maxAbs.toExponential(2)} (max|ref| ${c.refMaxAbs.toFixed(3)})`);
       expect(c.scaledMaxAbs).toBeLessThanOrEqual(LOGITS_TOLERANCE);
-      const feats = officialFeatures(model, x);
+      const feats = mrlaOfficialFeatures(model, x);
       const keys = [...golden.tensors.keys()].filter((k) => k.startsWith('golden.features.'));
       expect(keys.length).toBe(4);
       for (const k of keys) {
