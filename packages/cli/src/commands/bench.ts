@@ -1,4 +1,4 @@
-import { asOutOfMemory, benchmarkModel, createModel, formatBytes, getModelCard, listModels, type BenchmarkResult, type Module } from '@vit/core';
+import { asOutOfMemory, BENCH_OPTIMIZERS, benchmarkModel, createModel, formatBytes, getModelCard, listModels, type BenchmarkResult, type Module } from '@vit/core';
 import type { Command } from '../main.js';
 import { EXIT, UsageError } from '../exit-codes.js';
 import { useBackend } from '../setup.js';
@@ -51,8 +51,8 @@ export const benchCommand: Command = {
     const warmup = values.warmup === undefined ? 2 : Number(values.warmup);
     if (!Number.isInteger(warmup) || warmup < 0) throw new UsageError(`--warmup expects an integer ≥ 0, got '${String(values.warmup)}'`);
     const size = values['img-size'] === undefined ? undefined : posInt(values['img-size'], 'img-size', 1);
-    const optimizer = (values.opt ?? 'sgd') as string;
-    if (optimizer !== 'sgd' && optimizer !== 'adamw') throw new UsageError(`--opt expects sgd or adamw, got '${optimizer}'`);
+    const optimizer = (values.opt ?? 'sgd') as (typeof BENCH_OPTIMIZERS)[number];
+    if (!BENCH_OPTIMIZERS.includes(optimizer)) throw new UsageError(`--opt expects ${BENCH_OPTIMIZERS.join(' or ')}, got '${optimizer}'`);
     if (values.opt !== undefined && values.train !== true) throw new UsageError('--opt sets the training step\'s update: add --train');
     const gradCheckpointing = values['grad-checkpointing'] === true;
     if (gradCheckpointing && values.train !== true) throw new UsageError('--grad-checkpointing applies to the training step: add --train');

@@ -32,6 +32,7 @@ import {
   type EpochRecord,
   type LRSchedule,
   type Module,
+  OPTIMIZER_TYPES,
 } from '@vit/core';
 import type { Command } from '../main.js';
 import type { Io } from '../io.js';
@@ -195,7 +196,7 @@ export const trainCommand: Command = {
     const card = getModelCard(modelName);
 
     const opt = (pick('opt') as string | undefined) ?? base.opt;
-    if (!['adamw', 'adam', 'sgd'].includes(opt)) throw new UsageError(`--opt expects adamw, adam or sgd, got '${opt}'`);
+    if (!(OPTIMIZER_TYPES as readonly string[]).includes(opt)) throw new UsageError(`--opt expects ${OPTIMIZER_TYPES.join(', ')}, got '${opt}'`);
     const sched = (pick('sched') as string | undefined) ?? base.sched;
     if (!['cosine', 'multistep', 'none'].includes(sched)) throw new UsageError(`--sched expects cosine, multistep or none, got '${sched}'`);
     const recipe: Recipe = {

@@ -7,6 +7,9 @@ import { valueAndGrads } from '../autodiff/grad.js';
 import { measurePeakBytes } from './memory.js';
 
 /** A model the benchmark can drive: NHWC in, logits `[B, classes]` out. */
+/** The updates a benchmarked training step can run: plain SGD (the default), or AdamW as `vit train` runs it. */
+export const BENCH_OPTIMIZERS = ['sgd', 'adamw'] as const;
+
 export interface BenchmarkableModel extends Pick<Module, 'train' | 'eval' | 'parameters' | 'numParams'> {
   forward(x: tf.Tensor4D): tf.Tensor;
   setGradCheckpointing?(enable?: boolean): unknown;
@@ -37,7 +40,7 @@ export interface BenchmarkOptions {
    * little else. 'adamw': what `Trainer` runs (our AdamW with weight decay 0.05, plus the global
    * gradient norm it reads back every step), so the images/s predict `fit`'s speed.
    */
-  optimizer?: 'sgd' | 'adamw';
+  optimizer?: (typeof BENCH_OPTIMIZERS)[number];
   /** Learning rate of the update (default 1e-3; small so repeated steps stay finite). */
   learningRate?: number;
   /** Time the training step with activation checkpointing (`setGradCheckpointing`) on; the forward phase is unaffected. */
@@ -84,7 +87,7 @@ export interface BenchmarkResult {
   forwardImagesPerSec?: number;
   trainImagesPerSec?: number;
   /** The training step's update (present when the training step was measured). */
-  optimizer?: 'sgd' | 'adamw';
+  optimizer?: (typeof BENCH_OPTIMIZERS)[number];
   /** Largest `peakBytes` over the measured phases. */
   peakBytes?: number;
   /** The training step ran with activation checkpointing. */
@@ -128,7 +131,7 @@ export async function benchmarkModel(model: BenchmarkableModel, options: Benchma
   const result: BenchmarkResult = { backend: tf.getBackend(), batchSize, inputShape, params: model.numParams(), baseBytes: tf.memory().numBytes };
   const vars = model.parameters({ trainableOnly: true });
   const kind = options.optimizer ?? 'sgd';
-  if (kind !== 'sgd' && kind !== 'adamw') throw new ConfigError(`benchmark: optimizer must be 'sgd' or 'adamw', got '${String(kind)}'`);
+  if (!BENCH_OPTIMIZERS.includes(kind)) throw new ConfigError(`benchmark: optimizer must be ${BENCH_OPTIMIZERS.join(' or ')}, got '${String(kind)}'`);
   const lr = options.learningRate ?? 1e-3;
   const sgd = kind === 'sgd' ? tf.train.sgd(lr) : undefined;
   const adamw = kind === 'adamw' ? new AdamW(vars, { lr, weightDecay: 0.05 }) : undefined;

@@ -4,6 +4,9 @@ import { Adam, AdamW } from './adam.js';
 import type { NamedVariable, Optimizer, OptimizerConfig, OptimizerParams, OptimizerState, ParamGroupInput } from './optimizer.js';
 import { SGD } from './sgd.js';
 
+/** Every optimizer `createOptimizer` builds (`vit train --opt`). */
+export const OPTIMIZER_TYPES = ['adamw', 'adam', 'sgd'] as const satisfies ReadonlyArray<OptimizerConfig['type']>;
+
 /** Builds an optimizer from a config (`toConfig()`, or hand-written: `{type: 'adamw', lr: 1e-3, …}`). */
 export function createOptimizer(params: OptimizerParams, config: Partial<OptimizerConfig> & { type: OptimizerConfig['type']; lr: number }): Optimizer {
   switch (config?.type) {
@@ -14,7 +17,7 @@ export function createOptimizer(params: OptimizerParams, config: Partial<Optimiz
     case 'adamw':
       return new AdamW(params, config);
     default:
-      throw new ConfigError(`Unknown optimizer '${String((config as { type?: unknown })?.type)}'; expected sgd, adam or adamw`);
+      throw new ConfigError(`Unknown optimizer '${String((config as { type?: unknown })?.type)}'; expected ${OPTIMIZER_TYPES.join(', ')}`);
   }
 }
 

@@ -32,4 +32,4 @@ export {
   type LRSchedule,
   type ScheduleConfig,
 } from './schedules.js';
-export { createOptimizer, restoreOptimizer } from './factory.js';
+export { OPTIMIZER_TYPES, createOptimizer, restoreOptimizer } from './factory.js';
