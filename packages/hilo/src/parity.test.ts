@@ -2,8 +2,8 @@ import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatParityRow, loadPytorchStateDict, loadSafetensorsFile, runParity, type LoadedSafetensors } from '@vit/core';
-import { compareTensors, nchwToNhwc, setTestBackend } from '@vit/core/testing';
+import { loadPytorchStateDict, loadSafetensorsFile, type LoadedSafetensors } from '@vit/core';
+import { compareTensors, describeGoldenParity, nchwToNhwc, setTestBackend } from '@vit/core/testing';
 import { LITv2, litv2FromOfficialConfig, type LITv2Options } from './index.js';
 
 /**
@@ -37,39 +37,22 @@ afterAll(() => {
   for (const line of report) console.log(line);
 });
 
-describe('golden parity (official classification code) through runParity', () => {
-  for (const name of OFFICIAL) {
-    it(`${name}: eval/train logits, every stage output and the input gradient`, async () => {
-      const f = await loadSafetensorsFile(file('fixtures', name));
-      const before = tf.memory().numTensors;
-      try {
-        const res = runParity({ tensors: f.tensors, metadata: f.metadata });
-        const detail = res.rows.map(formatParityRow).concat(res.errors).join('\n');
-        expect(res.errors, detail).toEqual([]);
-        expect(res.pass, detail).toBe(true);
-        const kinds = res.rows.map((r) => r.kind);
-        expect(kinds).toEqual(expect.arrayContaining(['logits', 'logits_train', 'feature', 'grad']));
-        expect(kinds.filter((k) => k === 'feature').length).toBe(JSON.parse(f.metadata.config!).depths.length);
-        const worst = (k: string) => Math.max(...res.rows.filter((r) => r.kind === k).map((r) => r.error));
-        report.push(
-          `[litv2 parity] ${name}: logits ${worst('logits').toExponential(2)}, train ${worst('logits_train').toExponential(2)}, features ${worst('feature').toExponential(2)}, grad norm-rel ${worst('grad').toExponential(2)}`,
-        );
-        expect(tf.memory().numTensors).toBe(before);
-      } finally {
-        dispose(f);
-      }
-    });
-  }
+describeGoldenParity({
+  arch: 'litv2',
+  cases: [
+    ...OFFICIAL.map((name) => ({ name, file: file('fixtures', name) })),
+    {
+      // The seed's DCNv2 token merging (a PyTorch transcription, not official code): stage outputs as tokens.
+      name: 'seed_dcnv2_small',
+      file: file('seed', 'seed_dcnv2_small'),
+      build: (metadata) => new LITv2(JSON.parse(metadata.config!) as LITv2Options),
+      features: (model, x) => Object.fromEntries((model as LITv2).forwardStages(x).map((o, i) => [`golden.features.${i}`, tf.reshape(o, [o.shape[0], -1, o.shape[3]])])),
+      runParity: false,
+    },
+  ],
+});
 
-  it('train-mode logits really differ from eval (BatchNorm batch statistics), so that check is not vacuous', async () => {
-    const f = await loadSafetensorsFile(file('fixtures', 'r16_a05'));
-    try {
-      expect(compareTensors(get(f, 'golden.logits_train'), get(f, 'golden.logits')).maxAbs).toBeGreaterThan(1e-2);
-    } finally {
-      dispose(f);
-    }
-  });
-
+describe('parity is not vacuous', () => {
   it('a wrong computation fails: perturbing one DTM offset bias breaks parity', async () => {
     const f = await loadSafetensorsFile(file('fixtures', 'r16_a05'));
     const model = litv2FromOfficialConfig(JSON.parse(f.metadata.config!));
@@ -83,48 +66,6 @@ describe('golden parity (official classification code) through runParity', () =>
       expect(compareTensors(logits, get(f, 'golden.logits')).scaledMaxAbs).toBeGreaterThan(TOL);
       logits.dispose();
       state.get(key)!.dispose();
-    } finally {
-      model.dispose();
-      dispose(f);
-    }
-  });
-});
-
-describe("the seed's DCNv2 token merging", () => {
-  it('seed_dcnv2_small: logits (eval/train), stage outputs and input gradient of the PyTorch transcription', async () => {
-    const f = await loadSafetensorsFile(file('seed', 'seed_dcnv2_small'));
-    const model = new LITv2(JSON.parse(f.metadata.config!) as LITv2Options);
-    const before = tf.memory().numTensors;
-    try {
-      expect(Object.keys(model.stateDict())).toEqual(expect.arrayContaining(['layers.0.downsample.offset.weight', 'layers.0.downsample.mask.bias', 'layers.2.downsample.dconv.weight']));
-      loadPytorchStateDict(model, stateOf(f), { strict: true });
-      model.eval();
-      let line = '[litv2 parity] seed_dcnv2_small:';
-      tf.tidy(() => {
-        const x = nchwToNhwc(get(f, 'golden.input')) as tf.Tensor4D;
-        const logits = compareTensors(model.forward(x), get(f, 'golden.logits'));
-        expect(logits.scaledMaxAbs).toBeLessThanOrEqual(TOL);
-        const outs = model.forwardStages(x);
-        let feat = 0;
-        outs.forEach((o, i) => {
-          const c = compareTensors(tf.reshape(o, [o.shape[0], -1, o.shape[3]]), get(f, `golden.features.${i}`));
-          feat = Math.max(feat, c.scaledMaxAbs);
-          expect(c.scaledMaxAbs, `stage ${i}`).toBeLessThanOrEqual(TOL);
-        });
-        const probe = get(f, 'golden.probe');
-        const g = tf.grad((inp: tf.Tensor) => tf.sum(tf.mul(model.forward(inp as tf.Tensor4D), probe)))(x);
-        const gc = compareTensors(g, nchwToNhwc(get(f, 'golden.grad.input')));
-        expect(gc.normRel).toBeLessThanOrEqual(GRAD_TOL);
-        line += ` logits ${logits.scaledMaxAbs.toExponential(2)}, features ${feat.toExponential(2)}, grad norm-rel ${gc.normRel.toExponential(2)}`;
-      });
-      model.train();
-      tf.tidy(() => {
-        const c = compareTensors(model.forward(nchwToNhwc(get(f, 'golden.input')) as tf.Tensor4D), get(f, 'golden.logits_train'));
-        expect(c.scaledMaxAbs).toBeLessThanOrEqual(TOL);
-        line += `, train ${c.scaledMaxAbs.toExponential(2)}`;
-      });
-      report.push(line);
-      expect(tf.memory().numTensors).toBe(before);
     } finally {
       model.dispose();
       dispose(f);

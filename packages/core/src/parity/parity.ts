@@ -4,7 +4,7 @@ import { valueAndGradsOf } from '../autodiff/grad.js';
 import { FormatError } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import { getArchitecture } from '../registry/registry.js';
-import { compareTensors, GRAD_TOLERANCE, LOGITS_TOLERANCE, nchwToNhwc } from '../testing/compare.js';
+import { compareTensors, GRAD_TOLERANCE, LOGITS_TOLERANCE, nchwToNhwc } from './compare.js';
 import { loadPytorchStateDict } from '../weights/convert.js';
 
 /** A golden reference case as read from its safetensors file (see shared/golden/README.md). */

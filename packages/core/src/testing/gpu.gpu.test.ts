@@ -2,7 +2,7 @@ import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installNodeWebGPU } from '../backends/dawn.js';
-import { compareTensors } from './compare.js';
+import { compareTensors } from '../parity/compare.js';
 import { checkGpuRequirement, findGpuBackend, type FoundGpuBackend } from './gpu.js';
 import { readAndDispose, withBackend } from './gpu_suite.js';
 

@@ -13,7 +13,7 @@ import {
   type ParityResult,
 } from '../parity/parity.js';
 import { loadSafetensorsFile } from '../weights/io.js';
-import { compareTensors } from './compare.js';
+import { compareTensors } from '../parity/compare.js';
 import { checkGpuRequirement, findGpuBackend, type FoundGpuBackend } from './gpu.js';
 
 /** Runs `fn` with `name` as the current backend, restoring the previous one. */

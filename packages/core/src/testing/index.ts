@@ -6,7 +6,8 @@ import { ConfigError } from '../errors.js';
 import { createModel } from '../registry/registry.js';
 
 export * from './conformance.js';
-export * from './compare.js';
+export * from '../parity/compare.js';
+export * from './golden.js';
 
 /**
  * Registers one vitest test per model running the whole conformance suite. Architecture
