@@ -4,7 +4,24 @@
  * parts (attention, MLP, norm, activation) as factories so they compose into new backbones.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, DropPath, Dropout, GELU, LayerNorm, Linear, Mlp, Module, ShapeError, mergeHeads, splitHeads } from '@vit/core';
+import {
+  attentionScale,
+  checkTokens,
+  ConfigError,
+  Dropout,
+  DropPath,
+  geluLayer,
+  layerNorm,
+  Linear,
+  mergeHeads,
+  Module,
+  ShapeError,
+  splitHeads,
+  timmMlp,
+  type ActFactory,
+  type MlpFactory,
+  type NormFactory,
+} from '@vit/core';
 
 /** What the blocks pass to an attention factory (the official `Attention_block(dim, ...)` call). */
 export interface AttentionOptions {
@@ -21,51 +38,12 @@ export interface AttentionOptions {
 /** Builds the token mixer of a block: `(dim, options) → Module` whose forward maps `[B, N, C]`. */
 export type AttentionFactory = (dim: number, options: AttentionOptions) => Module;
 
-/** What the blocks pass to an MLP factory (the official `Mlp_block(in_features=dim, ...)` call). */
-export interface MlpFactoryOptions {
-  hiddenFeatures: number;
-  actLayer: () => Module;
-  drop: number;
-}
-
-/** Builds the channel MLP of a block: `(inFeatures, options) → Module` on `[B, N, C]`. */
-export type MlpFactory = (inFeatures: number, options: MlpFactoryOptions) => Module;
-
-/** Builds a norm over the last axis: `(dim) → Module`. */
-export type NormFactory = (dim: number) => Module;
-
-/** Builds an activation module. */
-export type ActFactory = () => Module;
-
-/** `partial(nn.LayerNorm, eps=eps)`. Every registered CaiT uses eps 1e-6; `nn.LayerNorm`'s own default is 1e-5. */
-export function layerNorm(eps = 1e-6, options: { elementwiseAffine?: boolean } = {}): NormFactory {
-  return (dim) => new LayerNorm(dim, { eps, elementwiseAffine: options.elementwiseAffine ?? true });
-}
-
-/** Exact (erf) GELU, the official `act_layer`. */
-export const gelu: ActFactory = () => new GELU();
-
-/** timm's `Mlp` (fc1 → act → drop → fc2 → drop), the official `Mlp_block`. */
-export const timmMlp: MlpFactory = (inFeatures, o) => new Mlp(inFeatures, { hiddenFeatures: o.hiddenFeatures, actLayer: o.actLayer, drop: o.drop });
-
 function resolveHeads(what: string, dim: number, numHeads: number): number {
   if (!Number.isInteger(dim) || dim <= 0) throw new ConfigError(`${what} dim must be a positive integer, got ${dim}`);
   if (!Number.isInteger(numHeads) || numHeads <= 0) throw new ConfigError(`${what} numHeads must be a positive integer, got ${numHeads}`);
   // The official reshape (B, N, heads, C // heads) fails unless heads divides dim.
   if (dim % numHeads !== 0) throw new ConfigError(`${what} dim (${dim}) must be divisible by numHeads (${numHeads})`);
   return dim / numHeads;
-}
-
-/** Python's `qk_scale or head_dim ** -0.5`: a falsy qk_scale (None, 0) falls back to the default. */
-export function attentionScale(headDim: number, qkScale: number | null | undefined): number {
-  return qkScale ? qkScale : headDim ** -0.5;
-}
-
-function checkTokens(what: string, x: tf.Tensor, dim: number): [number, number, number] {
-  if (x.rank !== 3 || x.shape[2] !== dim) {
-    throw new ShapeError(`${what} expected tokens [B, N, ${dim}], got shape [${x.shape.join(', ')}]`);
-  }
-  return x.shape as [number, number, number];
 }
 
 /**
@@ -253,7 +231,7 @@ abstract class LayerScaleBase extends Module {
       drop = 0,
       attnDrop = 0,
       dropPath = 0,
-      actLayer = gelu,
+      actLayer = geluLayer,
       normLayer = layerNorm(1e-5),
       attnBlock = defaultAttn,
       mlpBlock = timmMlp,

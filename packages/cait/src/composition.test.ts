@@ -1,8 +1,12 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Conv2d, LayerNorm, Linear, Module, ModuleList, PatchEmbed, ReLU, ShapeError } from '@vit/core';
-import { LayerScaleBlock, LayerScaleBlockClassAttention, layerNorm, talkingHeadAttention, timmMlp } from './index.js';
+import { Conv2d, layerNorm, LayerNorm, Linear, Module, ModuleList, PatchEmbed, ReLU, ShapeError, timmMlp } from '@vit/core';
+import {
+  LayerScaleBlock,
+  LayerScaleBlockClassAttention,
+  talkingHeadAttention,
+} from './index.js';
 import { setTestBackend } from '@vit/core/testing';
 
 /**

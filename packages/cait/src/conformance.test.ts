@@ -2,7 +2,9 @@ import '@tensorflow/tfjs';
 import { listModels } from '@vit/core';
 import { describeConformance } from '@vit/core/testing';
 import { describe, expect, it } from 'vitest';
-import { CAIT_VARIANTS } from './index.js';
+import {
+  CAIT_VARIANTS,
+} from './index.js';
 
 const models = listModels('cait_*');
 

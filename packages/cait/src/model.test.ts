@@ -2,7 +2,18 @@ import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, PatchEmbed, ShapeError, createModel, getModelCard, loadSafetensorsFile, scaledDotProductAttention, splitHeads, mergeHeads } from '@vit/core';
+import {
+  attentionScale,
+  ConfigError,
+  createModel,
+  getModelCard,
+  loadSafetensorsFile,
+  mergeHeads,
+  PatchEmbed,
+  scaledDotProductAttention,
+  ShapeError,
+  splitHeads,
+} from '@vit/core';
 import { compareTensors, setTestBackend } from '@vit/core/testing';
 import {
   CAIT_VARIANTS,
@@ -11,7 +22,6 @@ import {
   LayerScaleBlockClassAttention,
   TalkingHeadAttention,
   adaptCaiTCheckpoint,
-  attentionScale,
   caitFromOfficialConfig,
   caitOptionsFromOfficial,
   caitParamCount,

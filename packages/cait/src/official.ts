@@ -13,25 +13,27 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  checkKnownKwargs,
   ConfigError,
-  GELU,
-  ReLU,
-  SiLU,
-  Sigmoid,
-  Tanh,
   defaultCheckpointFilter,
+  GELU,
+  kwargReader,
+  layerNorm,
   loadAdaptedCheckpoint,
+  parseTorchLayerNorm,
   registerArchitecture,
+  ReLU,
+  Sigmoid,
+  SiLU,
+  Tanh,
+  type ActFactory,
   type AdaptedCheckpoint,
   type ArchitectureAdapter,
   type Module,
+  type NormFactory,
   type OfficialKwargs,
   type PytorchLoadResult,
-  checkKnownKwargs,
-  kwargReader,
-  parseTorchLayerNorm,
 } from '@vit/core';
-import { layerNorm, type ActFactory, type NormFactory } from './blocks.js';
 import { CaiT, resamplePosEmbed, type CaiTOptions } from './model.js';
 
 const KNOWN_KWARGS = new Set([

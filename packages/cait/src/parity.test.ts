@@ -5,7 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadPytorchStateDict, loadSafetensorsFile } from '@vit/core';
 import { compareTensors, describeGoldenParity, setTestBackend } from '@vit/core/testing';
-import { caitFromOfficialConfig } from './index.js';
+import {
+  caitFromOfficialConfig,
+} from './index.js';
 
 /**
  * Golden parity through the public loader. `p8_d2` and `p16_h3` are the shared goldens (official

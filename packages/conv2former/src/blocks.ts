@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   BatchNorm2d,
+  checkMap,
   ConfigError,
   Conv2d,
   DropPath,
@@ -9,8 +10,10 @@ import {
   Identity,
   LayerNorm2d,
   Module,
+  positiveInt,
   Sequential,
-  ShapeError,
+  type ActFactory,
+  type NormFactory,
 } from '@vit/core';
 
 /**
@@ -20,10 +23,6 @@ import {
  * to the official state_dict keys.
  */
 
-/** Builds a normalisation layer for `dim` channels of an NHWC map. */
-export type NormFactory = (dim: number) => Module;
-/** Builds an activation module (one instance may be called several times). */
-export type ActFactory = () => Module;
 /** Builds a token mixer or an MLP for `dim` channels: NHWC in, NHWC out, same shape. */
 export type MixerFactory = (dim: number) => Module;
 
@@ -31,16 +30,6 @@ export type MixerFactory = (dim: number) => Module;
 export const defaultNorm: NormFactory = (dim) => new LayerNorm2d(dim, { eps: 1e-6 });
 /** Exact (erf) GELU, as every official Conv2Former activation. */
 export const defaultAct: ActFactory = () => new GELU();
-
-function positiveInt(what: string, v: number): void {
-  if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`${what} must be a positive integer, got ${v}`);
-}
-
-function checkMap(m: Module, x: tf.Tensor, dim: number): void {
-  if (x.rank !== 4 || x.shape[3] !== dim) {
-    throw new ShapeError(`${m.typeName} expected an NHWC map with ${dim} channels, got shape [${x.shape.join(', ')}]`);
-  }
-}
 
 export interface SpatialAttentionOptions {
   /** Depthwise kernel of the modulation branch; odd (the official padding is k//2). Default 11. */

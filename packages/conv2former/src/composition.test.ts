@@ -2,7 +2,12 @@ import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BatchNorm2d, Conv2d, LayerNorm, LayerNorm2d, Linear, Mlp, Module, ModuleList, scaledDotProductAttention, splitHeads, mergeHeads, withSeededRandom } from '@vit/core';
-import { Conv2FormerBlock, ConvMlp, SpatialAttention, layerNormDownsample } from './index.js';
+import {
+  Conv2FormerBlock,
+  ConvMlp,
+  SpatialAttention,
+  layerNormDownsample,
+} from './index.js';
 import { setTestBackend } from '@vit/core/testing';
 
 /** A block of another kind: a pre-norm ViT block (global multi-head self-attention + timm Mlp) on tokens. */

@@ -2,7 +2,10 @@ import '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { listModels } from '@vit/core';
 import { describeConformance } from '@vit/core/testing';
-import { CONV2FORMER_VARIANTS, type Conv2FormerOptions } from './index.js';
+import {
+  CONV2FORMER_VARIANTS,
+  type Conv2FormerOptions,
+} from './index.js';
 
 const models = listModels('conv2former_*');
 

@@ -21,7 +21,13 @@ import {
   type VisionModel,
   checkImageBatch,
 } from '@vit/core';
-import { Conv2FormerBlock, conv3Stem, groupNormDownsample, layerNormDownsample, pointwiseStem } from './blocks.js';
+import {
+  Conv2FormerBlock,
+  conv3Stem,
+  groupNormDownsample,
+  layerNormDownsample,
+  pointwiseStem,
+} from './blocks.js';
 
 /** `'conv3'`: the official stride-4 stem (3 convs, 2 BatchNorms). `'pointwise'`: the seed's 1×1 conv, stride 1. */
 export type Conv2FormerStem = 'conv3' | 'pointwise';

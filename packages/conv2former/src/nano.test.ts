@@ -3,7 +3,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
 import { ShapeError, createModel, type Module, type VisionModel } from '@vit/core';
 import { describeNanoVariant } from '@vit/core/testing';
-import { CONV2FORMER_VARIANTS } from './index.js';
+import {
+  CONV2FORMER_VARIANTS,
+} from './index.js';
 
 type Net = VisionModel & Module;
 const NAME = 'conv2former_nano';

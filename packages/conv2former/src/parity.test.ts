@@ -1,7 +1,10 @@
 import '@tensorflow/tfjs';
 import { fileURLToPath } from 'node:url';
 import { describeGoldenParity } from '@vit/core/testing';
-import { Conv2Former, type Conv2FormerOptions } from './index.js';
+import {
+  Conv2Former,
+  type Conv2FormerOptions,
+} from './index.js';
 
 /**
  * Golden parity through the public loader. `k7_d16` and `k11_d16` are the shared goldens (official

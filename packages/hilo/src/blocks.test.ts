@@ -1,9 +1,17 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, Conv2d, ShapeError, conv2dNHWC } from '@vit/core';
+import { ConfigError, Conv2d, conv2dNHWC, DeformConv2d, DeformConv2dPack, layerNorm, ShapeError } from '@vit/core';
 import { setTestBackend } from '@vit/core/testing';
-import { Block, ConvFFNBlock, DTM, DWMlp, DeformConv2d, DeformConv2dPack, HiLo, LITLayer, PatchEmbed, layerNorm } from './index.js';
+import {
+  Block,
+  ConvFFNBlock,
+  DTM,
+  DWMlp,
+  HiLo,
+  LITLayer,
+  LITv2PatchEmbed,
+} from './index.js';
 
 let before = 0;
 beforeAll(async () => {
@@ -75,8 +83,8 @@ describe("the seed's paddle.summary tables", () => {
     m.dispose();
   });
 
-  it('PatchEmbed(norm_layer=LayerNorm) on 224×224: 4,896 (conv 4,704 + LayerNorm 192)', () => {
-    const m = new PatchEmbed({ patchSize: 4, embedDim: 96, norm: layerNorm() });
+  it('LITv2PatchEmbed(norm_layer=LayerNorm) on 224×224: 4,896 (conv 4,704 + LayerNorm 192)', () => {
+    const m = new LITv2PatchEmbed({ patchSize: 4, embedDim: 96, norm: layerNorm(1e-5) });
     const s = m.summary([1, 224, 224, 3]);
     expect(s.totalParams).toBe(4_896);
     expect(s.outputShape).toEqual([[1, 56, 56, 96]]);

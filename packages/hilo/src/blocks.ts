@@ -1,34 +1,34 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  BatchNorm2d,
-  ConfigError,
-  Conv2d,
-  DropPath,
-  Dropout,
-  GELU,
-  Identity,
-  LayerNorm,
-  Linear,
-  Module,
-  ModuleList,
-  PatchEmbed as CorePatchEmbed,
-  ShapeError,
   assignInit,
   avgPool2d,
-  convOutputSize,
-  deformConv2d,
-  kaimingUniform,
+  BatchNorm2d,
+  checkMap,
+  ConfigError,
+  Conv2d,
+  DeformConv2d,
+  DeformConv2dPack,
+  Dropout,
+  DropPath,
+  GELU,
+  Identity,
+  layerNorm,
+  Linear,
   mergeHeads,
+  Module,
+  ModuleList,
   normal,
+  PatchEmbed as CorePatchEmbed,
+  positiveInt,
   scaledDotProductAttention,
+  ShapeError,
   splitHeads,
-  toPair,
   truncNormal,
-  uniform,
   windowPartition,
   windowReverse,
   zeros,
-  type Pair,
+  type ActFactory,
+  type NormFactory,
   type PatchEmbedOptions,
 } from '@vit/core';
 
@@ -39,32 +39,12 @@ import {
  * backbones; the defaults build the official modules.
  */
 
-/** Builds a normalisation layer over the last axis for `dim` channels. */
-export type NormFactory = (dim: number) => Module;
-/** Builds an activation module (one instance may be called several times). */
-export type ActFactory = () => Module;
 /** Builds a token mixer or an MLP for `dim` channels: NHWC in, NHWC out, same shape. */
 export type MixerFactory = (dim: number) => Module;
 
-/** `nn.LayerNorm` with the given eps (official default 1e-5). */
-export function layerNorm(eps = 1e-5, options: { elementwiseAffine?: boolean } = {}): NormFactory {
-  return (dim) => new LayerNorm(dim, { eps, elementwiseAffine: options.elementwiseAffine ?? true });
-}
-
-export const defaultNorm: NormFactory = layerNorm();
+export const defaultNorm: NormFactory = layerNorm(1e-5);
 /** Exact (erf) GELU, as every official LITv2 activation. */
 export const defaultAct: ActFactory = () => new GELU();
-
-function positiveInt(what: string, v: number): void {
-  if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`${what} must be a positive integer, got ${v}`);
-}
-
-function checkMap(m: Module, x: tf.Tensor, dim: number): [number, number, number, number] {
-  if (x.rank !== 4 || x.shape[3] !== dim) {
-    throw new ShapeError(`${m.typeName} expected an NHWC map [B, H, W, ${dim}], got shape [${x.shape.join(', ')}]`);
-  }
-  return x.shape as [number, number, number, number];
-}
 
 /** The official Linear init (`_init_weights`): trunc-normal(std 0.02) weight, zero bias. */
 export function initLinear(m: Linear): void {
@@ -434,117 +414,6 @@ export class Block extends Module {
 // Deformable convolution modules and DTM
 // ---------------------------------------------------------------------------------------------
 
-export interface DeformConv2dOptions {
-  stride?: Pair;
-  padding?: Pair;
-  dilation?: Pair;
-  groups?: number;
-  deformableGroups?: number;
-  /**
-   * false: the bias is a frozen zero (the official module keeps the `bias` key either way, with
-   * `requires_grad = False`). Default true.
-   */
-  bias?: boolean;
-}
-
-/**
- * The official `DeformConv2d` (DCNv1 op, mmcv/torchvision semantics) as a module: parameters
- * `weight` (our conv layout `[kh, kw, in/groups, out]`, PyTorch `[out, in/groups, kh, kw]`) and
- * `bias`; `forward(x, offset, mask?)` on NHWC with offsets `[B, Ho, Wo, 2·dg·kh·kw]` (and an
- * optional DCNv2 mask `[B, Ho, Wo, dg·kh·kw]`, used as given). Runs core's `deformConv2d`.
- */
-export class DeformConv2d extends Module {
-  readonly weight: tf.Variable;
-  readonly bias: tf.Variable;
-  readonly kernelSize: [number, number];
-  readonly stride: [number, number];
-  readonly padding: [number, number];
-  readonly dilation: [number, number];
-  readonly groups: number;
-  readonly deformableGroups: number;
-
-  constructor(
-    readonly inChannels: number,
-    readonly outChannels: number,
-    kernelSize: Pair,
-    options: DeformConv2dOptions = {},
-  ) {
-    super();
-    const { groups = 1, deformableGroups = 1, bias = true } = options;
-    positiveInt(`${this.typeName} inChannels`, inChannels);
-    positiveInt(`${this.typeName} outChannels`, outChannels);
-    positiveInt(`${this.typeName} groups`, groups);
-    positiveInt(`${this.typeName} deformableGroups`, deformableGroups);
-    if (inChannels % groups !== 0) throw new ConfigError(`in_channels ${inChannels} must be divisible by groups ${groups}`);
-    if (outChannels % groups !== 0) throw new ConfigError(`out_channels ${outChannels} must be divisible by groups ${groups}`);
-    if (inChannels % deformableGroups !== 0) throw new ConfigError(`in_channels ${inChannels} must be divisible by deformable_groups ${deformableGroups}`);
-    this.kernelSize = toPair(kernelSize, 'DeformConv2d kernelSize');
-    this.stride = toPair(options.stride ?? 1, 'DeformConv2d stride');
-    this.padding = toPair(options.padding ?? 0, 'DeformConv2d padding');
-    this.dilation = toPair(options.dilation ?? 1, 'DeformConv2d dilation');
-    if ([...this.kernelSize, ...this.stride, ...this.dilation].some((v) => v <= 0) || this.padding.some((v) => v < 0)) {
-      throw new ConfigError(`DeformConv2d: kernel size, stride and dilation must be positive and padding >= 0`);
-    }
-    this.groups = groups;
-    this.deformableGroups = deformableGroups;
-    const [kh, kw] = this.kernelSize;
-    const fanIn = (inChannels / groups) * kh * kw;
-    // reset_parameters(): kaiming_uniform(a=√5) weight, U(±1/√fan_in) bias.
-    this.weight = this.addParameter('weight', kaimingUniform([kh, kw, inChannels / groups, outChannels], fanIn, { a: Math.sqrt(5) }), { kind: 'conv2d' });
-    const bound = 1 / Math.sqrt(fanIn);
-    this.bias = this.addParameter('bias', bias ? uniform([outChannels], { low: -bound, high: bound }) : zeros([outChannels]), { trainable: bias });
-  }
-
-  /** Output spatial size for an h×w input (PyTorch's floor rule). */
-  outputSize(h: number, w: number): [number, number] {
-    return [
-      convOutputSize(h, this.kernelSize[0], this.stride[0], this.padding[0], this.dilation[0]),
-      convOutputSize(w, this.kernelSize[1], this.stride[1], this.padding[1], this.dilation[1]),
-    ];
-  }
-
-  override forward(x: tf.Tensor, offset?: tf.Tensor, mask?: tf.Tensor | null): tf.Tensor {
-    checkMap(this, x, this.inChannels);
-    if (!offset) throw new ShapeError(`${this.typeName}.forward needs offsets [B, Ho, Wo, ${2 * this.deformableGroups * this.kernelSize[0] * this.kernelSize[1]}]`);
-    return deformConv2d(x, offset, this.weight, this.bias, {
-      stride: this.stride,
-      padding: this.padding,
-      dilation: this.dilation,
-      groups: this.groups,
-      deformableGroups: this.deformableGroups,
-      mask: mask ?? null,
-    });
-  }
-}
-
-/**
- * The official `DeformConv2dPack` (DCNv1): a {@link DeformConv2d} that predicts its own offsets
- * with `conv_offset` (Conv2d, same kernel/stride/padding, no dilation, zero-initialised).
- */
-export class DeformConv2dPack extends DeformConv2d {
-  readonly conv_offset: Conv2d;
-
-  constructor(inChannels: number, outChannels: number, kernelSize: Pair, options: DeformConv2dOptions = {}) {
-    super(inChannels, outChannels, kernelSize, options);
-    const [kh, kw] = this.kernelSize;
-    // Porting note: as the official module, conv_offset takes kernel, stride and padding but not
-    // the dilation; with dilation > 1 its output size differs and forward refuses the shapes.
-    this.conv_offset = this.register('conv_offset', new Conv2d(inChannels, this.deformableGroups * 2 * kh * kw, this.kernelSize, { stride: this.stride, padding: this.padding }));
-    assignInit(this.conv_offset.weight, zeros(this.conv_offset.weight.shape));
-    assignInit(this.conv_offset.bias!, zeros(this.conv_offset.bias!.shape));
-  }
-
-  /** The offsets `conv_offset(x)`, `[B, Ho, Wo, 2·dg·kh·kw]` (channel 2k = dy, 2k+1 = dx). */
-  offsets(x: tf.Tensor): tf.Tensor {
-    return this.conv_offset.forward(x);
-  }
-
-  override forward(x: tf.Tensor): tf.Tensor {
-    checkMap(this, x, this.inChannels);
-    return tf.tidy(() => super.forward(x, this.offsets(x)));
-  }
-}
-
 /** `'dcnv1'`: official DTM (DeformConv2dPack, no mask). `'dcnv2'`: the seed's separate offset and mask convs, mask used raw. */
 export type DTMKind = 'dcnv1' | 'dcnv2';
 
@@ -643,7 +512,7 @@ export interface LITPatchEmbedOptions extends Omit<PatchEmbedOptions, 'flatten' 
  * LITv2's patch embedding: core's `PatchEmbed` (a k = s = patch conv `proj`, optional `norm`)
  * returning an NHWC map, with the official remainder rules instead of a divisibility error.
  */
-export class PatchEmbed extends CorePatchEmbed {
+export class LITv2PatchEmbed extends CorePatchEmbed {
   readonly remainder: 'floor' | 'pad';
   constructor(options: LITPatchEmbedOptions) {
     super({ ...options, flatten: false });

@@ -4,7 +4,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Conv2d, LayerNorm, Linear, Mlp, Module, ModuleList } from '@vit/core';
 import { setTestBackend } from '@vit/core/testing';
 import { Conv2FormerBlock } from '@vit/conv2former';
-import { Block, ConvFFNBlock, DTM, HiLo } from './index.js';
+import {
+  Block,
+  ConvFFNBlock,
+  DTM,
+  HiLo,
+} from './index.js';
 
 /** A token-based ViT block (pre-norm, timm Mlp) whose attention is a standalone HiLo on `[B, N, C]` (padded to its window). */
 class TokenHiLoBlock extends Module {

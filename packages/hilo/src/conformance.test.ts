@@ -2,7 +2,9 @@ import '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { getModelCard, listModels } from '@vit/core';
 import { describeConformance } from '@vit/core/testing';
-import { LITV2_VARIANTS } from './index.js';
+import {
+  LITV2_VARIANTS,
+} from './index.js';
 
 const models = listModels('litv2_*');
 

@@ -1,18 +1,30 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  checkImageBatch,
   ConfigError,
+  dropPathRates,
   Identity,
   Linear,
   Module,
   ModuleList,
-  ShapeError,
-  dropPathRates,
   resolveIndices,
+  ShapeError,
   type FeatureInfo,
+  type NormFactory,
   type VisionModel,
-  checkImageBatch,
 } from '@vit/core';
-import { Block, DTM, HiLo, LITLayer, PatchEmbed, defaultNorm, hiloHeads, initLinear, mlpHidden, type DTMKind, type NormFactory } from './blocks.js';
+import {
+  Block,
+  DTM,
+  HiLo,
+  LITLayer,
+  LITv2PatchEmbed,
+  defaultNorm,
+  hiloHeads,
+  initLinear,
+  mlpHidden,
+  type DTMKind,
+} from './blocks.js';
 
 /** Options of {@link LITv2}; defaults are the official constructor's (`LITv2(...)` in classification/models/litv2.py). */
 export interface LITv2Options {
@@ -169,7 +181,7 @@ export interface StageSize {
  */
 export class LITv2 extends Module implements VisionModel {
   readonly options: ResolvedLITv2Options;
-  readonly patch_embed: PatchEmbed;
+  readonly patch_embed: LITv2PatchEmbed;
   readonly layers: ModuleList<LITLayer>;
   readonly norm: Module;
   private _head: Module;
@@ -187,7 +199,7 @@ export class LITv2 extends Module implements VisionModel {
     this.numFeatures = this.dims[n - 1]!;
     this.patch_embed = this.register(
       'patch_embed',
-      new PatchEmbed({
+      new LITv2PatchEmbed({
         imgSize: o.imgSize,
         patchSize: o.patchSize,
         inChans: o.inChans,

@@ -3,7 +3,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { expect, it } from 'vitest';
 import { ShapeError, createModel, type Module, type VisionModel } from '@vit/core';
 import { describeNanoVariant } from '@vit/core/testing';
-import { LITV2_VARIANTS } from './index.js';
+import {
+  LITV2_VARIANTS,
+} from './index.js';
 
 type Net = VisionModel & Module;
 const NAME = 'litv2_nano';

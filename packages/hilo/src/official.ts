@@ -1,6 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, kwargReader, parseTorchLayerNorm, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
-import { layerNorm, type NormFactory } from './blocks.js';
+import {
+  ConfigError,
+  kwargReader,
+  layerNorm,
+  parseTorchLayerNorm,
+  registerArchitecture,
+  type ArchitectureAdapter,
+  type Module,
+  type NormFactory,
+  type OfficialKwargs,
+} from '@vit/core';
 import { LITv2, type LITv2Options } from './model.js';
 
 /**

@@ -4,7 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPytorchStateDict, loadSafetensorsFile, type LoadedSafetensors } from '@vit/core';
 import { compareTensors, describeGoldenParity, nchwToNhwc, setTestBackend } from '@vit/core/testing';
-import { LITv2, litv2FromOfficialConfig, type LITv2Options } from './index.js';
+import {
+  LITv2,
+  litv2FromOfficialConfig,
+  type LITv2Options,
+} from './index.js';
 
 /**
  * Golden parity through the public loader and core's `runParity` (the `vit parity` path).

@@ -14,6 +14,8 @@ import {
   ShapeError,
   Sigmoid,
   vjp,
+  type ActFactory,
+  type NormFactory,
 } from '@vit/core';
 
 /**
@@ -200,10 +202,6 @@ export class MRLAModule extends Module {
   }
 }
 
-/** Builds a normalisation layer for `channels` (default `BatchNorm2d`, eps 1e-5, momentum 0.1). */
-export type NormFactory = (channels: number) => Module;
-/** Builds an activation module (default `ReLU`). */
-export type ActFactory = () => Module;
 /**
  * Builds the layer-attention module of a block for `channels`: a module whose
  * `forward(x_t, o_{t−1})` returns a map of x_t's shape (default `new MRLAModule(channels)`).

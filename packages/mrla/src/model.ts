@@ -17,15 +17,15 @@ import {
   type FeatureInfo,
   type VisionModel,
   checkImageBatch,
+  type ActFactory,
+  type NormFactory,
 } from '@vit/core';
 import {
   defaultAct,
   MRLABasicBlock,
   MRLABottleneck,
   MRLAResidualBlock,
-  type ActFactory,
   type LayerAttnFactory,
-  type NormFactory,
   MRLAModule,
 } from './blocks.js';
 

@@ -1,6 +1,15 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import { BatchNorm2d, checkKnownKwargs, ConfigError, defaultCheckpointFilter, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
-import type { NormFactory } from './blocks.js';
+import {
+  BatchNorm2d,
+  checkKnownKwargs,
+  ConfigError,
+  defaultCheckpointFilter,
+  registerArchitecture,
+  type ArchitectureAdapter,
+  type Module,
+  type OfficialKwargs,
+  type NormFactory,
+} from '@vit/core';
 import { ResNetMRLA, type ResNetMRLAOptions } from './model.js';
 
 /**

@@ -12,40 +12,33 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  Conv2d,
+  attentionScale,
+  checkMap,
+  checkTokens,
   ConfigError,
-  DropPath,
+  Conv2d,
   Dropout,
-  GELU,
+  DropPath,
+  geluLayer,
   Identity,
-  LayerNorm,
+  layerNorm,
   LayerNorm2d,
   Linear,
-  Mlp,
+  mergeHeads,
   Module,
   ModuleList,
+  positiveInt,
   Sequential,
   ShapeError,
-  mergeHeads,
   splitHeads,
+  timmMlp,
+  type ActFactory,
+  type MlpFactory,
+  type NormFactory,
 } from '@vit/core';
 
 /** A large negative logit for masked pairs (see the Porting note where it is used). */
 const MASK_FILL = Math.fround(-3.4e38);
-
-/** Builds a token norm over the last axis: `(dim) → Module` (the official `norm_layer`). */
-export type NormFactory = (dim: number) => Module;
-
-/** Builds an activation module (the official `act_layer`). */
-export type ActFactory = () => Module;
-
-/** `partial(nn.LayerNorm, eps=eps)`; RegionViT's default `norm_layer` has eps 1e-6. */
-export function layerNorm(eps = 1e-6, options: { elementwiseAffine?: boolean } = {}): NormFactory {
-  return (dim) => new LayerNorm(dim, { eps, elementwiseAffine: options.elementwiseAffine ?? true });
-}
-
-/** Exact (erf) GELU, the official `act_layer`. */
-export const gelu: ActFactory = () => new GELU();
 
 /**
  * The official `LayerNorm2d` (attention2d.py): per pixel, mean and biased variance over channels,
@@ -54,24 +47,6 @@ export const gelu: ActFactory = () => new GELU();
  */
 export function regionLayerNorm2d(channels: number, eps = 1e-5): LayerNorm2d {
   return new LayerNorm2d(channels, { eps, paramShape: [1, channels, 1, 1] });
-}
-
-function positiveInt(what: string, v: number): void {
-  if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`${what} must be a positive integer, got ${v}`);
-}
-
-function checkMap(what: string, x: tf.Tensor, channels: number): [number, number, number, number] {
-  if (x.rank !== 4 || x.shape[3] !== channels) {
-    throw new ShapeError(`${what} expected an NHWC map with ${channels} channels, got shape [${x.shape.join(', ')}]`);
-  }
-  return x.shape as [number, number, number, number];
-}
-
-function checkTokens(what: string, x: tf.Tensor, dim: number): [number, number, number] {
-  if (x.rank !== 3 || x.shape[2] !== dim) {
-    throw new ShapeError(`${what} expected tokens [B, N, ${dim}], got shape [${x.shape.join(', ')}]`);
-  }
-  return x.shape as [number, number, number];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -122,7 +97,7 @@ export class RegionViTPatchEmbed extends Module {
     if (patchConvType === '3conv') {
       if (patchSize !== 4) throw new ConfigError(`PatchEmbed '3conv' only exists for patch size 4 (official: "Unknown patch size ${patchSize}")`);
       const norm = options.normLayer2d ?? ((c: number) => regionLayerNorm2d(c));
-      const act = options.actLayer ?? gelu;
+      const act = options.actLayer ?? geluLayer;
       const c4 = Math.floor(embedDim / 4);
       const c2 = Math.floor(embedDim / 2);
       if (c4 <= 0) throw new ConfigError(`PatchEmbed '3conv' needs embedDim >= 4 (it has embedDim // 4 channels first), got ${embedDim}`);
@@ -243,11 +218,6 @@ export interface RegionAttentionModule extends Module {
 
 /** Builds the attention of an R2L block: `(dim, options) → RegionAttentionModule`. */
 export type RegionAttentionFactory = (dim: number, options: RelPosAttentionOptions) => RegionAttentionModule;
-
-/** Python's `qk_scale or head_dim ** -0.5`. */
-export function attentionScale(headDim: number, qkScale: number | null | undefined): number {
-  return qkScale ? qkScale : headDim ** -0.5;
-}
 
 /**
  * The official `AttentionWithRelPos`: multi-head attention whose logits get a learned bias per
@@ -402,21 +372,6 @@ export class AttentionWithRelPos extends Module implements RegionAttentionModule
 /** The official attention: `AttentionWithRelPos`. */
 export const relPosAttention: RegionAttentionFactory = (dim, options) => new AttentionWithRelPos(dim, options);
 
-/** What the R2L block passes to an MLP factory (the official `Mlp(in_features, hidden, out, act, drop)` call). */
-export interface MlpFactoryOptions {
-  hiddenFeatures: number;
-  outFeatures: number;
-  actLayer: ActFactory;
-  drop: number;
-}
-
-/** Builds the channel MLP of a block on `[..., C]`. */
-export type MlpFactory = (inFeatures: number, options: MlpFactoryOptions) => Module;
-
-/** timm's `Mlp` (fc1 → act → drop → fc2 → drop), the official MLP. */
-export const timmMlp: MlpFactory = (inFeatures, o) =>
-  new Mlp(inFeatures, { hiddenFeatures: o.hiddenFeatures, outFeatures: o.outFeatures, actLayer: o.actLayer, drop: o.drop });
-
 /** timm's `trunc_normal_(std=.02)`: bounds ±2 absolute, i.e. ±100 std, so it is N(0, 0.02²). */
 export function truncNormal02(shape: number[]): tf.Tensor {
   return tf.tidy(() => tf.clipByValue(tf.randomNormal(shape, 0, 0.02), -2, 2));
@@ -498,7 +453,7 @@ export class R2LAttentionPlusFFN extends Module implements R2LBlockModule {
       mlpRatio = 1,
       qkvBias = false,
       qkScale = null,
-      actLayer = gelu,
+      actLayer = geluLayer,
       normLayer = layerNorm(1e-5),
       dropPath = 0,
       attnDrop = 0,
@@ -580,7 +535,7 @@ export class Projection extends Module {
     super();
     positiveInt('Projection inputChannels', inputChannels);
     positiveInt('Projection outputChannels', outputChannels);
-    const { actLayer = gelu, mode = 'sc', normLayer2d = (c: number) => regionLayerNorm2d(c) } = options;
+    const { actLayer = geluLayer, mode = 'sc', normLayer2d = (c: number) => regionLayerNorm2d(c) } = options;
     if (typeof mode !== 'string' || mode.length === 0) {
       throw new ConfigError(`Projection mode must be a non-empty string ('sc', 'c', …), got ${JSON.stringify(mode)}`);
     }
@@ -846,7 +801,7 @@ export class ConvAttBlock extends Module {
       qkvBias = false,
       qkScale = null,
       pool = 'sc',
-      actLayer = gelu,
+      actLayer = geluLayer,
       normLayer = layerNorm(1e-5),
       attnDropRate = 0,
       dropRate = 0,

@@ -1,7 +1,7 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { LayerNorm, Linear, Module, ModuleList, ReLU, SiLU } from '@vit/core';
+import { layerNorm, LayerNorm, Linear, Module, ModuleList, ReLU, SiLU, type MlpFactory } from '@vit/core';
 import { setTestBackend } from '@vit/core/testing';
 import { Conv2FormerBlock } from '@vit/conv2former';
 import {
@@ -9,8 +9,6 @@ import {
   ConvAttBlock,
   R2LAttentionPlusFFN,
   RegionViTPatchEmbed,
-  layerNorm,
-  type MlpFactory,
   type R2LBlockFactory,
 } from './index.js';
 
@@ -30,7 +28,7 @@ class GatedMlp extends Module {
     return tf.tidy(() => this.fc2.forward(tf.mul(this.fc1.forward(x), this.act.forward(this.gate.forward(x)))));
   }
 }
-const gatedMlp: MlpFactory = (inF, o) => new GatedMlp(inF, o.hiddenFeatures, o.outFeatures);
+const gatedMlp: MlpFactory = (inF, o) => new GatedMlp(inF, o.hiddenFeatures, o.outFeatures ?? inF);
 
 /**
  * A new small backbone: RegionViT's '1conv' local stem and 'linear' regional stem, a stage of R2L blocks

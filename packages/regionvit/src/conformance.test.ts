@@ -2,7 +2,9 @@ import '@tensorflow/tfjs';
 import { listModels } from '@vit/core';
 import { describeConformance } from '@vit/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REGIONVIT_VARIANTS } from './index.js';
+import {
+  REGIONVIT_VARIANTS,
+} from './index.js';
 
 const models = listModels('regionvit_*');
 

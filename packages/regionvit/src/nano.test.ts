@@ -1,6 +1,8 @@
 import '@tensorflow/tfjs';
 import { describeNanoVariant } from '@vit/core/testing';
-import { REGIONVIT_VARIANTS } from './index.js';
+import {
+  REGIONVIT_VARIANTS,
+} from './index.js';
 
 describeNanoVariant({
   name: 'regionvit_nano',

@@ -11,20 +11,24 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
+  checkKnownKwargs,
   ConfigError,
   defaultCheckpointFilter,
+  kwargReader,
+  layerNorm,
   loadAdaptedCheckpoint,
+  parseTorchLayerNorm,
   registerArchitecture,
   type AdaptedCheckpoint,
   type ArchitectureAdapter,
   type Module,
+  type NormFactory,
   type OfficialKwargs,
   type PytorchLoadResult,
-  checkKnownKwargs,
-  kwargReader,
-  parseTorchLayerNorm,
 } from '@vit/core';
-import { layerNorm, type NormFactory, type PatchConvType } from './blocks.js';
+import {
+  type PatchConvType,
+} from './blocks.js';
 import { RegionViT, type RegionViTOptions } from './model.js';
 
 const KNOWN_KWARGS = new Set([

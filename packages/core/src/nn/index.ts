@@ -10,3 +10,5 @@ export * from './pool.js';
 export * from './mlp.js';
 export * from './patch_embed.js';
 export * from './input.js';
+export * from './factories.js';
+export * from './deform_conv.js';

@@ -2,11 +2,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
 import { isRecomputing } from '../autodiff/checkpoint.js';
 import { batchNormTrain, layerNormLastAxis } from '../ops/norm.js';
+import { positiveInt } from './input.js';
 import { Module } from './module.js';
 
-function positiveInt(what: string, v: number): void {
-  if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`${what} must be a positive integer, got ${v}`);
-}
 
 export interface LayerNormOptions {
   eps?: number;

@@ -112,3 +112,8 @@ export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tens
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return op(...inputs);
 }
+
+/** Python's `qk_scale or head_dim ** -0.5`: a falsy qk_scale (None, 0) falls back to the default. */
+export function attentionScale(headDim: number, qkScale: number | null | undefined): number {
+  return qkScale ? qkScale : headDim ** -0.5;
+}

@@ -1,0 +1,41 @@
+/**
+ * How blocks take their parts as arguments (timm's `norm_layer`/`act_layer`/`mlp_layer`): small
+ * factories every architecture package shares, so a block of one package composes with the parts
+ * of another.
+ */
+import { GELU } from './activation.js';
+import { Mlp } from './mlp.js';
+import type { Module } from './module.js';
+import { LayerNorm } from './norm.js';
+
+/** Builds a norm for `dim` features (channels or the token width). */
+export type NormFactory = (dim: number) => Module;
+
+/** Builds an activation module. */
+export type ActFactory = () => Module;
+
+export interface MlpFactoryOptions {
+  hiddenFeatures: number;
+  /** Default: `inFeatures`. */
+  outFeatures?: number;
+  actLayer: ActFactory;
+  drop: number;
+}
+
+/** Builds a block's channel MLP: `(inFeatures, options) → Module` on `[B, N, C]`. */
+export type MlpFactory = (inFeatures: number, options: MlpFactoryOptions) => Module;
+
+/**
+ * `partial(nn.LayerNorm, eps=eps)` over the last axis. The eps is always stated: torch's default
+ * is 1e-5, most ViT-family code (CaiT, RegionViT) passes 1e-6, and a wrong one moves outputs ~4e-5.
+ */
+export function layerNorm(eps: number, options: { elementwiseAffine?: boolean } = {}): NormFactory {
+  return (dim) => new LayerNorm(dim, { eps, elementwiseAffine: options.elementwiseAffine ?? true });
+}
+
+/** Exact (erf) GELU, `nn.GELU()`: the default activation of every architecture here. */
+export const geluLayer: ActFactory = () => new GELU();
+
+/** timm's `Mlp` (fc1 → act → drop → fc2 → drop). */
+export const timmMlp: MlpFactory = (inFeatures, o) =>
+  new Mlp(inFeatures, { hiddenFeatures: o.hiddenFeatures, outFeatures: o.outFeatures, actLayer: o.actLayer, drop: o.drop });
