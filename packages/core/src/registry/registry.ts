@@ -1,6 +1,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, UnknownModelError, nearestNames } from '../errors.js';
 import type { Module } from '../nn/module.js';
+import { processWide } from '../process_wide.js';
 
 /** What a user needs to feed a model correctly (timm's pretrained_cfg). */
 export interface ModelCard {
@@ -65,7 +66,8 @@ interface Entry {
   card: ModelCard;
 }
 
-const models = new Map<string, Entry>();
+// On globalThis (`Symbol.for('@vit/core.registry')`): the CommonJS and ESM builds share one registry.
+const { models, architectures } = processWide('registry', () => ({ models: new Map<string, Entry>(), architectures: new Map<string, ArchitectureAdapter>() }));
 
 /** Registers a model variant. Registering a name twice is an error (two packages disagreeing). */
 export function registerModel(name: string, factory: ModelFactory, card: Omit<ModelCard, 'name'> & { name?: string }): void {
@@ -134,8 +136,6 @@ export interface ArchitectureAdapter {
    */
   officialFeatures?(model: Module, x: tf.Tensor4D): Record<string, tf.Tensor>;
 }
-
-const architectures = new Map<string, ArchitectureAdapter>();
 
 export function registerArchitecture(adapter: ArchitectureAdapter): void {
   if (architectures.has(adapter.name)) throw new ConfigError(`Architecture '${adapter.name}' is already registered`);
