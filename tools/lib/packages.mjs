@@ -39,7 +39,7 @@ export function packPackages(dest, { base = root, dirs = pkgDirs, log = console.
   return dirs.map((d) => {
     requireBuilt(d, base);
     const dir = join(base, 'packages', d);
-    const [out] = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', dest], dir));
+    const [out] = JSON.parse(run('npm', ['pack', '--json', '--silent', '--pack-destination', dest], dir));
     const files = out.files.map((f) => f.path);
     if (files.some((f) => f.startsWith('src/') || f.includes('.test.'))) throw new Error(`${out.name}: tarball ships sources or tests: ${files.join(', ')}`);
     if (!files.includes('LICENSE')) throw new Error(`${out.name}: tarball has no LICENSE`);
