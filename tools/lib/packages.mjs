@@ -9,9 +9,9 @@ export const root = resolve(new URL('../..', import.meta.url).pathname);
 /** Every publishable package's folder under packages/, dependencies first. */
 export const pkgDirs = ['core', 'cait', 'conv2former', 'hilo', 'mrla', 'regionvit', 'cli'];
 
-/** Runs a command, its stdout returned, stderr passed through (so failures say why). */
-export function run(cmd, args, cwd, { env, input } = {}) {
-  return execFileSync(cmd, args, { cwd, env: env ? { ...process.env, ...env } : process.env, input, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 64 << 20 });
+/** Runs a command, its stdout returned (`stdio: 'inherit'`: shown instead), stderr passed through. */
+export function run(cmd, args, cwd, { env, input, stdio } = {}) {
+  return execFileSync(cmd, args, { cwd, env: env ? { ...process.env, ...env } : process.env, input, stdio: stdio ?? [input === undefined ? 'ignore' : 'pipe', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 64 << 20 });
 }
 
 export function readJson(file) {
