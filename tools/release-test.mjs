@@ -173,8 +173,8 @@ log: { type: stdout, format: pretty, level: warn }
     }
     check(true, 'every CHANGELOG.md has the release, without commit hashes or "Updated dependencies"');
     for (const d of pkgDirs) {
-      const meta = await (await fetch(`${registry}${manifest(d).name.replace('/', '%2f')}`)).json();
-      if (!meta.versions?.[version]) throw new Error(`${manifest(d).name}@${version} is not in the registry`);
+      const got = run('npm', ['view', `${manifest(d).name}@${version}`, 'version', '--registry', registry], repo, { env: npmEnv }).trim();
+      if (got !== version) throw new Error(`${manifest(d).name}@${version} is not in the registry`);
     }
     check(true, `the registry has all seven packages at ${version}`);
     const vitVersion = run('node', ['packages/cli/bin/vit.js', '--version'], repo).trim();
@@ -213,6 +213,9 @@ console.log(JSON.stringify({ shape: logits.shape, finite: logits.isFinite().all(
     check(out.VERSION === version, `VERSION of the installed @vit/core is ${out.VERSION}`);
     const cjs = run('node', ['-e', "require('@tensorflow/tfjs'); const c = require('@vit/core'); require('@vit/cait'); console.log(c.VERSION, c.listModels('cait_*').length)"], app).trim().split('\n').pop();
     check(cjs === `${version} 11`, `require(): VERSION and the 11 CaiT models (${cjs})`);
+  } catch (e) {
+    console.error(`verdaccio's log:\n${vout.split('\n').slice(-40).join('\n')}`);
+    throw e;
   } finally {
     await stop(verdaccio);
     process.off('exit', onExit);
