@@ -6,12 +6,13 @@
 // @vit/core of the same version and nothing else of ours, run a forward pass and report the new
 // VERSION; the copy's built `vit --version` must too. Verdaccio is stopped at the end, also on
 // failure. The release runs with --skip-tests: CI ran the tests and package checks just before.
-// Needs the pending changesets (a release with nothing to release would test nothing).
+// Without pending changesets (just after a release) the copy gets a patch changeset of its own, so
+// there is still a version to bump.
 import { spawn } from 'node:child_process';
-import { cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { manifest, pkgDirs, readJson, root, run, withTempDir } from './lib/packages.mjs';
+import { manifest, pendingChangesets, pkgDirs, readJson, root, run, withTempDir } from './lib/packages.mjs';
 
 const t0 = Date.now();
 const log = (m) => console.log(`[release-test ${((Date.now() - t0) / 1000).toFixed(0)}s] ${m}`);
@@ -66,7 +67,7 @@ async function stop(child) {
 }
 
 /** This checkout's files as git sees them (tracked and new, not ignored) in `dest`, committed. */
-function copyCheckout(dest) {
+function copyCheckout(dest, pending) {
   const files = run('git', ['ls-files', '-co', '--exclude-standard', '-z'], root).split('\0').filter(Boolean);
   for (const f of files) {
     try {
@@ -81,6 +82,7 @@ function copyCheckout(dest) {
   } catch {
     run('cp', ['-a', join(root, 'node_modules'), join(dest, 'node_modules')], root);
   }
+  if (!pending.length) writeFileSync(join(dest, '.changeset', 'release-test.md'), '---\n"@vit/core": patch\n---\n\nThe release test\'s own change (no changesets were pending).\n');
   const git = (...a) => run('git', ['-c', 'user.name=release-test', '-c', 'user.email=release-test@localhost', ...a], dest);
   git('init', '-q');
   git('add', '-A');
@@ -89,13 +91,12 @@ function copyCheckout(dest) {
 
 await withTempDir('vit-release-', async (tmp) => {
   const before = manifest('core').version;
-  const pending = readdirSync(join(root, '.changeset')).filter((f) => f.endsWith('.md') && f !== 'README.md');
-  if (!pending.length) throw new Error('no pending changesets: nothing to release');
+  const pending = pendingChangesets();
   const statusBefore = run('git', ['status', '--porcelain'], root);
 
   const repo = join(tmp, 'repo');
   mkdirSync(repo);
-  copyCheckout(repo);
+  copyCheckout(repo, pending);
   log(`copied the checkout (${before}, ${pending.length} changesets)`);
 
   // Verdaccio: our scope only from its storage (publish needs a user), nothing proxied.

@@ -5,9 +5,9 @@
 // (alone, or with --registry https://registry.npmjs.org/), so a slip never publishes there.
 // --skip-tests skips the test suite and the package checks: for the release test in CI, which runs
 // both on the same commit just before (running them again would add ~12 minutes to CI).
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { manifest, pkgDirs, root, run } from './lib/packages.mjs';
+import { manifest, pendingChangesets, pkgDirs, root, run } from './lib/packages.mjs';
 
 const PUBLIC = 'https://registry.npmjs.org/';
 const usage = `usage: npm run release -- --registry URL [--skip-tests]
@@ -51,7 +51,7 @@ try {
   const opts = parseArgs(process.argv.slice(2));
   const dirty = run('git', ['status', '--porcelain'], root).trim();
   if (dirty) throw new Error(`the checkout has uncommitted changes; a release is made from a commit:\n${dirty}`);
-  const pending = readdirSync(join(root, '.changeset')).filter((f) => f.endsWith('.md') && f !== 'README.md');
+  const pending = pendingChangesets();
   const before = manifest('core').version;
   console.log(`releasing @vit/* ${before} + ${pending.length} changesets to ${opts.registry}`);
 

@@ -1,7 +1,7 @@
 // What the package tools share (pack-install-test, check-packages, release, release-test): the
 // publishable packages, packing them, temp folders, running commands.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -21,6 +21,11 @@ export function readJson(file) {
 /** The manifest of packages/<d> in the checkout at `base`. */
 export function manifest(d, base = root) {
   return readJson(join(base, 'packages', d, 'package.json'));
+}
+
+/** The changesets waiting for the next release (`.changeset/*.md`). */
+export function pendingChangesets(base = root) {
+  return readdirSync(join(base, '.changeset')).filter((f) => f.endsWith('.md') && f !== 'README.md');
 }
 
 /** Throws unless the package's build output is there (the tools test what `npm run build` made). */
