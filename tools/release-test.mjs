@@ -9,7 +9,7 @@
 // Without pending changesets (just after a release) the copy gets a patch changeset of its own, so
 // there is still a version to bump.
 import { spawn } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { manifest, pendingChangesets, pkgDirs, readJson, root, run, withTempDir } from './lib/packages.mjs';
@@ -83,8 +83,11 @@ function copyCheckout(dest, pending) {
     run('cp', ['-a', join(root, 'node_modules'), join(dest, 'node_modules')], root);
   }
   if (!pending.length) writeFileSync(join(dest, '.changeset', 'release-test.md'), '---\n"@vit/core": patch\n---\n\nThe release test\'s own change (no changesets were pending).\n');
-  const git = (...a) => run('git', ['-c', 'user.name=release-test', '-c', 'user.email=release-test@localhost', ...a], dest);
+  const git = (...a) => run('git', a, dest);
   git('init', '-q');
+  // The release commits: an identity of the copy's own, whatever the machine's git config says.
+  git('config', 'user.name', 'release-test');
+  git('config', 'user.email', 'release-test@localhost');
   git('add', '-A');
   git('commit', '-q', '-m', 'release test: copy of the checkout');
 }
@@ -197,6 +200,11 @@ log: { type: stdout, format: pretty, level: warn }
     );
     check(ours.every((p) => p.resolved.startsWith(registry)), 'both came from the private registry');
     check(!/127\.0\.0\.1/.test(lock.packages['node_modules/@tensorflow/tfjs']?.resolved ?? '127.0.0.1'), 'TF.js came from the normal registry');
+    for (const p of ['cait', 'core']) {
+      const dir = join(app, 'node_modules', '@vit', p);
+      if (!existsSync(join(dir, 'LICENSE')) || !readFileSync(join(dir, 'CHANGELOG.md'), 'utf8').includes(`## ${version}`)) throw new Error(`@vit/${p}: no LICENSE, or no CHANGELOG.md with ${version}`);
+    }
+    check(true, `the installed @vit/cait and @vit/core hold LICENSE and a CHANGELOG.md with ${version}`);
 
     writeFileSync(
       join(app, 'forward.mjs'),
