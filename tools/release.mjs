@@ -4,7 +4,7 @@
 // It publishes only to the registry named with --registry; the public npm registry needs --public
 // (alone, or with --registry https://registry.npmjs.org/), so a slip never publishes there.
 // --skip-tests skips the test suite and the package checks: for the release test in CI, which runs
-// both on the same commit just before (running them again would add ~12 minutes to CI).
+// both on the same commit just before (running them again would repeat CI's longest step).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { manifest, pendingChangesets, pkgDirs, root, run } from './lib/packages.mjs';
