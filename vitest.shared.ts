@@ -2,6 +2,7 @@
 // seen by every package's tests without a rebuild. The GPU project runs only `*.gpu.test.ts`.
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { packageVersion } from './tsup.shared';
 
 const root = fileURLToPath(new URL('.', import.meta.url));
 const pkgs = ['core', 'hilo', 'conv2former', 'regionvit', 'mrla', 'cait', 'cli'];
@@ -14,6 +15,8 @@ export const alias = [
 export function vitConfig() {
   return defineConfig({
     resolve: { alias },
+    // What tsup.shared.ts defines when it builds core (tests import core's sources, not its dist).
+    define: { __VIT_VERSION__: JSON.stringify(packageVersion(`${root}packages/core`)) },
     test: {
       testTimeout: 120_000,
       hookTimeout: 120_000,

@@ -31,6 +31,12 @@ export function vitAliases() {
   return alias;
 }
 
+/** What tsup.shared.ts defines when it builds core: VERSION from core's package.json. */
+function versionDefine() {
+  const { version } = JSON.parse(readFileSync(join(root, 'packages', 'core', 'package.json'), 'utf8'));
+  return { __VIT_VERSION__: JSON.stringify(version) };
+}
+
 /** Exact-name resolution (esbuild's `alias` would also rewrite `@vit/core/testing` by prefix). */
 function exactResolvePlugin(map) {
   const esc = Object.keys(map).map((k) => k.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'));
@@ -79,6 +85,7 @@ export async function bundle({ contents, outfile, inlineTfjs = false, plugins = 
     target: 'node20',
     outfile,
     external,
+    define: versionDefine(),
     plugins: [exactResolvePlugin({ ...vitAliases(), ...alias }), ...plugins],
     // CommonJS inside an ESM bundle (TF.js's node builds) needs a real `require` and `__dirname`.
     banner: {
@@ -119,6 +126,7 @@ export async function bundleSplit({ entries, outdir, plugins = [], alias = {}, e
     outExtension: { '.js': '.mjs' },
     chunkNames: 'chunks/[name]-[hash]',
     external,
+    define: versionDefine(),
     plugins: [exactResolvePlugin({ ...vitAliases(), ...alias }), ...plugins],
     banner: {
       js: "import { createRequire as __vitCreateRequire } from 'node:module'; import { fileURLToPath as __vitFileURLToPath } from 'node:url'; const require = __vitCreateRequire(import.meta.url); const __filename = __vitFileURLToPath(import.meta.url); const __dirname = __vitFileURLToPath(new URL('.', import.meta.url));",

@@ -1,4 +1,4 @@
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseArgs } from 'node:util';
 import { BackendError, ConfigError, DataError, DownloadError, FormatError, isOutOfMemory, nearestNames, outOfMemoryError, ShapeError, UnknownModelError, VitError, VERSION, WeightLoadError } from '@vit/core';
 import { EXIT, InputError, UsageError } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
@@ -12,11 +12,19 @@ import { predictCommand } from './commands/predict.js';
 import { benchCommand } from './commands/bench.js';
 import { downloadCommand } from './commands/download.js';
 
+/** One flag as `node:util`'s parseArgs takes it, declared here so our types need no @types/node. */
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  short?: string;
+  multiple?: boolean;
+  default?: string | boolean | string[] | boolean[];
+}
+
 export interface Command {
   name: string;
   summary: string;
   usage: string;
-  options: NonNullable<ParseArgsConfig['options']>;
+  options: Record<string, OptionSpec>;
   help: string;
   run(args: { values: Record<string, unknown>; positionals: string[] }, io: Io): Promise<number>;
 }

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { VERSION } from './version.js';
 
 describe('VERSION', () => {
-  it('matches package.json (changesets bumps the manifest; keep them in step)', () => {
+  it("is package.json's version (defined at build time, so `changeset version` needs no other edit)", () => {
     const pj = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
     expect(VERSION).toBe(pj.version);
   });

@@ -90,7 +90,7 @@ export class ImageFolderDataset implements Dataset {
     if (hit) return { image: hit, label };
     const file = this.files[index]!;
     const [h, w, c] = this.imageShape;
-    let result: { data: Buffer; info: { width: number; height: number; channels: number } };
+    let result: { data: Uint8Array; info: { width: number; height: number; channels: number } };
     try {
       let img = this.sharp(file, { failOn: 'error' });
       img = c === 1 ? img.greyscale() : img.toColourspace('srgb');

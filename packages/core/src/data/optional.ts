@@ -26,11 +26,11 @@ export interface SharpInstance {
   png(options?: Record<string, unknown>): SharpInstance;
   raw(): SharpInstance;
   metadata(): Promise<{ width?: number; height?: number; channels?: number; format?: string }>;
-  toBuffer(options: { resolveWithObject: true }): Promise<{ data: Buffer; info: { width: number; height: number; channels: number } }>;
-  toBuffer(): Promise<Buffer>;
+  toBuffer(options: { resolveWithObject: true }): Promise<{ data: Uint8Array; info: { width: number; height: number; channels: number } }>;
+  toBuffer(): Promise<Uint8Array>;
   toFile(path: string): Promise<unknown>;
 }
-export type SharpFactory = (input?: Buffer | Uint8Array | string | Record<string, unknown>, options?: Record<string, unknown>) => SharpInstance;
+export type SharpFactory = (input?: Uint8Array | string | Record<string, unknown>, options?: Record<string, unknown>) => SharpInstance;
 
 let sharpPromise: Promise<SharpFactory> | undefined;
 

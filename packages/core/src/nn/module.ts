@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, WeightLoadError, type WeightProblem } from '../errors.js';
 import { setModuleCheckpointing } from '../autodiff/checkpoint.js';
+import { processWide } from '../process_wide.js';
 
 /**
  * How a parameter's layout differs from PyTorch's. `weights/convert.ts` is the one place that
@@ -35,11 +36,12 @@ export interface StateEntry {
   persistent: boolean;
 }
 
-let variableCounter = 0;
+/** Shared by the CommonJS and ESM builds: TF.js has one variable namespace per process. */
+const variableCounter = processWide('variableCounter', () => ({ n: 0 }));
 /** TF.js variable names are global and must be unique; the dotted path stays the module's own naming. */
 function uniqueVariableName(local: string): string {
-  variableCounter += 1;
-  return `vit_${variableCounter}_${local}`;
+  variableCounter.n += 1;
+  return `vit_${variableCounter.n}_${local}`;
 }
 
 /** The element budget of a model being built by `buildWithinBudget` (null when unbounded). */

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { valueAndGrads } from '../autodiff/grad.js';
 import { ConfigError, VitError } from '../errors.js';
 import { Module } from '../nn/module.js';
+import { processWide } from '../process_wide.js';
 import { paramGroupsWeightDecay, type WeightDecayGroupOptions } from './param_groups.js';
 import type { LRSchedule } from './schedules.js';
 
@@ -76,7 +77,8 @@ export interface OptimizerState {
   tensors: Record<string, tf.Tensor>;
 }
 
-let slotCounter = 0;
+/** Shared by the CommonJS and ESM builds, like `Module`'s variable names (TF.js's names are per process). */
+const slotCounter = processWide('slotCounter', () => ({ n: 0 }));
 
 /**
  * Base class of our optimizers, with PyTorch's semantics: parameter groups, lazily created state,
@@ -225,8 +227,8 @@ export abstract class Optimizer {
   protected slot(state: ParamState, name: string, param: tf.Variable, init?: () => tf.Tensor): tf.Variable {
     let v = state.slots.get(name);
     if (!v) {
-      slotCounter += 1;
-      v = tf.variable(init ? init() : tf.zerosLike(param), false, `vit_optim_${slotCounter}_${name}`);
+      slotCounter.n += 1;
+      v = tf.variable(init ? init() : tf.zerosLike(param), false, `vit_optim_${slotCounter.n}_${name}`);
       state.slots.set(name, v);
     }
     return v;

@@ -34,7 +34,7 @@ export async function renderVegaSvg(spec: Record<string, unknown>): Promise<stri
 }
 
 /** Rasterises SVG with sharp (librsvg) at `scale`× its size. */
-export async function svgToPng(svg: string, scale = 2): Promise<Buffer> {
+export async function svgToPng(svg: string, scale = 2): Promise<Uint8Array> {
   const sharp = await loadSharp('Writing PNG plots');
   return sharp(Buffer.from(svg), { density: 72 * scale }).png({ compressionLevel: 9 }).toBuffer();
 }

@@ -1,6 +1,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, UnknownModelError, nearestNames } from '../errors.js';
 import type { Module } from '../nn/module.js';
+import { processWide } from '../process_wide.js';
 import type { AdaptedCheckpoint } from '../weights/convert.js';
 
 /** What a user needs to feed a model correctly (timm's pretrained_cfg). */
@@ -139,7 +140,8 @@ interface Entry {
   card: ModelCard;
 }
 
-const models = new Map<string, Entry>();
+// On globalThis (`Symbol.for('@vit/core.registry')`): the CommonJS and ESM builds share one registry.
+const { models, architectures } = processWide('registry', () => ({ models: new Map<string, Entry>(), architectures: new Map<string, ArchitectureAdapter>() }));
 
 /** Registers a model variant. Registering a name twice is an error (two packages disagreeing). */
 export function registerModel(name: string, factory: ModelFactory, card: Omit<ModelCard, 'name'> & { name?: string }): void {
@@ -231,12 +233,13 @@ export interface ArchitectureAdapter {
   filterCheckpoint?(model: Module, tensors: Map<string, tf.Tensor>): AdaptedCheckpoint;
 }
 
-const architectures = new Map<string, ArchitectureAdapter>();
-
-/** Registers an adapter; the same adapter again is a no-op (a package imported twice), another under a taken name an error. */
+/**
+ * Registers an adapter. The same package's adapter again is a no-op (its CommonJS and ESM builds
+ * both register: same name and description); another adapter under a taken name is an error.
+ */
 export function registerArchitecture(adapter: ArchitectureAdapter): void {
   const had = architectures.get(adapter.name);
-  if (had === adapter) return;
+  if (had === adapter || (had && had.description === adapter.description)) return;
   if (had) throw new ConfigError(`Architecture '${adapter.name}' is already registered`);
   architectures.set(adapter.name, adapter);
 }
