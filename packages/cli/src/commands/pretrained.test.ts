@@ -25,6 +25,7 @@ import {
   loadPytorchStateDict,
   loadSafetensorsFile,
   modelCard,
+  saveModelWeights,
   pretrainedTag,
   registerModel,
   unregisterModel,
@@ -51,11 +52,17 @@ async function vit(...argv: string[]): Promise<{ code: number; out: string; err:
 }
 
 const requests: string[] = [];
+/** A torch.save file `vit convert --to-pytorch` wrote (set by its test). */
+let exported: Buffer | undefined;
 const server: Server = createServer((req, res) => {
   requests.push(req.url ?? '');
   if (req.url === '/w/cait.pth') {
     res.writeHead(200, { 'Content-Length': PTH_BYTES.length });
     return res.end(PTH_BYTES);
+  }
+  if (req.url === '/w/exported.pth' && exported) {
+    res.writeHead(200, { 'Content-Length': exported.length });
+    return res.end(exported);
   }
   if (req.url === '/w/garbage.pth') {
     // A complete answer that is not a checkpoint (a login page behind a 200).
@@ -281,6 +288,25 @@ describe('pretrained weights', () => {
     const theirs = JSON.parse(py.stdout) as Array<{ class: number; probability: number }>;
     expect(ours.map((t) => t.class)).toEqual(theirs.map((t) => t.class));
     for (let i = 0; i < 5; i++) expect(Math.abs(ours[i]!.probability - theirs[i]!.probability)).toBeLessThan(1e-5);
+  });
+
+  it('a file `vit convert --to-pytorch` exported serves as pretrained weights: same logits as the model it came from', async () => {
+    // Our checkpoint of the reference model, exported to the official layout as a torch.save file.
+    const ours = join(dir, 'ref.safetensors');
+    const saved = await loadSafetensorsFile(`${FIX}cait_p8_d2.safetensors`);
+    for (const t of saved.tensors.values()) t.dispose();
+    await saveModelWeights(reference, ours, { format: 'ours', metadata: { arch: 'cait', config: saved.metadata.config! } });
+    const out = join(dir, 'exported.pth');
+    const conv = await vit('convert', ours, '--to-pytorch', '--out', out);
+    expect(conv.code, conv.err).toBe(0);
+    exported = readFileSync(out);
+    registerToy('caittoy_exported', (b) => [{ url: `${b}/w/exported.pth`, format: 'pth', sha256: createHash('sha256').update(exported!).digest('hex'), sizeBytes: exported!.length }]);
+    const r = await loadPretrained<VisionModel>('caittoy_exported', { cacheDir: join(dir, 'c6') });
+    const a = r.model.forward(input);
+    const b = reference.forward(input);
+    expect(Array.from(a.dataSync())).toEqual(Array.from(b.dataSync()));
+    tf.dispose([a, b]);
+    r.model.dispose();
   });
 
   it('--weights-url loads a local copy with the tag settings (a file downloaded by hand)', async () => {
