@@ -53,11 +53,13 @@ describe('vit train: --accum-steps, --micro-batch, --grad-checkpointing, running
   it('out of memory on wasm: exit code 5, what ran out and what to try, and the new run folder removed', () => {
     const root = fileURLToPath(new URL('../..', import.meta.url));
     const out = join(dir, 'oom');
-    // A 2048-channel stride-1 stem at 128 px and --micro-batch off: 1 GiB per activation, so the
-    // heap is full within the stem (the allocation that fails is an ordinary one, not a wrap-around).
+    // A 2048-channel stride-1 stem at 192 px and --micro-batch off: 2.25 GiB per activation, so the
+    // heap is full at the stem's second map (the allocation that fails is an ordinary one, not a
+    // wrap-around). At 128 px (1 GiB maps) the fused BatchNorm kernel keeps few enough of them that
+    // the step fits and runs for minutes.
     const r = spawnSync(
       join(root, '..', '..', 'node_modules', '.bin', 'vite-node'),
-      ['-c', 'vitest.config.ts', 'src/bin.ts', '--', 'train', '--model', 'resnet10_mrlal_nano', '--model-opts', '{"stemWidth": 2048}', '--data', 'synthetic:20', '--batch-size', '8', '--img-size', '128', '--epochs', '1', '--micro-batch', 'off', '--backend', 'wasm', '--out', out],
+      ['-c', 'vitest.config.ts', 'src/bin.ts', '--', 'train', '--model', 'resnet10_mrlal_nano', '--model-opts', '{"stemWidth": 2048}', '--data', 'synthetic:20', '--batch-size', '8', '--img-size', '192', '--epochs', '1', '--micro-batch', 'off', '--backend', 'wasm', '--out', out],
       { cwd: root, encoding: 'utf8', timeout: 300_000 },
     );
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(EXIT.MEMORY);
