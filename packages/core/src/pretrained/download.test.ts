@@ -142,7 +142,13 @@ describe('weights download and cache', () => {
     flakyServed = 0;
     const r = await fetchToCache(`${base}/flaky/w.bin`, dir, { ...fast, sha256: SHA });
     expect(readFileSync(r.file).equals(BODY)).toBe(true);
-    expect(hits.map((h) => h.range)).toEqual([undefined, 'bytes=120000-']);
+    // The second request asks for the rest of the same file: from what arrived before the drop
+    // (the server wrote 120,000 bytes; the client may have received fewer before the reset).
+    expect(hits).toHaveLength(2);
+    expect(hits[0]!.range).toBeUndefined();
+    const from = Number(/^bytes=(\d+)-$/.exec(hits[1]!.range ?? '')?.[1]);
+    expect(from).toBeGreaterThan(0);
+    expect(from).toBeLessThanOrEqual(120_000);
   });
 
   it('retries a 503 and gives up a stalled connection after the idle timeout', async () => {
