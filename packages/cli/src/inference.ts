@@ -102,6 +102,17 @@ export const INFERENCE_OPTIONS = {
   'cache-dir': { type: 'string' },
 } as const;
 
+/** `--tag`, `--weights-url` (a URL, or a local path made absolute) and `--cache-dir` as the pretrained loader takes them. */
+export function pretrainedFlags(values: Record<string, unknown>): { tag?: string; url?: string; cacheDir?: string } {
+  const url = values['weights-url'] as string | undefined;
+  return {
+    tag: values.tag as string | undefined,
+    // A local path works too; the loader reads file: URLs and paths in place.
+    url: url !== undefined && !/^[a-z]+:\/\//i.test(url) ? resolve(url) : url,
+    cacheDir: values['cache-dir'] !== undefined ? resolve(values['cache-dir'] as string) : undefined,
+  };
+}
+
 /**
  * A download progress line on stderr, at most every 2 s and once at the end: a 300 MB file over a
  * slow line should show it is alive without flooding a log.
@@ -184,33 +195,17 @@ export async function loadForInference(values: Record<string, unknown>, io?: Io)
   const numClasses = values['num-classes'] === undefined ? undefined : Number(values['num-classes']);
   if (numClasses !== undefined && !(Number.isInteger(numClasses) && numClasses > 0)) throw new UsageError(`--num-classes expects a positive integer, got '${String(values['num-classes'])}'`);
   if (pretrained) {
-    const url = values['weights-url'] as string | undefined;
     const r = await loadPretrained(name, {
-      tag: values.tag as string | undefined,
-      // A local path works too; the loader reads file: URLs and paths in place.
-      url: url !== undefined && !/^[a-z]+:\/\//i.test(url) ? resolve(url) : url,
-      cacheDir: values['cache-dir'] !== undefined ? resolve(values['cache-dir'] as string) : undefined,
+      ...pretrainedFlags(values),
       numClasses,
       onProgress: io ? downloadProgress(io) : undefined,
     });
-    const model = r.model;
-    const trainer = new Trainer({ model, optimizer: createOptimizer(model, { type: 'sgd', lr: 0 }), modelName: name });
-    return {
-      trainer,
+    return withTrainer(r.model, name, r.tag, {
       modelName: `${name}.${r.tag.tag}`,
-      imgSize: r.tag.inputSize[0],
-      channels: r.tag.inputSize[2] === 1 ? 1 : 3,
-      mean: r.tag.mean,
-      std: r.tag.std,
-      cropPct: r.tag.cropPct,
       classNames: r.classNames,
       source: r.fromCache ? `${r.source} (cached: ${r.file})` : r.source,
-      warnings: [...r.notes.map((n) => `note: ${n}`), ...nonFiniteWarnings(model, r.file)],
-      dispose: () => {
-        model.dispose();
-        trainer.optimizer.dispose();
-      },
-    };
+      warnings: [...r.notes.map((n) => `note: ${n}`), ...nonFiniteWarnings(r.model, r.file)],
+    });
   }
   const model = createModel(name, numClasses ? { numClasses } : {}) as Module;
   try {
@@ -242,19 +237,31 @@ export async function loadForInference(values: Record<string, unknown>, io?: Io)
     throw e;
   }
   model.eval();
+  return withTrainer(model, name, card, {
+    modelName: name,
+    classNames: undefined,
+    source: weights ? resolve(weights) : `${name} (random weights)`,
+    warnings: weights ? nonFiniteWarnings(model, resolve(weights)) : [],
+  });
+}
+
+/** A model (in eval mode) with the preprocessing of its card or pretrained tag, ready for evaluate/predict. */
+function withTrainer(
+  model: Module,
+  name: string,
+  input: { inputSize: [number, number, number]; mean: readonly number[]; std: readonly number[]; cropPct: number },
+  about: Pick<LoadedModel, 'modelName' | 'classNames' | 'source' | 'warnings'>,
+): LoadedModel {
   // The Trainer runs evaluate/predict; a plain SGD with no state is all it needs here.
   const trainer = new Trainer({ model, optimizer: createOptimizer(model, { type: 'sgd', lr: 0 }), modelName: name });
   return {
     trainer,
-    modelName: name,
-    imgSize: card.inputSize[0],
-    channels: card.inputSize[2] === 1 ? 1 : 3,
-    mean: card.mean,
-    std: card.std,
-    cropPct: card.cropPct,
-    classNames: undefined,
-    source: weights ? resolve(weights) : `${name} (random weights)`,
-    warnings: weights ? nonFiniteWarnings(model, resolve(weights)) : [],
+    ...about,
+    imgSize: input.inputSize[0],
+    channels: input.inputSize[2] === 1 ? 1 : 3,
+    mean: input.mean,
+    std: input.std,
+    cropPct: input.cropPct,
     dispose: () => {
       model.dispose();
       trainer.optimizer.dispose();

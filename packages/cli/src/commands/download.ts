@@ -1,8 +1,7 @@
-import { resolve } from 'node:path';
-import { downloadPretrained, getModelCard, getPretrainedTag } from '@vit/core';
+import { downloadPretrained } from '@vit/core';
 import type { Command } from '../main.js';
 import { EXIT, UsageError } from '../exit-codes.js';
-import { downloadProgress } from '../inference.js';
+import { downloadProgress, pretrainedFlags } from '../inference.js';
 import '../setup.js';
 
 export const downloadCommand: Command = {
@@ -29,16 +28,8 @@ export const downloadCommand: Command = {
   async run({ values, positionals }, io) {
     if (positionals.length !== 1) throw new UsageError('give exactly one model name (see `vit models --pretrained`)');
     const name = positionals[0]!;
-    getModelCard(name);
-    const url = values['weights-url'] as string | undefined;
-    // Fail on a model without weights or an unknown tag before touching the network.
-    if (url === undefined || values.tag !== undefined) getPretrainedTag(name, values.tag as string | undefined);
-    const r = await downloadPretrained(name, {
-      tag: values.tag as string | undefined,
-      url: url !== undefined && !/^[a-z]+:\/\//i.test(url) ? resolve(url) : url,
-      cacheDir: values['cache-dir'] !== undefined ? resolve(values['cache-dir'] as string) : undefined,
-      onProgress: downloadProgress(io),
-    });
+    // An unknown model, a model without weights or an unknown tag fails before any network use.
+    const r = await downloadPretrained(name, { ...pretrainedFlags(values), onProgress: downloadProgress(io) });
     if (values.json) {
       io.out(JSON.stringify({ model: name, tag: r.tag.tag, url: r.source.url, file: r.file, fromCache: r.fromCache, labels: r.tag.labels }, null, 2));
       return EXIT.OK;

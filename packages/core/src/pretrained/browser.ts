@@ -4,7 +4,7 @@
  * corrupted download is never kept; a cached entry is checked again before use.
  */
 import { DownloadError } from '../errors.js';
-import type { DownloadOptions } from './download.js';
+import { DEFAULT_MAX_BYTES, announcedLength, announcedSizeProblem, retryableStatus, type DownloadOptions } from './download.js';
 
 /** Cache API storage name (`caches.open`). */
 export const BROWSER_CACHE_NAME = 'vit-weights';
@@ -64,22 +64,22 @@ export async function fetchBytesCached(
   }
   if (options.offline) throw new DownloadError(`${abs} is not in the browser cache ('${options.cacheName ?? BROWSER_CACHE_NAME}') and offline mode refuses the network`, abs);
   const doFetch = options.fetch ?? globalThis.fetch;
-  const maxBytes = options.maxBytes ?? options.sizeBytes ?? 4 * 1024 ** 3;
+  const maxBytes = options.maxBytes ?? options.sizeBytes ?? DEFAULT_MAX_BYTES;
   const retries = options.retries ?? 3;
   for (let attempt = 1; ; attempt++) {
     let retryable = true;
     try {
       const res = await doFetch(abs, { redirect: 'follow' });
       if (!res.ok) {
-        retryable = res.status >= 500 || res.status === 429 || res.status === 408;
+        retryable = retryableStatus(res.status);
         throw new Error(`HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`);
       }
-      const len = res.headers.get('content-length');
-      const total = len !== null && /^\d+$/.test(len) ? Number(len) : undefined;
-      if (total !== undefined && ((options.sizeBytes !== undefined && total !== options.sizeBytes) || total > maxBytes)) {
+      const total = announcedLength(res);
+      const refused = total === undefined ? undefined : announcedSizeProblem(total, options, maxBytes);
+      if (refused) {
         retryable = false;
         await res.body?.cancel().catch(() => undefined);
-        throw new Error(options.sizeBytes !== undefined && total !== options.sizeBytes ? `the server announces ${total} bytes, the model card says ${options.sizeBytes}` : `the server announces ${total} bytes, more than the ${maxBytes} allowed`);
+        throw new Error(refused);
       }
       const chunks: Uint8Array[] = [];
       let loaded = 0;

@@ -6,6 +6,7 @@
  * imported lazily so importing this module stays harmless in a browser.
  */
 import { DownloadError, VitError } from '../errors.js';
+import { writeFileAtomic } from '../weights/io.js';
 
 type NodeMods = {
   fs: typeof import('node:fs');
@@ -58,7 +59,28 @@ export interface DownloadOptions {
   fetch?: typeof globalThis.fetch;
 }
 
-const DEFAULT_MAX_BYTES = 4 * 1024 ** 3;
+const mib = (n: number) => `${(n / 1024 ** 2).toFixed(1)} MiB`;
+
+/** The most a download may bring when neither the caller nor the card says. */
+export const DEFAULT_MAX_BYTES = 4 * 1024 ** 3;
+
+/** Statuses worth another try later (the server is busy or failed), as opposed to a 404. */
+export function retryableStatus(status: number): boolean {
+  return status >= 500 || status === 429 || status === 408;
+}
+
+/** The body size a response announces (`Content-Length`), if any. */
+export function announcedLength(res: Response): number | undefined {
+  const len = res.headers.get('content-length');
+  return len !== null && /^\d+$/.test(len) ? Number(len) : undefined;
+}
+
+/** Why a file of `total` bytes is refused before any byte is kept, or undefined. */
+export function announcedSizeProblem(total: number, expect: { sizeBytes?: number }, maxBytes: number): string | undefined {
+  if (expect.sizeBytes !== undefined && total !== expect.sizeBytes) return `the server announces ${total} bytes, the model card says ${expect.sizeBytes}`;
+  if (total > maxBytes) return `the server announces ${mib(total)}, more than the ${mib(maxBytes)} allowed`;
+  return undefined;
+}
 
 /** Where weights are cached: `VIT_CACHE_DIR`, else `$XDG_CACHE_HOME/vit`, else `~/.cache/vit`. */
 export async function defaultCacheDir(): Promise<string> {
@@ -99,7 +121,6 @@ export async function sha256File(file: string): Promise<string> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const mib = (n: number) => `${(n / 1024 ** 2).toFixed(1)} MiB`;
 
 /** What the cache records beside each file (`<file>.json`). */
 interface Sidecar {
@@ -198,19 +219,15 @@ export async function downloadFile(url: string, dest: string, options: DownloadO
           }
         } else {
           await res.body?.cancel().catch(() => undefined);
-          const retryable = res.status >= 500 || res.status === 429 || res.status === 408;
-          throw new TryError(`HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`, retryable);
+          throw new TryError(`HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`, retryableStatus(res.status));
         }
         validator = res.headers.get('etag') ?? res.headers.get('last-modified') ?? undefined;
-        const len = res.headers.get('content-length');
-        const total = len !== null && /^\d+$/.test(len) ? written + Number(len) : undefined;
-        if (total !== undefined && options.sizeBytes !== undefined && total !== options.sizeBytes) {
+        const len = announcedLength(res);
+        const total = len === undefined ? undefined : written + len;
+        const refused = total === undefined ? undefined : announcedSizeProblem(total, options, maxBytes);
+        if (refused) {
           await res.body?.cancel().catch(() => undefined);
-          throw new TryError(`the server announces ${total} bytes, the model card says ${options.sizeBytes}`, false);
-        }
-        if (total !== undefined && total > maxBytes) {
-          await res.body?.cancel().catch(() => undefined);
-          throw new TryError(`the server announces ${mib(total)}, more than the ${mib(maxBytes)} allowed`, false);
+          throw new TryError(refused, false);
         }
         if (!res.body) throw new TryError('empty response', true);
         const reader = res.body.getReader();
@@ -292,9 +309,7 @@ export async function fetchToCache(url: string, cacheDir: string, options: Downl
       await fs.promises.rm(`${file}.json`, { force: true });
       const r = await downloadFile(url, file, options);
       const side: Sidecar = { url, sha256: r.sha256, sizeBytes: r.sizeBytes, downloaded: new Date().toISOString() };
-      const tmp = `${file}.json.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-      await fs.promises.writeFile(tmp, JSON.stringify(side, null, 2));
-      await fs.promises.rename(tmp, `${file}.json`);
+      await writeFileAtomic(`${file}.json`, JSON.stringify(side, null, 2));
       return file;
     })().finally(() => inflight.delete(file));
     inflight.set(file, p);

@@ -114,28 +114,42 @@ export async function downloadPretrained(
   options: PretrainedOptions = {},
 ): Promise<{ file: string; source: PretrainedSource; tag: PretrainedTag; fromCache: boolean }> {
   const tag = resolveTag(name, options);
-  const sources = sourcesFor(tag, name, options);
   const cacheDir = options.cacheDir ?? (await defaultCacheDir());
   const offline = options.offline ?? offlineFromEnv();
+  return firstUsableSource(name, tag, sourcesFor(tag, name, options), async (source) => {
+    if (!isRemote(source.url)) {
+      const file = await localPath(source.url);
+      await checkLocal(file, source);
+      return { file, source, tag, fromCache: false };
+    }
+    const { file, fromCache } = await fetchToCache(source.url, cacheDir, { ...options, offline, sha256: source.sha256, sizeBytes: source.sizeBytes });
+    return { file, source, tag, fromCache };
+  });
+}
+
+/**
+ * `get` on each source in order until one answers. A refused or missing file (`DownloadError`,
+ * an unreadable local file) moves on to the next source; anything else is thrown at once. When none
+ * answers: the one error, or one `DownloadError` listing them all.
+ */
+async function firstUsableSource<T>(name: string, tag: PretrainedTag, sources: PretrainedSource[], get: (source: PretrainedSource) => Promise<T>): Promise<T> {
   const failures: unknown[] = [];
   for (const source of sources) {
     try {
-      if (!isRemote(source.url)) {
-        const file = await localPath(source.url);
-        await checkLocal(file, source);
-        return { file, source, tag, fromCache: false };
-      }
-      const { file, fromCache } = await fetchToCache(source.url, cacheDir, { ...options, offline, sha256: source.sha256, sizeBytes: source.sizeBytes });
-      return { file, source, tag, fromCache };
+      return await get(source);
     } catch (e) {
-      failures.push(e);
-      // A refused file (checksum, size) is as final as a missing one only for that source: try the next.
       if (!(e instanceof DownloadError) && !(e instanceof VitError && e.code === 'VIT_IO')) throw e;
+      failures.push(e);
     }
   }
   if (failures.length === 1) throw failures[0];
   const list = failures.map((e) => `  ${(e as Error).message}`).join('\n');
   throw new DownloadError(`${name}.${tag.tag}: none of its ${failures.length} sources could be used:\n${list}`, sources[0]!.url, failures.some((e) => (e as DownloadError).retryable));
+}
+
+/** A downloaded file that does not parse fails every time: it was evicted, and the error says so. */
+function evictedError(e: FormatError): FormatError {
+  return new FormatError(`${e.message} (removed from the cache; the next call downloads it again)`);
 }
 
 async function checkLocal(file: string, source: PretrainedSource): Promise<void> {
@@ -235,7 +249,7 @@ export async function loadPretrainedWeights(
     if (e instanceof FormatError && isRemote(got.source.url)) {
       const cacheDir = options.cacheDir ?? (await defaultCacheDir());
       if ((await cachedFile(got.source.url, cacheDir)) === got.file) await evictCached(got.source.url, cacheDir);
-      throw new FormatError(`${e.message} (removed from the cache; the next call downloads it again)`);
+      throw evictedError(e);
     }
     throw e;
   }
@@ -249,31 +263,19 @@ async function loadPretrainedInBrowser(
   options: PretrainedOptions,
 ): Promise<Omit<PretrainedResult, 'model' | 'classNames'> & { result: PytorchLoadResult }> {
   const tag = resolveTag(name, options);
-  const sources = sourcesFor(tag, name, options);
-  const failures: unknown[] = [];
-  for (const source of sources) {
-    let got: { bytes: Uint8Array; fromCache: boolean };
-    try {
-      got = await fetchBytesCached(source.url, { ...options, sha256: source.sha256, sizeBytes: source.sizeBytes, offline: options.offline ?? false });
-    } catch (e) {
-      if (!(e instanceof DownloadError)) throw e;
-      failures.push(e);
-      continue;
-    }
-    const url = absoluteUrl(source.url);
-    try {
-      const r = loadPretrainedBytes(model, got.bytes, { card, source, what: url });
-      return { tag, file: url, source: url, fromCache: got.fromCache, notes: r.notes, result: r };
-    } catch (e) {
-      if (e instanceof FormatError) {
-        await evictBrowserCached(source.url, options.cacheName);
-        throw new FormatError(`${e.message} (removed from the cache; the next call downloads it again)`);
-      }
-      throw e;
-    }
+  const { source, got } = await firstUsableSource(name, tag, sourcesFor(tag, name, options), async (source) => ({
+    source,
+    got: await fetchBytesCached(source.url, { ...options, sha256: source.sha256, sizeBytes: source.sizeBytes, offline: options.offline ?? false }),
+  }));
+  const url = absoluteUrl(source.url);
+  try {
+    const r = loadPretrainedBytes(model, got.bytes, { card, source, what: url });
+    return { tag, file: url, source: url, fromCache: got.fromCache, notes: r.notes, result: r };
+  } catch (e) {
+    if (!(e instanceof FormatError)) throw e;
+    await evictBrowserCached(source.url, options.cacheName);
+    throw evictedError(e);
   }
-  if (failures.length === 1) throw failures[0];
-  throw new DownloadError(`${name}.${tag.tag}: none of its ${failures.length} sources could be used:\n${failures.map((e) => `  ${(e as Error).message}`).join('\n')}`, sources[0]!.url);
 }
 
 /**
