@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { scoped, stockKernel, type Info, type Scope } from './kernel_util.js';
+import { Scope, scoped, stockKernel, type Info } from './kernel_util.js';
 import { heapOffset, heapView, wasmMemory, type WasmBackend } from './matmul_wasm.js';
 import { dwConvFor, dwFilterFor } from './wasm_dwconv.js';
 
@@ -307,8 +307,7 @@ function depthwiseForwardWasm(args: Parameters<tf.KernelFunc>[0], fused: boolean
   const memory = fs[3] === 1 && g.sh === 1 && g.sw === 1 && g.dh === g.dw && x.dtype === 'float32' ? wasmMemory(args.backend) : null;
   const simd = memory ? dwConvFor(memory, g.ci) : null;
   const activation = fused ? attrs.activation : 'linear';
-  const known = ['linear', 'relu', 'relu6', 'elu', 'sigmoid', 'leakyrelu', 'prelu'];
-  if (!simd || (attrs as { dataFormat?: string }).dataFormat === 'NCHW' || !known.includes(activation ?? 'linear')) {
+  if (!simd || (attrs as { dataFormat?: string }).dataFormat === 'NCHW' || !Scope.FUSED_ACTIVATIONS.has(activation ?? 'linear')) {
     return stockKernel(name, 'wasm')!.kernelFunc(args) as Info;
   }
   return scoped(args.backend, 'wasm', (s) => {
@@ -328,25 +327,9 @@ function depthwiseForwardWasm(args: Parameters<tf.KernelFunc>[0], fused: boolean
       [info.padInfo.left, info.padInfo.right],
       [0, 0],
     ]);
-    let y = s.adopt(be.makeOutput([g.n, g.oh, g.ow, g.ci], 'float32'));
+    const y = s.adopt(be.makeOutput([g.n, g.oh, g.ow, g.ci], 'float32'));
     simd(heapOffset(be, xp), heapOffset(be, filter), heapOffset(be, y), g.n, xp.shape[1]!, xp.shape[2]!, g.kh, g.kw, g.oh, g.ow, g.dh);
-    if (bias) y = s.run('Add', { a: y, b: bias });
-    switch (activation) {
-      case 'relu':
-        return s.run('Relu', { x: y });
-      case 'relu6':
-        return s.run('Relu6', { x: y });
-      case 'elu':
-        return s.run('Elu', { x: y });
-      case 'sigmoid':
-        return s.run('Sigmoid', { x: y });
-      case 'leakyrelu':
-        return s.run('LeakyRelu', { x: y }, { alpha: attrs.leakyreluAlpha ?? 0.2 });
-      case 'prelu':
-        return s.run('Prelu', { x: y, alpha: preluActivationWeights! });
-      default:
-        return y;
-    }
+    return s.biasAndActivation(y, bias, activation, preluActivationWeights, attrs.leakyreluAlpha, name);
   });
 }
 

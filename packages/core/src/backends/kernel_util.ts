@@ -51,6 +51,32 @@ export class Scope {
     return out;
   }
 
+  /** Activations a fused conv/matmul kernel may carry (tfjs's `backend_util.Activation`). */
+  static readonly FUSED_ACTIVATIONS: ReadonlySet<string> = new Set(['linear', 'relu', 'relu6', 'elu', 'sigmoid', 'leakyrelu', 'prelu']);
+
+  /** The epilogue of a fused conv/matmul: `+ bias`, then the activation, as separate kernels. */
+  biasAndActivation(y: Info, bias: Info | undefined, activation: string | undefined, prelu: Info | undefined, leakyreluAlpha: number | undefined, kernel: string): Info {
+    if (bias) y = this.run('Add', { a: y, b: bias });
+    switch (activation ?? 'linear') {
+      case 'linear':
+        return y;
+      case 'relu':
+        return this.run('Relu', { x: y });
+      case 'relu6':
+        return this.run('Relu6', { x: y });
+      case 'elu':
+        return this.run('Elu', { x: y });
+      case 'sigmoid':
+        return this.run('Sigmoid', { x: y });
+      case 'leakyrelu':
+        return this.run('LeakyRelu', { x: y }, { alpha: leakyreluAlpha ?? 0.2 });
+      case 'prelu':
+        return this.run('Prelu', { x: y, alpha: prelu! });
+      default:
+        throw new Error(`${kernel}: unknown activation '${String(activation)}'`);
+    }
+  }
+
   /** Adopts a TensorInfo made outside `run` (e.g. `makeOutput`) so it is disposed with the rest. */
   adopt(info: Info): Info {
     this.temps.push(info);

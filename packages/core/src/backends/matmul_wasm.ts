@@ -194,11 +194,12 @@ export function batchMatMulWasm(args: KernelArgs): Info {
       return s.reshape(y, outShape);
     });
   }
+  const dims: BatchDims = { ia: batchIndexer(outer, outerA), ib: batchIndexer(outer, outerB), batch, m, k, n };
   const gemm = wasmGemm(backend);
   if (gemm) {
     const out = backend.makeOutput(outShape, 'float32');
     try {
-      gemmBatches(backend, gemm, a, b, out, transposeA, transposeB, batchIndexer(outer, outerA), batchIndexer(outer, outerB), batch, m, k, n);
+      gemmBatches(backend, gemm, a, b, out, transposeA, transposeB, dims);
     } catch (e) {
       backend.disposeData(out.dataId);
       throw e;
@@ -219,9 +220,19 @@ export function batchMatMulWasm(args: KernelArgs): Info {
     const a3 = transposeA ? swapLast(s, a, batchA, k, m) : s.reshape(a, [batchA, m, k]);
     const b3 = transposeB ? swapLast(s, b, batchB, n, k) : s.reshape(b, [batchB, k, n]);
     const out = s.adopt(backend.makeOutput([batch, m, n], 'float32'));
-    perBatch(backend, a3, b3, out, batchIndexer(outer, outerA), batchIndexer(outer, outerB), batch, m, k, n);
+    perBatch(backend, a3, b3, out, dims);
     return s.reshape(out, outShape);
   });
+}
+
+/** A broadcast batch of [m, k]·[k, n] products: output batch i multiplies A's batch ia(i) by B's ib(i). */
+interface BatchDims {
+  ia: (i: number) => number;
+  ib: (i: number) => number;
+  batch: number;
+  m: number;
+  k: number;
+  n: number;
 }
 
 /** Our kernel, once per output batch and K chunk; operands read in place through strides. */
@@ -233,12 +244,7 @@ function gemmBatches(
   out: Info,
   tA: boolean,
   tB: boolean,
-  ia: (i: number) => number,
-  ib: (i: number) => number,
-  batch: number,
-  m: number,
-  k: number,
-  n: number,
+  { ia, ib, batch, m, k, n }: BatchDims,
 ): void {
   const w = backend.wasm;
   const offset = (t: Info) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
@@ -281,12 +287,7 @@ function perBatch(
   a3: Info,
   b3: Info,
   out: Info,
-  ia: (i: number) => number,
-  ib: (i: number) => number,
-  batch: number,
-  m: number,
-  k: number,
-  n: number,
+  { ia, ib, batch, m, k, n }: BatchDims,
 ): void {
   const w = backend.wasm;
   const offset = (t: Info) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
@@ -332,26 +333,7 @@ export function fusedMatMulWasm(args: KernelArgs): Info {
   const batchB = sizeOf(b.shape.slice(0, -2));
   if ((!attrs.transposeA && !attrs.transposeB && batchA === 1 && batchB === 1) || !hasInternals(args.backend)) return stock(tf._FusedMatMul, args);
   return scoped(args.backend, 'wasm', (s) => {
-    let y = s.adopt(batchMatMulWasm({ inputs: { a, b }, backend: args.backend, attrs: { transposeA: attrs.transposeA, transposeB: attrs.transposeB } }));
-    if (bias) y = s.run('Add', { a: y, b: bias });
-    switch (attrs.activation) {
-      case 'linear':
-      case undefined:
-        return y;
-      case 'relu':
-        return s.run('Relu', { x: y });
-      case 'relu6':
-        return s.run('Relu6', { x: y });
-      case 'elu':
-        return s.run('Elu', { x: y });
-      case 'sigmoid':
-        return s.run('Sigmoid', { x: y });
-      case 'leakyrelu':
-        return s.run('LeakyRelu', { x: y }, { alpha: attrs.leakyreluAlpha ?? 0.2 });
-      case 'prelu':
-        return s.run('Prelu', { x: y, alpha: preluActivationWeights! });
-      default:
-        throw new Error(`_FusedMatMul: unknown activation '${String(attrs.activation)}'`);
-    }
+    const y = s.adopt(batchMatMulWasm({ inputs: { a, b }, backend: args.backend, attrs: { transposeA: attrs.transposeA, transposeB: attrs.transposeB } }));
+    return s.biasAndActivation(y, bias, attrs.activation, preluActivationWeights, attrs.leakyreluAlpha, '_FusedMatMul');
   });
 }

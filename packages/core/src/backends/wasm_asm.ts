@@ -109,6 +109,13 @@ export class Code {
     body(this);
     return this.op(0x0c, 0, 0x0b, 0x0b); // br 0, end loop, end block
   }
+  /** do { body } while (cond) — for loops known to run at least once; `cond` pushes an i32. */
+  doWhile(body: (c: this) => void, cond: (c: this) => void): this {
+    this.op(0x03, 0x40); // loop
+    body(this);
+    cond(this);
+    return this.op(0x0d, 0, 0x0b); // br_if 0, end loop
+  }
   if(cond: (c: this) => void, then: (c: this) => void, otherwise?: (c: this) => void): this {
     cond(this);
     this.op(0x04, 0x40);

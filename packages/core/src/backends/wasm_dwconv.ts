@@ -21,6 +21,26 @@ import { Code, F32X4_ADD, F32X4_MUL, I32, V128, V128_CONST, V128_LOAD, V128_STOR
 const lt = (x: string, y: string) => (q: Code) => q.get(x).get(y).op(0x48); // i32.lt_s
 const le = (q: Code) => q.op(0x4c); // i32.le_s
 
+/** acc_k += load(ptr + k·stride) · vec for k < width (four neighbouring outputs or taps share vec). */
+function fmaVectors(q: Code, acc: string, ptr: string, stride: number, vec: string, width: number): void {
+  for (let k = 0; k < width; k++)
+    q.get(`${acc}${k}`)
+      .get(ptr)
+      .simd(V128_LOAD, ...mem(2, k * stride))
+      .get(vec)
+      .simd(F32X4_MUL)
+      .simd(F32X4_ADD)
+      .set(`${acc}${k}`);
+}
+
+/** store(ptr + k·stride) = acc_k for k < width. */
+function storeVectors(q: Code, ptr: string, acc: string, stride: number, width: number): void {
+  for (let k = 0; k < width; k++)
+    q.get(ptr)
+      .get(`${acc}${k}`)
+      .simd(V128_STORE, ...mem(2, k * stride));
+}
+
 const CONV_PARAMS = ['x', 'w', 'y', 'N', 'H', 'W', 'KH', 'KW', 'OH', 'OW', 'dil'];
 
 function convBody(channels: number): number[] {
@@ -62,31 +82,20 @@ function convBody(channels: number): number[] {
             .set('p');
           q.get('w').get('a').get('KW').mul().i32(c4).mul().add().get('cg').add().set('wp');
           q.i32(0).set('b');
-          q.op(0x03, 0x40); // loop (do … while b < KW)
-          q.get('wp')
-            .simd(V128_LOAD, ...mem(2))
-            .set('wv');
-          for (let k = 0; k < width; k++) {
-            q.get(`y${k}`)
-              .get('p')
-              .simd(V128_LOAD, ...mem(2, k * c4))
-              .get('wv')
-              .simd(F32X4_MUL)
-              .simd(F32X4_ADD)
-              .set(`y${k}`);
-          }
-          q.inc('p', (r) => r.get('step'));
-          q.inc('wp', (r) => r.i32(c4));
-          q.inc('b', (r) => r.i32(1));
-          q.get('b').get('KW').op(0x48).op(0x0d, 0).op(0x0b);
+          q.doWhile((q) => {
+            q.get('wp')
+              .simd(V128_LOAD, ...mem(2))
+              .set('wv');
+            fmaVectors(q, 'y', 'p', c4, 'wv', width);
+            q.inc('p', (r) => r.get('step'));
+            q.inc('wp', (r) => r.i32(c4));
+            q.inc('b', (r) => r.i32(1));
+          }, lt('b', 'KW'));
           q.inc('a', (r) => r.i32(1));
         });
         // op = y + ((n·OH + i)·OW + j)·C4 + cg
         q.get('rowc').get('j').i32(c4).mul().add().get('cg').add().set('op');
-        for (let k = 0; k < width; k++)
-          q.get('op')
-            .get(`y${k}`)
-            .simd(V128_STORE, ...mem(2, k * c4));
+        storeVectors(q, 'op', 'y', c4, width);
         q.inc('cg', (r) => r.i32(16));
       },
     );
@@ -142,27 +151,16 @@ function filterBody(channels: number, dil: number): number[] {
         q.get('rowx').get('b').i32(tap).mul().add().get('cg').add().set('px');
         q.get('rowd').get('cg').add().set('pd');
         q.i32(0).set('j');
-        q.op(0x03, 0x40); // loop (do … while j < OW)
-        q.get('pd')
-          .simd(V128_LOAD, ...mem(2))
-          .set('dv');
-        for (let k = 0; k < width; k++) {
-          q.get(`g${k}`)
-            .get('px')
-            .simd(V128_LOAD, ...mem(2, k * tap))
-            .get('dv')
-            .simd(F32X4_MUL)
-            .simd(F32X4_ADD)
-            .set(`g${k}`);
-        }
-        q.inc('px', (r) => r.get('sx'));
-        q.inc('pd', (r) => r.i32(c4));
-        q.inc('j', (r) => r.i32(1));
-        q.get('j').get('OW').op(0x48).op(0x0d, 0).op(0x0b);
-        for (let k = 0; k < width; k++)
-          q.get('wp')
-            .get(`g${k}`)
-            .simd(V128_STORE, ...mem(2, k * c4));
+        q.doWhile((q) => {
+          q.get('pd')
+            .simd(V128_LOAD, ...mem(2))
+            .set('dv');
+          fmaVectors(q, 'g', 'px', tap, 'dv', width);
+          q.inc('px', (r) => r.get('sx'));
+          q.inc('pd', (r) => r.i32(c4));
+          q.inc('j', (r) => r.i32(1));
+        }, lt('j', 'OW'));
+        storeVectors(q, 'wp', 'g', c4, width);
         q.inc('cg', (r) => r.i32(16));
       },
     );

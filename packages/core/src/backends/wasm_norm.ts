@@ -76,31 +76,43 @@ interface Arith {
   l(name: string): string;
 }
 
-const VEC: Arith = {
-  load: (q) => q.simd(V128_LOAD, ...mem(2)),
-  store: (q) => q.simd(V128_STORE, ...mem(2)),
-  add: (q) => q.simd(F32X4_ADD),
-  sub: (q) => q.simd(F32X4_SUB),
-  mul: (q) => q.simd(F32X4_MUL),
-  div: (q) => q.simd(F32X4_DIV),
-  sqrt: (q) => q.simd(F32X4_SQRT),
-  num: (q, v) => splat(q, v),
-  bits: (q, name) => q.get(name).op(F32_REINTERPRET_I32).simd(F32X4_SPLAT),
-  l: (name) => name,
-};
+/** An {@link Arith} from its opcodes: `emit` writes one (SIMD-prefixed or plain). */
+function arith(
+  emit: (q: Code, op: number, ...imm: number[]) => Code,
+  ops: Record<'load' | 'store' | 'add' | 'sub' | 'mul' | 'div' | 'sqrt', number>,
+  rest: Pick<Arith, 'num' | 'bits' | 'l'>,
+): Arith {
+  return {
+    load: (q) => emit(q, ops.load, ...mem(2)),
+    store: (q) => emit(q, ops.store, ...mem(2)),
+    add: (q) => emit(q, ops.add),
+    sub: (q) => emit(q, ops.sub),
+    mul: (q) => emit(q, ops.mul),
+    div: (q) => emit(q, ops.div),
+    sqrt: (q) => emit(q, ops.sqrt),
+    ...rest,
+  };
+}
 
-const SCALAR: Arith = {
-  load: (q) => q.op(F32_LOAD, ...mem(2)),
-  store: (q) => q.op(F32_STORE, ...mem(2)),
-  add: (q) => q.op(F32_ADD),
-  sub: (q) => q.op(F32_SUB),
-  mul: (q) => q.op(F32_MUL),
-  div: (q) => q.op(F32_DIV),
-  sqrt: (q) => q.op(F32_SQRT),
-  num: (q, v) => q.op(F32_CONST, ...f32Bytes(v)),
-  bits: (q, name) => q.get(name).op(F32_REINTERPRET_I32),
-  l: (name) => `${name}_s`,
-};
+const VEC = arith(
+  (q, op, ...imm) => q.simd(op, ...imm),
+  { load: V128_LOAD, store: V128_STORE, add: F32X4_ADD, sub: F32X4_SUB, mul: F32X4_MUL, div: F32X4_DIV, sqrt: F32X4_SQRT },
+  {
+    num: (q, v) => splat(q, v),
+    bits: (q, name) => q.get(name).op(F32_REINTERPRET_I32).simd(F32X4_SPLAT),
+    l: (name) => name,
+  },
+);
+
+const SCALAR = arith(
+  (q, op, ...imm) => q.op(op, ...imm),
+  { load: F32_LOAD, store: F32_STORE, add: F32_ADD, sub: F32_SUB, mul: F32_MUL, div: F32_DIV, sqrt: F32_SQRT },
+  {
+    num: (q, v) => q.op(F32_CONST, ...f32Bytes(v)),
+    bits: (q, name) => q.get(name).op(F32_REINTERPRET_I32),
+    l: (name) => `${name}_s`,
+  },
+);
 
 /** Declares vector locals and their scalar twins. */
 function declareTwins(c: Code, ...names: string[]): void {
