@@ -1,4 +1,4 @@
-import { ConfigError, ConvStemPatchEmbed, packageAsset, type NanoWeights } from '@vit/core';
+import { ConfigError, ConvStemPatchEmbed, NANO_CARD, packageAsset, type NanoWeights } from '@vit/core';
 import { convStemLayer, patchEmbedLayer, type CaiTOptions } from './model.js';
 
 /** One registered CaiT variant: its options and what its model card states. */
@@ -87,12 +87,7 @@ export const CAIT_VARIANTS: Record<string, CaiTVariant> = {
     },
     firstConv: 'patch_embed.stem.0',
     paramCount: 224_846,
-    inputSize: [32, 32, 3],
-    official: false,
-    cropPct: 1,
-    interpolation: 'bilinear',
-    notes:
-      'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
+    ...NANO_CARD,
     nanoWeights: {
       url: packageAsset('../weights/cait_nano.fashion_mnist.safetensors', import.meta.url),
       sha256: 'f7a58f6a6a5c69c657204630810be099c0f0d9b1f87ac4bc6d03a441e4300d0c',

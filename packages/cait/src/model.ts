@@ -27,6 +27,7 @@ import {
   type FeatureInfo,
   type MlpFactory,
   type NormFactory,
+  type VisionTransformerOptions,
   type VisionModel,
 } from '@vit/core';
 import {
@@ -53,13 +54,10 @@ export const patchEmbedLayer: PatchLayerFactory = (o) => new PatchEmbed({ ...o, 
 export const convStemLayer: PatchLayerFactory = (o) => new ConvStemPatchEmbed({ ...o, flatten: true });
 
 /** Options of {@link CaiT}; defaults equal the official `cait_models` constructor's. */
-export interface CaiTOptions {
+export interface CaiTOptions extends VisionTransformerOptions {
   /** Nominal input size (square or `[H, W]`); sets the position-embedding grid. Default 224. */
   imgSize?: number | [number, number];
   patchSize?: number | [number, number];
-  inChans?: number;
-  /** 0 → no classifier (`head` is an Identity, the logits are the pre-logits). */
-  numClasses?: number;
   embedDim?: number;
   /** Number of self-attention (talking-heads) blocks. */
   depth?: number;
@@ -67,12 +65,8 @@ export interface CaiTOptions {
   mlpRatio?: number;
   /** Bias on qkv (and on the class attention's q/k/v). Official default false; every registered model sets true. */
   qkvBias?: boolean;
-  /** Overrides the `head_dim ** -0.5` logit scale in every block (null/0: default). */
-  qkScale?: number | null;
   /** Dropout after the position embedding, and inside the self-attention blocks (projection, MLP). */
   dropRate?: number;
-  /** Attention-weight dropout of the self-attention blocks. */
-  attnDropRate?: number;
   /** Stochastic depth of the self-attention blocks: the SAME rate for every block, as the official code. */
   dropPathRate?: number;
   /** eps of the default LayerNorms. Official constructor default 1e-5 (`nn.LayerNorm`); every registered model uses 1e-6. */

@@ -14,6 +14,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   checkKnownKwargs,
+  VIT_COMMON_KWARGS,
   ConfigError,
   defaultCheckpointFilter,
   GELU,
@@ -37,20 +38,7 @@ import {
 import { CaiT, resamplePosEmbed, type CaiTOptions } from './model.js';
 
 const KNOWN_KWARGS = new Set([
-  'img_size',
-  'patch_size',
-  'in_chans',
-  'num_classes',
-  'embed_dim',
-  'depth',
-  'num_heads',
-  'mlp_ratio',
-  'qkv_bias',
-  'qk_scale',
-  'drop_rate',
-  'attn_drop_rate',
-  'drop_path_rate',
-  'norm_layer',
+  ...VIT_COMMON_KWARGS,
   'global_pool',
   'block_layers',
   'block_layers_token',

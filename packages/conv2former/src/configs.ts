@@ -1,4 +1,4 @@
-import { packageAsset, type NanoWeights } from '@vit/core';
+import { NANO_CARD, packageAsset, type NanoWeights } from '@vit/core';
 import type { Conv2FormerOptions } from './model.js';
 
 /** One registered Conv2Former variant: its options and what its model card states. */
@@ -21,11 +21,10 @@ export interface Conv2FormerVariant {
   nanoWeights?: NanoWeights;
 }
 
-/** What every `*_nano` card says (the same sentence in every package). */
-const NANO_NOTE =
-  'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.';
-
 const IMAGENET_TOP1_NOTE = 'ImageNet-1k top-1 at 224 from the official README / paper (Hou et al., TPAMI 2024).';
+
+/** What the official registrations' cards share. */
+const OFFICIAL = { inputSize: [224, 224, 3] as [number, number, number], official: true, notes: IMAGENET_TOP1_NOTE };
 
 /**
  * The official registrations of HVision-NKU/Conv2Former `models/conv2former.py` (kernel size,
@@ -35,58 +34,49 @@ const IMAGENET_TOP1_NOTE = 'ImageNet-1k top-1 at 224 from the official README / 
  */
 export const CONV2FORMER_VARIANTS = {
   conv2former_n: {
+    ...OFFICIAL,
     options: { kernelSize: 7, dims: [64, 128, 256, 512], depths: [2, 2, 8, 2], mlpRatios: [4, 4, 4, 4] },
     paramCount: 14_992_840,
-    inputSize: [224, 224, 3],
     top1: 81.5,
     baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/1sgO-UhF27UQrGtfKJzck3A?pwd=6ku9' },
-    official: true,
-    notes: IMAGENET_TOP1_NOTE,
   },
   conv2former_t: {
+    ...OFFICIAL,
     options: { kernelSize: 11, dims: [72, 144, 288, 576], depths: [3, 3, 12, 3], mlpRatios: [4, 4, 4, 4] },
     paramCount: 26_697_204,
-    inputSize: [224, 224, 3],
     top1: 83.2,
     baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/1Rfsi5p5usr3UE46jigtlcg?pwd=gwq4' },
-    official: true,
-    notes: IMAGENET_TOP1_NOTE,
   },
   conv2former_s: {
+    ...OFFICIAL,
     options: { kernelSize: 11, dims: [72, 144, 288, 576], depths: [4, 4, 32, 4], mlpRatios: [4, 4, 4, 4] },
     paramCount: 50_032_692,
-    inputSize: [224, 224, 3],
     top1: 84.1,
     baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/16Lu1LcQkOoSQXnZVGxGPxg?pwd=6z6m' },
-    official: true,
     notes: `${IMAGENET_TOP1_NOTE} With ImageNet-22k pre-training: 84.9.`,
   },
   conv2former_b: {
+    ...OFFICIAL,
     options: { kernelSize: 11, dims: [96, 192, 384, 768], depths: [4, 4, 34, 4], mlpRatios: [4, 4, 4, 4] },
     paramCount: 90_029_112,
-    inputSize: [224, 224, 3],
     top1: 84.4,
     baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/1q5V1J3jzAoKQis-hx6rTVg?pwd=bdgj' },
-    official: true,
-    notes: IMAGENET_TOP1_NOTE,
   },
   conv2former_b_22k: {
     // As registered officially: kernel 7 (not the 11 of conv2former_b).
+    ...OFFICIAL,
     options: { kernelSize: 7, dims: [96, 192, 384, 768], depths: [4, 4, 34, 4], mlpRatios: [4, 4, 4, 4] },
     paramCount: 88_784_952,
-    inputSize: [224, 224, 3],
     top1: 86.2,
     baiduShare: { tag: 'in22k_ft_in1k', url: 'https://pan.baidu.com/s/1rkt3NhYQhPPOD5kj67uZCw?pwd=gbj9' },
-    official: true,
     notes: 'ImageNet-22k pre-trained, fine-tuned on ImageNet-1k at 224 (official README: 86.2; 87.0 at 384). Registered officially with kernel 7.',
   },
   conv2former_l: {
+    ...OFFICIAL,
     options: { kernelSize: 11, dims: [128, 256, 512, 1024], depths: [4, 4, 48, 4], mlpRatios: [4, 4, 4, 4] },
     paramCount: 198_893_736,
-    inputSize: [224, 224, 3],
     top1: 87.0,
     baiduShare: { tag: 'in22k_ft_in1k', url: 'https://pan.baidu.com/s/1_YYQ_rY9QRkq-m2lv23GPg?pwd=44os' },
-    official: true,
     notes: 'ImageNet-22k pre-trained, fine-tuned on ImageNet-1k at 224 (official README: 87.0; 87.7 at 384). No ImageNet-1k-only result was published.',
   },
   conv2former_n_cifar: {
@@ -122,13 +112,9 @@ export const CONV2FORMER_VARIANTS = {
     // mlp ratio 2 and a 256-wide head instead of 1280.
     options: { kernelSize: 7, dims: [32, 64, 128, 256], depths: [1, 1, 3, 1], mlpRatios: [2, 2, 2, 2], headDim: 256, numClasses: 10 },
     paramCount: 1_145_658,
-    inputSize: [32, 32, 3],
-    official: false,
+    ...NANO_CARD,
     mean: [0.485, 0.456, 0.406],
     std: [0.229, 0.224, 0.225],
-    cropPct: 1,
-    interpolation: 'bilinear',
-    notes: NANO_NOTE,
     nanoWeights: {
       url: packageAsset('../weights/conv2former_nano.fashion_mnist.safetensors', import.meta.url),
       sha256: '12a728c802c3c7f321fbbef182549b37f577c9ec5e4b4f51f2ca221947293b5b',

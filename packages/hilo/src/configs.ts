@@ -1,4 +1,4 @@
-import { packageAsset, type NanoWeights } from '@vit/core';
+import { NANO_CARD, packageAsset, type NanoWeights } from '@vit/core';
 import type { LITv2Options } from './model.js';
 
 /** One registered LITv2 variant: its options and what its model card states. */
@@ -18,6 +18,9 @@ export interface LITv2Variant {
 
 const TOP1_NOTE = 'ImageNet-1k top-1 from the official README (classification/README.md) / the paper (Pan et al., NeurIPS 2022).';
 
+/** What the official registrations' cards share (evaluated with a 0.875 centre crop, bicubic). */
+const OFFICIAL = { inputSize: [224, 224, 3] as [number, number, number], official: true, cropPct: 0.875, interpolation: 'bicubic' as const, notes: TOP1_NOTE };
+
 /**
  * The official configs (ziplab/LITv2 `classification/configs/litv2-*.yaml`: embed dim, depths,
  * heads, alpha 0.9, local_ws [0, 0, 2, 1], drop-path rate), plus the seed's CIFAR-10 model.
@@ -26,44 +29,31 @@ const TOP1_NOTE = 'ImageNet-1k top-1 from the official README (classification/RE
  */
 export const LITV2_VARIANTS = {
   litv2_small: {
+    ...OFFICIAL,
     options: { embedDim: 96, depths: [2, 2, 6, 2], numHeads: [3, 6, 12, 24], alpha: 0.9, localWs: [0, 0, 2, 1], dropPathRate: 0.2 },
     paramCount: 27_844_000,
-    inputSize: [224, 224, 3],
     top1: 82.0,
-    official: true,
-    cropPct: 0.875,
-    interpolation: 'bicubic',
-    notes: TOP1_NOTE,
   },
   litv2_medium: {
+    ...OFFICIAL,
     options: { embedDim: 96, depths: [2, 2, 18, 2], numHeads: [3, 6, 12, 24], alpha: 0.9, localWs: [0, 0, 2, 1], dropPathRate: 0.3 },
     paramCount: 48_830_368,
-    inputSize: [224, 224, 3],
     top1: 83.3,
-    official: true,
-    cropPct: 0.875,
-    interpolation: 'bicubic',
-    notes: TOP1_NOTE,
   },
   litv2_base: {
+    ...OFFICIAL,
     options: { embedDim: 128, depths: [2, 2, 18, 2], numHeads: [4, 8, 16, 32], alpha: 0.9, localWs: [0, 0, 2, 1], dropPathRate: 0.5 },
     paramCount: 86_520_704,
-    inputSize: [224, 224, 3],
     top1: 83.6,
-    official: true,
-    cropPct: 0.875,
-    interpolation: 'bicubic',
-    notes: TOP1_NOTE,
   },
   litv2_base_384: {
     // litv2-base-finetune-384.yaml: fine-tuned at 384, evaluated without a centre crop.
+    ...OFFICIAL,
     options: { imgSize: 384, embedDim: 128, depths: [2, 2, 18, 2], numHeads: [4, 8, 16, 32], alpha: 0.9, localWs: [0, 0, 2, 1], dropPathRate: 0.5 },
     paramCount: 86_520_704,
     inputSize: [384, 384, 3],
     top1: 84.7,
-    official: true,
     cropPct: 1.0,
-    interpolation: 'bicubic',
     notes: `${TOP1_NOTE} Fine-tuned from litv2_base at 384×384 (TEST.CROP False).`,
   },
   litv2_cifar: {
@@ -104,12 +94,7 @@ export const LITV2_VARIANTS = {
       hasMsa: [0, 0, 1, 1],
     },
     paramCount: 1_420_002,
-    inputSize: [32, 32, 3],
-    official: false,
-    cropPct: 1.0,
-    interpolation: 'bilinear',
-    notes:
-      'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
+    ...NANO_CARD,
     nanoWeights: {
       url: packageAsset('../weights/litv2_nano.fashion_mnist.safetensors', import.meta.url),
       sha256: '4eb8bceeb9fda2b74fe13fb7807761155a77ac005281fdc81cd6f6fa0cc60ed1',

@@ -12,6 +12,7 @@ import {
   type FeatureInfo,
   type NormFactory,
   type VisionModel,
+  type VisionTransformerOptions,
 } from '@vit/core';
 import {
   Block,
@@ -27,20 +28,14 @@ import {
 } from './blocks.js';
 
 /** Options of {@link LITv2}; defaults are the official constructor's (`LITv2(...)` in classification/models/litv2.py). */
-export interface LITv2Options {
+export interface LITv2Options extends VisionTransformerOptions {
   /** Nominal input size (model card, `patchesResolution`). Default 224. Other sizes run too (see `padInputs`). */
   imgSize?: number | [number, number];
   patchSize?: number;
-  inChans?: number;
-  /** 0 makes `head` an identity (the model returns pooled pre-logits). */
-  numClasses?: number;
   embedDim?: number;
   depths?: number[];
   numHeads?: number[];
   mlpRatio?: number;
-  qkvBias?: boolean;
-  /** Overrides head_dim^-0.5 in HiLo (0 / null = default). */
-  qkScale?: number | null;
   /** Dropout inside the ConvFFN (after the activation and after fc2). */
   dropRate?: number;
   /** Accepted for the official signature; HiLo applies no attention dropout (official). */

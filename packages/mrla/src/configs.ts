@@ -1,4 +1,4 @@
-import { packageAsset, type ModelCard, type NanoWeights } from '@vit/core';
+import { NANO_CARD, packageAsset, type ModelCard, type NanoWeights } from '@vit/core';
 import type { ResNetMRLAOptions } from './model.js';
 
 /** Architecture settings of every registered variant (timm's `model_args`). */
@@ -68,15 +68,11 @@ export const MRLA_CARDS: Record<MRLAVariant, CardInfo> = {
       "The seed's CIFAR-10 ResNet-18 + MRLA (Paddle): 3×3 stride-1 stem, no max-pool. top1 = the seed's CIFAR-10 val accuracy (100 epochs). The seed's table counts 11,210,514 including BatchNorm running statistics (11,183,562 without MRLA: `mrla: false`).",
   },
   resnet10_mrlal_nano: {
+    ...NANO_CARD,
     paramCount: 311_734,
-    official: false,
-    inputSize: [32, 32, 3],
     numClasses: 10,
     mean: [0.485, 0.456, 0.406],
     std: [0.229, 0.224, 0.225],
-    cropPct: 1,
-    notes:
-      'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
   },
 };
 

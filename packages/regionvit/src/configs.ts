@@ -1,4 +1,4 @@
-import { packageAsset, type NanoWeights } from '@vit/core';
+import { NANO_CARD, packageAsset, type NanoWeights } from '@vit/core';
 import type { RegionViTOptions } from './model.js';
 
 /** One registered RegionViT variant: its options and what its model card states. */
@@ -101,12 +101,7 @@ export const REGIONVIT_VARIANTS: Record<string, RegionViTVariant> = {
       numClasses: 10,
     },
     paramCount: 475_949,
-    inputSize: [32, 32, 3],
-    official: false,
-    cropPct: 1,
-    interpolation: 'bilinear',
-    notes:
-      'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
+    ...NANO_CARD,
     nanoWeights: {
       url: packageAsset('../weights/regionvit_nano.fashion_mnist.safetensors', import.meta.url),
       sha256: 'f46721644fb4a63f19bb597e617a7864e6b219df2a555f9bf5b3f7731958631f',

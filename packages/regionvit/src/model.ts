@@ -27,6 +27,7 @@ import {
   type MlpFactory,
   type NormFactory,
   type VisionModel,
+  type VisionTransformerOptions,
 } from '@vit/core';
 import {
   ConvAttBlock,
@@ -40,14 +41,11 @@ import {
 } from './blocks.js';
 
 /** Options of {@link RegionViT}; defaults equal the official `RegionViT` constructor's. */
-export interface RegionViTOptions {
+export interface RegionViTOptions extends VisionTransformerOptions {
   /** Nominal input size (the official `img_size`: informational, any size is accepted). Default 224. */
   imgSize?: number;
   /** Local patch size. Default 16 (every registered variant uses 4). */
   patchSize?: number;
-  inChans?: number;
-  /** 0 → no classifier (`head` is an Identity, the logits are the pooled features). */
-  numClasses?: number;
   /** Widths: `embedDim[0]` of both embeddings, `embedDim[i + 1]` of stage i (so stages = length − 1). */
   embedDim?: number[];
   /** Blocks per stage. All entries count for the drop-path schedule (official `sum(depth)`). */
@@ -55,11 +53,6 @@ export interface RegionViTOptions {
   numHeads?: number[];
   /** One ratio for every stage, or one per stage. */
   mlpRatio?: number | number[];
-  qkvBias?: boolean;
-  /** Overrides the `head_dim ** -0.5` logit scale (null/0: default, Python's `qk_scale or …`). */
-  qkScale?: number | null;
-  dropRate?: number;
-  attnDropRate?: number;
   /** Stochastic depth, linearly from 0 to this over all blocks. */
   dropPathRate?: number;
   /** eps of the token LayerNorms (official `norm_layer=partial(nn.LayerNorm, eps=1e-6)`). */

@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   checkKnownKwargs,
+  VIT_COMMON_KWARGS,
   ConfigError,
   defaultCheckpointFilter,
   kwargReader,
@@ -32,20 +33,7 @@ import {
 import { RegionViT, type RegionViTOptions } from './model.js';
 
 const KNOWN_KWARGS = new Set([
-  'img_size',
-  'patch_size',
-  'in_chans',
-  'num_classes',
-  'embed_dim',
-  'depth',
-  'num_heads',
-  'mlp_ratio',
-  'qkv_bias',
-  'qk_scale',
-  'drop_rate',
-  'attn_drop_rate',
-  'drop_path_rate',
-  'norm_layer',
+  ...VIT_COMMON_KWARGS,
   'kernel_sizes',
   'downsampling',
   'patch_conv_type',

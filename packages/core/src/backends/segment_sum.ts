@@ -36,34 +36,31 @@ function segmentSumLoop(x: ArrayLike<number>, ids: ArrayLike<number>, numSegment
   }
 }
 
-function checkArgs(x: Info, ids: Info): void {
-  for (let i = 0; i < ids.shape.length; i++) {
-    if (x.shape[i] !== ids.shape[i]) {
-      throw new Error(`UnsortedSegmentSum: segmentIds shape [${ids.shape.join(',')}] must be a prefix of the data shape [${x.shape.join(',')}]`);
+/** The kernel's inputs, checked, with the output shape and the elements per segment. */
+function segmentArgs(args: Parameters<tf.KernelFunc>[0]) {
+  const { x, segmentIds } = args.inputs as { x: Info; segmentIds: Info };
+  const { numSegments } = args.attrs as unknown as tf.UnsortedSegmentSumAttrs;
+  for (let i = 0; i < segmentIds.shape.length; i++) {
+    if (x.shape[i] !== segmentIds.shape[i]) {
+      throw new Error(`UnsortedSegmentSum: segmentIds shape [${segmentIds.shape.join(',')}] must be a prefix of the data shape [${x.shape.join(',')}]`);
     }
   }
+  const shape = outShapeOf(x, segmentIds, numSegments);
+  return { x, segmentIds, numSegments, shape, width: sizeOf(shape) / Math.max(numSegments, 1) };
 }
 
 export function segmentSumCpu(args: Parameters<tf.KernelFunc>[0]): Info {
-  const { x, segmentIds } = args.inputs as { x: Info; segmentIds: Info };
-  const { numSegments } = args.attrs as unknown as tf.UnsortedSegmentSumAttrs;
-  checkArgs(x, segmentIds);
+  const { x, segmentIds, numSegments, shape, width } = segmentArgs(args);
   const backend = args.backend as CpuBackend;
-  const shape = outShapeOf(x, segmentIds, numSegments);
-  const width = sizeOf(shape) / Math.max(numSegments, 1);
   const out = x.dtype === 'int32' ? new Int32Array(sizeOf(shape)) : new Float32Array(sizeOf(shape));
   segmentSumLoop(backend.readSync(x.dataId) as Values, backend.readSync(segmentIds.dataId) as Values, numSegments, width, out);
   return backend.makeTensorInfo(shape, x.dtype, out);
 }
 
 export function segmentSumWasm(args: Parameters<tf.KernelFunc>[0]): Info {
-  const { x, segmentIds } = args.inputs as { x: Info; segmentIds: Info };
-  const { numSegments } = args.attrs as unknown as tf.UnsortedSegmentSumAttrs;
-  checkArgs(x, segmentIds);
+  const { x, segmentIds, numSegments, shape, width } = segmentArgs(args);
   const backend = args.backend as WasmBackend;
-  const shape = outShapeOf(x, segmentIds, numSegments);
   const rows = sizeOf(segmentIds.shape);
-  const width = sizeOf(shape) / Math.max(numSegments, 1);
   // The wasm ScatterNd kernel sums duplicate indices but does not bound-check them: use it only
   // when every id is in range (a view of the heap, no copy, to check).
   const ids = heapView(backend, segmentIds);

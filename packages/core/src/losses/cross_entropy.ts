@@ -92,8 +92,11 @@ export interface Loss {
 
 /** `nn.CrossEntropyLoss(label_smoothing=ε)`: mean cross entropy. */
 export class CrossEntropyLoss implements Loss {
-  constructor(readonly labelSmoothing = 0) {
-    checkSmoothing('CrossEntropyLoss label', labelSmoothing);
+  constructor(
+    readonly labelSmoothing = 0,
+    what = 'CrossEntropyLoss label',
+  ) {
+    checkSmoothing(what, labelSmoothing);
   }
   forward(logits: tf.Tensor, target: tf.Tensor): tf.Scalar {
     return crossEntropy(logits, target, { labelSmoothing: this.labelSmoothing }) as tf.Scalar;
@@ -105,17 +108,14 @@ export class CrossEntropyLoss implements Loss {
 
 /**
  * The seeds' (and timm's) `LabelSmoothingCrossEntropy(smoothing=0.1)`:
- * `mean((1−ε)·(−log p[target]) + ε·mean_c(−log p_c))`.
+ * `mean((1−ε)·(−log p[target]) + ε·mean_c(−log p_c))` — `F.cross_entropy` with that smoothing.
  * For soft targets the nll term becomes `−Σ t·log p`, which is the same formula when t is one-hot.
  */
-export class LabelSmoothingCrossEntropy implements Loss {
+export class LabelSmoothingCrossEntropy extends CrossEntropyLoss {
   constructor(readonly smoothing = 0.1) {
-    checkSmoothing('LabelSmoothingCrossEntropy', smoothing);
+    super(smoothing, 'LabelSmoothingCrossEntropy');
   }
-  forward(logits: tf.Tensor, target: tf.Tensor): tf.Scalar {
-    return crossEntropy(logits, target, { labelSmoothing: this.smoothing }) as tf.Scalar;
-  }
-  toConfig(): LossConfig {
+  override toConfig(): LossConfig {
     return { type: 'label_smoothing_cross_entropy', smoothing: this.smoothing };
   }
 }

@@ -11,6 +11,26 @@ import { LayerNorm } from './norm.js';
 /** Builds a norm for `dim` features (channels or the token width). */
 export type NormFactory = (dim: number) => Module;
 
+/**
+ * The options of DeiT's `VisionTransformer` signature that the transformer models share (CaiT,
+ * RegionViT, LITv2). Each model's options extend these; where a model applies one differently
+ * (which dropouts `dropRate` covers, the drop-path schedule) its own docs say so.
+ */
+export interface VisionTransformerOptions {
+  inChans?: number;
+  /** 0 → no classifier (`head` is an Identity and the model returns its pre-logits). */
+  numClasses?: number;
+  qkvBias?: boolean;
+  /** Overrides the `head_dim ** -0.5` logit scale (null/0: the default, Python's `qk_scale or …`). */
+  qkScale?: number | null;
+  dropRate?: number;
+  /** Attention-weight dropout. */
+  attnDropRate?: number;
+  dropPathRate?: number;
+  /** The token norm. */
+  normLayer?: NormFactory;
+}
+
 /** Builds an activation module. */
 export type ActFactory = () => Module;
 

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, ShapeError } from '../errors.js';
+import { ShapeError } from '../errors.js';
 import { isRecording } from '../autodiff/checkpoint.js';
 import { kaimingUniform, uniform } from './init.js';
+import { positiveInt } from './input.js';
 import { Module } from './module.js';
 
 export interface LinearOptions {
@@ -25,9 +26,8 @@ export class Linear extends Module {
     options: LinearOptions = {},
   ) {
     super();
-    for (const [n, v] of [['inFeatures', inFeatures], ['outFeatures', outFeatures]] as const) {
-      if (!Number.isInteger(v) || v <= 0) throw new ConfigError(`Linear ${n} must be a positive integer, got ${v}`);
-    }
+    positiveInt('Linear inFeatures', inFeatures);
+    positiveInt('Linear outFeatures', outFeatures);
     const { bias = true, seed } = options;
     this.weight = this.addParameter('weight', kaimingUniform([inFeatures, outFeatures], inFeatures, { a: Math.sqrt(5), seed }), {
       kind: 'linear',

@@ -60,57 +60,29 @@ function yDomain(values: number[], clamp?: readonly [number, number]): [number, 
   return [lo, hi];
 }
 
+/** A Vega mark over (x, value) points of `data`, with its own encoding on top. */
+function pointMark(type: 'line' | 'symbol', data: string, encode: Record<string, unknown>): Record<string, unknown> {
+  return { type, from: { data }, encode: { enter: { x: { scale: 'x', field: 'x' }, y: { scale: 'y', field: 'value' }, ...encode } } };
+}
+
 function panel(name: 'loss' | 'accuracy', x: number, w: number, h: number, dataName: string, stepData: string | undefined, domain: [number, number], yFormat?: string): Record<string, unknown> {
   const marks: Record<string, unknown>[] = [];
   if (stepData) {
-    marks.push({
-      type: 'line',
-      from: { data: stepData },
-      encode: {
-        enter: {
-          x: { scale: 'x', field: 'x' },
-          y: { scale: 'y', field: 'value' },
-          stroke: { scale: 'color', value: 'train (per step)' },
-          strokeWidth: { value: 1 },
-          strokeOpacity: { value: 0.9 },
-        },
-      },
-    });
+    marks.push(pointMark('line', stepData, { stroke: { scale: 'color', value: 'train (per step)' }, strokeWidth: { value: 1 }, strokeOpacity: { value: 0.9 } }));
   }
   marks.push(
     {
       type: 'group',
       from: { facet: { name: `${dataName}_series`, data: dataName, groupby: 'series' } },
-      marks: [
-        {
-          type: 'line',
-          from: { data: `${dataName}_series` },
-          encode: {
-            enter: {
-              x: { scale: 'x', field: 'x' },
-              y: { scale: 'y', field: 'value' },
-              stroke: { scale: 'color', field: 'series' },
-              strokeWidth: { value: 2.5 },
-            },
-          },
-        },
-      ],
+      marks: [pointMark('line', `${dataName}_series`, { stroke: { scale: 'color', field: 'series' }, strokeWidth: { value: 2.5 } })],
     },
-    {
-      type: 'symbol',
-      from: { data: dataName },
-      encode: {
-        enter: {
-          x: { scale: 'x', field: 'x' },
-          y: { scale: 'y', field: 'value' },
-          fill: { scale: 'color', field: 'series' },
-          stroke: { value: 'white' },
-          strokeWidth: { value: 1 },
-          size: { value: 45 },
-          tooltip: { signal: `datum.series + ' ' + format(datum.value, '.4f')` },
-        },
-      },
-    },
+    pointMark('symbol', dataName, {
+      fill: { scale: 'color', field: 'series' },
+      stroke: { value: 'white' },
+      strokeWidth: { value: 1 },
+      size: { value: 45 },
+      tooltip: { signal: `datum.series + ' ' + format(datum.value, '.4f')` },
+    }),
   );
   return {
     type: 'group',

@@ -76,6 +76,28 @@ export function kwargReader(kwargs: OfficialKwargs, label: string): KwargReader 
 }
 
 /**
+ * The constructor arguments every timm-style vision transformer takes (DeiT's `VisionTransformer`
+ * signature, which CaiT, RegionViT and their relatives extend): an architecture's known kwargs are
+ * these plus its own.
+ */
+export const VIT_COMMON_KWARGS: readonly string[] = [
+  'img_size',
+  'patch_size',
+  'in_chans',
+  'num_classes',
+  'embed_dim',
+  'depth',
+  'num_heads',
+  'mlp_ratio',
+  'qkv_bias',
+  'qk_scale',
+  'drop_rate',
+  'attn_drop_rate',
+  'drop_path_rate',
+  'norm_layer',
+];
+
+/**
  * Refuses keyword arguments the official constructor does not take, as Python would
  * (`<call> got unexpected keyword argument(s) …`), listing the ones it does.
  */

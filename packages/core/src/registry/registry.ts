@@ -267,6 +267,18 @@ export function packageAsset(rel: string, moduleUrl: string | undefined): string
   }
 }
 
+/**
+ * The card fields every @vit `*_nano` variant shares: 32×32 inputs (Fashion-MNIST, CIFAR), ours
+ * rather than the paper's, no centre crop, bilinear resizing, and the note saying so.
+ */
+export const NANO_CARD: { inputSize: [number, number, number]; official: false; cropPct: number; interpolation: 'bilinear'; notes: string } = {
+  inputSize: [32, 32, 3],
+  official: false,
+  cropPct: 1,
+  interpolation: 'bilinear',
+  notes: 'Defined by @vit for 32×32 small-image datasets (Fashion-MNIST, CIFAR) and quick experiments; not from the paper. Results: docs/results.md.',
+};
+
 /** A weights file of ours shipped in a package (see `fashionMnistNanoTag`). */
 export interface NanoWeights {
   /** `packageAsset('../weights/<name>.fashion_mnist.safetensors', import.meta.url)`. */
