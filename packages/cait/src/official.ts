@@ -34,6 +34,8 @@ import {
   type NormFactory,
   type OfficialKwargs,
   type PytorchLoadResult,
+  expectModel,
+  goldenFeatures,
 } from '@vit/core';
 import { CaiT, resamplePosEmbed, type CaiTOptions } from './model.js';
 
@@ -149,13 +151,10 @@ export function caitFromOfficialConfig(kwargs: OfficialKwargs): CaiT {
  * `[B, N, C]`; `golden.features.(depth + j)` = the class token after `blocks_token_only[j]`, `[B, 1, C]`.
  */
 export function caitOfficialFeatures(model: Module, x: tf.Tensor4D): Record<string, tf.Tensor> {
-  if (!(model instanceof CaiT)) throw new ConfigError(`cait officialFeatures needs a CaiT model, got ${model.typeName}`);
+  const cait = expectModel(model, CaiT, 'cait officialFeatures');
   return tf.tidy(() => {
-    const { blocks, classTokens } = model.trace(x);
-    const out: Record<string, tf.Tensor> = {};
-    blocks.forEach((t, i) => (out[`golden.features.${i}`] = t));
-    classTokens.forEach((t, j) => (out[`golden.features.${blocks.length + j}`] = t));
-    return out;
+    const { blocks, classTokens } = cait.trace(x);
+    return goldenFeatures([...blocks, ...classTokens]);
   });
 }
 
@@ -164,10 +163,7 @@ export const caitArchitecture: ArchitectureAdapter = {
   description: 'CaiT (facebookresearch/deit:cait_models.py, class cait_models)',
   fromOfficialConfig: (kwargs) => caitFromOfficialConfig(kwargs),
   officialFeatures: caitOfficialFeatures,
-  filterCheckpoint: (model, tensors) => {
-    if (!(model instanceof CaiT)) throw new ConfigError(`cait filterCheckpoint needs a CaiT model, got ${model.typeName}`);
-    return adaptCaiTCheckpoint(model, tensors);
-  },
+  filterCheckpoint: (model, tensors) => adaptCaiTCheckpoint(expectModel(model, CaiT, 'cait filterCheckpoint'), tensors),
 };
 
 /** Registers the `cait` architecture adapter (idempotent). */

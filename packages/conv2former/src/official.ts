@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, checkKnownKwargs, kwargReader, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs } from '@vit/core';
+import { ConfigError, checkKnownKwargs, kwargReader, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs, expectModel, goldenFeatures } from '@vit/core';
 import { Conv2Former, type Conv2FormerOptions } from './model.js';
 
 /**
@@ -107,9 +107,7 @@ export function conv2formerFromOfficialConfig(kwargs: OfficialKwargs): Conv2Form
 
 /** Per-stage outputs (`stages[i]` after `downsample_layers[i]`) keyed as the goldens, NHWC. */
 export function conv2formerOfficialFeatures(model: Module, x: tf.Tensor4D): Record<string, tf.Tensor> {
-  if (!(model instanceof Conv2Former)) throw new ConfigError(`conv2former officialFeatures needs a Conv2Former, got ${model.typeName}`);
-  const maps = model.forwardIntermediates(x);
-  return Object.fromEntries(maps.map((m, i) => [`golden.features.${i}`, m]));
+  return goldenFeatures(expectModel(model, Conv2Former, 'conv2former officialFeatures').forwardIntermediates(x));
 }
 
 export const conv2formerArchitecture: ArchitectureAdapter = {

@@ -9,6 +9,8 @@ import {
   type Module,
   type NormFactory,
   type OfficialKwargs,
+  expectModel,
+  goldenFeatures,
 } from '@vit/core';
 import { LITv2, type LITv2Options } from './model.js';
 
@@ -94,11 +96,8 @@ export function litv2FromOfficialConfig(kwargs: OfficialKwargs): LITv2 {
 
 /** Each `layers[i]` output (after its DTM) as the goldens store it: tokens `[B, H·W, C]`, row-major. */
 export function litv2OfficialFeatures(model: Module, x: tf.Tensor4D): Record<string, tf.Tensor> {
-  if (!(model instanceof LITv2)) throw new ConfigError(`litv2 officialFeatures needs a LITv2, got ${model.typeName}`);
-  return tf.tidy(() => {
-    const outs = model.forwardStages(x);
-    return Object.fromEntries(outs.map((t, i) => [`golden.features.${i}`, tf.reshape(t, [t.shape[0], t.shape[1] * t.shape[2], t.shape[3]])]));
-  });
+  const litv2 = expectModel(model, LITv2, 'litv2 officialFeatures');
+  return tf.tidy(() => goldenFeatures(litv2.forwardStages(x).map((t) => tf.reshape(t, [t.shape[0], t.shape[1] * t.shape[2], t.shape[3]]))));
 }
 
 export const litv2Architecture: ArchitectureAdapter = {

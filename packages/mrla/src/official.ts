@@ -9,6 +9,8 @@ import {
   type Module,
   type OfficialKwargs,
   type NormFactory,
+  expectModel,
+  goldenFeatures,
 } from '@vit/core';
 import { ResNetMRLA, type ResNetMRLAOptions } from './model.js';
 
@@ -122,9 +124,7 @@ export function mrlaFromOfficialConfig(kwargs: OfficialKwargs, extra: { override
 
 /** `golden.features.<i>` = output of `layer{i+1}` (NHWC). */
 export function mrlaOfficialFeatures(model: Module, x: tf.Tensor4D): Record<string, tf.Tensor> {
-  if (!(model instanceof ResNetMRLA)) throw new ConfigError('mrlaOfficialFeatures expects a ResNetMRLA built by mrlaFromOfficialConfig');
-  const maps = model.forwardIntermediates(x);
-  return Object.fromEntries(maps.map((m, i) => [`golden.features.${i}`, m]));
+  return goldenFeatures(expectModel(model, ResNetMRLA, 'mrla officialFeatures').forwardIntermediates(x));
 }
 
 export const mrlaArchitecture: ArchitectureAdapter = {

@@ -26,6 +26,8 @@ import {
   type NormFactory,
   type OfficialKwargs,
   type PytorchLoadResult,
+  expectModel,
+  goldenFeatures,
 } from '@vit/core';
 import {
   type PatchConvType,
@@ -137,13 +139,10 @@ export function regionvitFromOfficialConfig(kwargs: OfficialKwargs): RegionViT {
  * (before `det_norm`), `golden.features_regional.i` = its regional tokens; NHWC.
  */
 export function regionvitOfficialFeatures(model: Module, x: tf.Tensor4D): Record<string, tf.Tensor> {
-  if (!(model instanceof RegionViT)) throw new ConfigError(`regionvit officialFeatures needs a RegionViT model, got ${model.typeName}`);
+  const regionvit = expectModel(model, RegionViT, 'regionvit officialFeatures');
   return tf.tidy(() => {
-    const t = model.trace(x);
-    const out: Record<string, tf.Tensor> = {};
-    t.local.forEach((l, i) => (out[`golden.features.${i}`] = l));
-    t.regional.forEach((r, i) => (out[`golden.features_regional.${i}`] = r));
-    return out;
+    const t = regionvit.trace(x);
+    return { ...goldenFeatures(t.local), ...goldenFeatures(t.regional, 'features_regional') };
   });
 }
 

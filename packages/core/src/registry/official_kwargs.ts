@@ -4,7 +4,9 @@
  * `official.ts` maps kwargs to its options through these, so a wrong type reads the same
  * everywhere: `<label> kwarg <key> must be …, got …`.
  */
+import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
+import type { Module } from '../nn/module.js';
 import type { OfficialKwargs } from './registry.js';
 
 const show = (v: unknown) => JSON.stringify(v) ?? String(v);
@@ -128,4 +130,15 @@ export function parseTorchLayerNorm(v: unknown, label: string, defaultEps = 1e-5
   }
   if (/elementwise_affine\s*=\s*False/.test(v)) elementwiseAffine = false;
   return { eps, elementwiseAffine };
+}
+
+/** `model` as a `type`, or a ConfigError naming the caller and what came (adapters take any Module). */
+export function expectModel<T extends Module>(model: Module, type: abstract new (...args: never[]) => T, what: string): T {
+  if (!(model instanceof type)) throw new ConfigError(`${what} needs a ${type.name} model, got ${model.typeName}`);
+  return model;
+}
+
+/** What `officialFeatures` returns: `golden.<group>.<start + i>` for each map, as the goldens key them. */
+export function goldenFeatures(maps: readonly tf.Tensor[], group = 'features', start = 0): Record<string, tf.Tensor> {
+  return Object.fromEntries(maps.map((m, i) => [`golden.${group}.${start + i}`, m]));
 }
