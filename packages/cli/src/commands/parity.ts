@@ -27,7 +27,7 @@ const DEFAULT_GRAD_TOL = 1e-3;
 export const parityCommand: Command = {
   name: 'parity',
   summary: 'Check a model against golden outputs of the official PyTorch code',
-  usage: 'vit parity <golden.safetensors|dir…> [--backend cpu|wasm|webgpu|tensorflow] [--json] [--tol X] [--grad-tol X] [--grad-checkpointing]',
+  usage: 'vit parity <golden.safetensors|dir…> [--backend <name>] [--json] [--tol X] [--grad-tol X] [--grad-checkpointing]',
   options: {
     backend: BACKEND_OPTION,
     json: JSON_OPTION,
