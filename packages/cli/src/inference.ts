@@ -20,7 +20,9 @@ import {
   type DownloadProgress,
   type Module,
 } from '@vit/core';
+import type { OptionSpec } from './command.js';
 import { InputError, UsageError } from './exit-codes.js';
+import { posInt } from './flags.js';
 import type { Io } from './io.js';
 
 /** A model ready for evaluation or prediction, with what its training run recorded. */
@@ -90,17 +92,22 @@ async function checkpointDir(dir: string): Promise<string> {
   throw new InputError(`${abs} is not a checkpoint: expected a folder written by \`vit train\` (with config.json), or a run folder holding best/, final/ or last/`);
 }
 
+/** The flags that say which published weights to fetch (download, and predict/eval with --pretrained). */
+export const PRETRAINED_OPTIONS = {
+  tag: { type: 'string', value: '<tag>', description: "which of the card's pretrained weights (default its first; see `vit models --pretrained`)" },
+  'weights-url': { type: 'string', value: '<url|file>', description: "another copy of the tag's weights (a mirror, a file you downloaded)" },
+  'cache-dir': { type: 'string', value: '<dir>', description: 'the weights cache (default VIT_CACHE_DIR, else $XDG_CACHE_HOME/vit, else ~/.cache/vit)' },
+} satisfies Record<string, OptionSpec>;
+
 /** The flags that choose a model and its weights for `loadForInference` (predict, eval). */
 export const INFERENCE_OPTIONS = {
-  checkpoint: { type: 'string' },
-  model: { type: 'string' },
-  weights: { type: 'string' },
-  'num-classes': { type: 'string' },
-  pretrained: { type: 'boolean' },
-  tag: { type: 'string' },
-  'weights-url': { type: 'string' },
-  'cache-dir': { type: 'string' },
-} as const;
+  checkpoint: { type: 'string', value: '<dir>', description: 'a checkpoint or run folder written by `vit train` (a run folder means its best/)' },
+  model: { type: 'string', value: '<name>', description: 'a registered model (see `vit models`), with --weights or --pretrained (random weights without)' },
+  weights: { type: 'string', value: '<file>', description: 'weights for --model: our safetensors, PyTorch-layout safetensors or an official .pth' },
+  'num-classes': { type: 'string', value: '<n>', description: "the classifier's class count with --model (default the card's; with --pretrained the weights')" },
+  pretrained: { type: 'boolean', description: "load --model's published weights through the cache" },
+  ...PRETRAINED_OPTIONS,
+} satisfies Record<string, OptionSpec>;
 
 /** `--tag`, `--weights-url` (a URL, or a local path made absolute) and `--cache-dir` as the pretrained loader takes them. */
 export function pretrainedFlags(values: Record<string, unknown>): { tag?: string; url?: string; cacheDir?: string } {
@@ -192,8 +199,7 @@ export async function loadForInference(values: Record<string, unknown>, io?: Io)
   }
   if (!name) throw new UsageError('give --checkpoint DIR (from `vit train`), or --model NAME with --weights FILE');
   const card = getModelCard(name);
-  const numClasses = values['num-classes'] === undefined ? undefined : Number(values['num-classes']);
-  if (numClasses !== undefined && !(Number.isInteger(numClasses) && numClasses > 0)) throw new UsageError(`--num-classes expects a positive integer, got '${String(values['num-classes'])}'`);
+  const numClasses = posInt(values['num-classes'], 'num-classes');
   if (pretrained) {
     const r = await loadPretrained(name, {
       ...pretrainedFlags(values),

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { BackendError, ConfigError, DataError, DownloadError, FormatError, isOutOfMemory, nearestNames, outOfMemoryError, ShapeError, UnknownModelError, VitError, VERSION, WeightLoadError } from '@vit/core';
+import { commandHelp, HELP_OPTION, type Command } from './command.js';
 import { EXIT, InputError, UsageError } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
 import { modelsCommand } from './commands/models.js';
@@ -12,23 +13,7 @@ import { predictCommand } from './commands/predict.js';
 import { benchCommand } from './commands/bench.js';
 import { downloadCommand } from './commands/download.js';
 
-/** One flag as `node:util`'s parseArgs takes it, declared here so our types need no @types/node. */
-export interface OptionSpec {
-  type: 'string' | 'boolean';
-  short?: string;
-  multiple?: boolean;
-  default?: string | boolean | string[] | boolean[];
-}
-
-export interface Command {
-  name: string;
-  summary: string;
-  usage: string;
-  options: Record<string, OptionSpec>;
-  help: string;
-  run(args: { values: Record<string, unknown>; positionals: string[] }, io: Io): Promise<number>;
-}
-
+/** Every command, in the order `vit --help` lists them: a new command is one import and one entry here. */
 export const commands: Command[] = [modelsCommand, summaryCommand, trainCommand, evalCommand, predictCommand, downloadCommand, benchCommand, parityCommand, convertCommand];
 
 function globalHelp(): string {
@@ -49,11 +34,6 @@ function globalHelp(): string {
   ].join('\n');
 }
 
-function commandHelp(c: Command): string {
-  const opts = Object.entries(c.options).map(([k, o]) => `  --${k}${o.type === 'string' ? ' <value>' : ''}`);
-  return [`Usage: ${c.usage}`, '', c.summary, '', 'Options:', ...opts, '  --help', '', c.help].join('\n');
-}
-
 /** Runs the CLI; returns the exit code (never calls process.exit, so it is testable). */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   const [name, ...rest] = argv;
@@ -72,7 +52,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     return EXIT.USAGE;
   }
   let parsed: { values: Record<string, unknown>; positionals: string[] };
-  const options = { ...cmd.options, help: { type: 'boolean', short: 'h' } } as const;
+  const options = { ...cmd.options, help: HELP_OPTION };
   try {
     parsed = parseArgs({ args: joinNegativeValues(rest, cmd.options), options, allowPositionals: true, strict: true }) as typeof parsed;
   } catch (e) {

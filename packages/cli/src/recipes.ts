@@ -1,3 +1,5 @@
+import type { OPTIMIZER_TYPES } from '@vit/core';
+
 /**
  * Training recipes: the seeds' setups (../shared/seeds) and a fast default. A recipe sets the
  * defaults of `vit train`; any flag given on the command line overrides its value.
@@ -19,16 +21,19 @@ export interface AugmentSpec {
   erasing?: number;
 }
 
+/** Learning-rate schedules after the warm-up (`vit train --sched`). */
+export const SCHEDULES = ['cosine', 'multistep', 'none'] as const;
+
 export interface Recipe {
   name: string;
   description: string;
   epochs: number;
   batchSize: number;
-  opt: 'adam' | 'adamw' | 'sgd';
+  opt: (typeof OPTIMIZER_TYPES)[number];
   lr: number;
   weightDecay: number;
   momentum?: number;
-  sched: 'cosine' | 'multistep' | 'none';
+  sched: (typeof SCHEDULES)[number];
   /** Multi-step milestones in epochs. */
   milestones?: number[];
   gamma?: number;

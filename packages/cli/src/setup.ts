@@ -7,9 +7,18 @@ import '@vit/hilo';
 import '@vit/mrla';
 import '@vit/regionvit';
 import { initBackend, type BackendName } from '@vit/core';
+import type { StringOption } from './command.js';
 import { UsageError } from './exit-codes.js';
+import { orList } from './flags.js';
 
 const BACKENDS = ['auto', 'tensorflow', 'wasm', 'webgpu', 'cpu'];
+
+/** `--backend`, as every command that computes takes it. */
+export const BACKEND_OPTION: StringOption = {
+  type: 'string',
+  value: '<name>',
+  description: `the TensorFlow.js backend: ${orList(BACKENDS)} (default auto: the first that works of tensorflow, webgpu, wasm, cpu)`,
+};
 
 /** Initialises the backend a command asked for (`auto` by default: tensorflow → hardware webgpu → wasm → cpu). */
 export async function useBackend(name: unknown): Promise<string> {

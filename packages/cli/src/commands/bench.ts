@@ -1,30 +1,26 @@
 import { asOutOfMemory, BENCH_OPTIMIZERS, benchmarkModel, createModel, formatBytes, getModelCard, listModels, type BenchmarkResult, type Module } from '@vit/core';
-import type { Command } from '../main.js';
+import { JSON_OPTION, type Command } from '../command.js';
 import { EXIT, UsageError } from '../exit-codes.js';
-import { useBackend } from '../setup.js';
+import { nonNegInt, oneOf, posInt } from '../flags.js';
+import { BACKEND_OPTION, useBackend } from '../setup.js';
 
-function posInt(v: unknown, flag: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${flag} expects a positive integer, got '${String(v)}'`);
-  return n;
-}
+const DEFAULTS = { batch: 32, runs: 5, warmup: 2, opt: 'sgd' } as const;
 
 export const benchCommand: Command = {
   name: 'bench',
   summary: 'Measure forward and training-step images/s and peak memory (median of runs after warm-up)',
-  usage: 'vit bench --model <name|glob> [--backend auto] [--batch 32] [--img-size N] [--train [--opt sgd|adamw] [--grad-checkpointing]] [--runs 5] [--warmup 2] [--json]',
+  usage: `vit bench --model <name|glob> [--backend auto] [--batch ${DEFAULTS.batch}] [--img-size N] [--train [--opt ${BENCH_OPTIMIZERS.join('|')}] [--grad-checkpointing]] [--runs ${DEFAULTS.runs}] [--warmup ${DEFAULTS.warmup}] [--json]`,
   options: {
-    model: { type: 'string' },
-    backend: { type: 'string' },
-    batch: { type: 'string' },
-    'img-size': { type: 'string' },
-    train: { type: 'boolean' },
-    opt: { type: 'string' },
-    'grad-checkpointing': { type: 'boolean' },
-    runs: { type: 'string' },
-    warmup: { type: 'string' },
-    json: { type: 'boolean' },
+    model: { type: 'string', value: '<name|glob>', description: "a registered model, or a glob such as '*_nano' for several (see `vit models`)" },
+    backend: BACKEND_OPTION,
+    batch: { type: 'string', value: '<n>', description: `images per batch (default ${DEFAULTS.batch})` },
+    'img-size': { type: 'string', value: '<px>', description: "the input image size (square; default the model card's)" },
+    train: { type: 'boolean', description: 'also time a training step (forward, cross entropy, backward, update)' },
+    opt: { type: 'string', value: `<${BENCH_OPTIMIZERS.join('|')}>`, description: `the training step's update (default ${DEFAULTS.opt}; adamw: what \`vit train\` runs by default)` },
+    'grad-checkpointing': { type: 'boolean', description: 'time the training step with activation checkpointing' },
+    runs: { type: 'string', value: '<n>', description: `timed runs per phase; the median is reported (default ${DEFAULTS.runs})` },
+    warmup: { type: 'string', value: '<n>', description: `untimed runs before them (default ${DEFAULTS.warmup})` },
+    json: JSON_OPTION,
   },
   help: [
     'Examples:',
@@ -46,13 +42,11 @@ export const benchCommand: Command = {
     if (!pattern) throw new UsageError('--model is required (a name or a glob such as "*_nano"; see `vit models`)');
     const names = /[*?[]/.test(pattern) ? listModels(pattern) : [getModelCard(pattern).name];
     if (names.length === 0) throw new UsageError(`no registered model matches '${pattern}' (see \`vit models\`)`);
-    const batchSize = posInt(values.batch, 'batch', 32);
-    const runs = posInt(values.runs, 'runs', 5);
-    const warmup = values.warmup === undefined ? 2 : Number(values.warmup);
-    if (!Number.isInteger(warmup) || warmup < 0) throw new UsageError(`--warmup expects an integer ≥ 0, got '${String(values.warmup)}'`);
-    const size = values['img-size'] === undefined ? undefined : posInt(values['img-size'], 'img-size', 1);
-    const optimizer = (values.opt ?? 'sgd') as (typeof BENCH_OPTIMIZERS)[number];
-    if (!BENCH_OPTIMIZERS.includes(optimizer)) throw new UsageError(`--opt expects ${BENCH_OPTIMIZERS.join(' or ')}, got '${optimizer}'`);
+    const batchSize = posInt(values.batch, 'batch') ?? DEFAULTS.batch;
+    const runs = posInt(values.runs, 'runs') ?? DEFAULTS.runs;
+    const warmup = nonNegInt(values.warmup, 'warmup') ?? DEFAULTS.warmup;
+    const size = posInt(values['img-size'], 'img-size');
+    const optimizer = oneOf(values.opt, 'opt', BENCH_OPTIMIZERS) ?? DEFAULTS.opt;
     if (values.opt !== undefined && values.train !== true) throw new UsageError('--opt sets the training step\'s update: add --train');
     const gradCheckpointing = values['grad-checkpointing'] === true;
     if (gradCheckpointing && values.train !== true) throw new UsageError('--grad-checkpointing applies to the training step: add --train');

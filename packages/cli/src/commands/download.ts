@@ -1,7 +1,7 @@
 import { downloadPretrained } from '@vit/core';
-import type { Command } from '../main.js';
+import { JSON_OPTION, type Command } from '../command.js';
 import { EXIT, UsageError } from '../exit-codes.js';
-import { downloadProgress, pretrainedFlags } from '../inference.js';
+import { downloadProgress, PRETRAINED_OPTIONS, pretrainedFlags } from '../inference.js';
 import '../setup.js';
 
 export const downloadCommand: Command = {
@@ -9,10 +9,8 @@ export const downloadCommand: Command = {
   summary: "Fetch a model's pretrained weights into the cache (for offline use later)",
   usage: 'vit download <model> [--tag T] [--weights-url URL] [--cache-dir DIR] [--json]',
   options: {
-    tag: { type: 'string' },
-    'weights-url': { type: 'string' },
-    'cache-dir': { type: 'string' },
-    json: { type: 'boolean' },
+    ...PRETRAINED_OPTIONS,
+    json: JSON_OPTION,
   },
   help: [
     'Examples:',

@@ -1,9 +1,13 @@
 import { asOutOfMemory, DataLoader } from '@vit/core';
-import type { Command } from '../main.js';
+import { JSON_OPTION, type Command } from '../command.js';
 import { EXIT, UsageError } from '../exit-codes.js';
-import { useBackend } from '../setup.js';
+import { oneOf, posInt } from '../flags.js';
+import { BACKEND_OPTION, useBackend } from '../setup.js';
 import { DATA_SPEC_HELP, evalTransform, loadData } from '../data.js';
 import { INFERENCE_OPTIONS, loadForInference } from '../inference.js';
+
+const SPLITS = ['val', 'train'] as const;
+const DEFAULT_BATCH = 128;
 
 export const evalCommand: Command = {
   name: 'eval',
@@ -11,11 +15,11 @@ export const evalCommand: Command = {
   usage: 'vit eval (--checkpoint DIR | --model <name> (--weights FILE | --pretrained [--tag T] [--weights-url URL])) --data <spec> [--split val|train] [--batch-size 128] [--backend auto] [--json]',
   options: {
     ...INFERENCE_OPTIONS,
-    data: { type: 'string' },
-    split: { type: 'string' },
-    'batch-size': { type: 'string' },
-    backend: { type: 'string' },
-    json: { type: 'boolean' },
+    data: { type: 'string', value: '<spec>', description: 'the data set (see Data specs below)' },
+    split: { type: 'string', value: `<${SPLITS.join('|')}>`, description: 'which split to evaluate (default val: the held-out split)' },
+    'batch-size': { type: 'string', value: '<n>', description: `images per batch (default ${DEFAULT_BATCH})` },
+    backend: BACKEND_OPTION,
+    json: JSON_OPTION,
   },
   help: [
     'Examples:',
@@ -29,10 +33,8 @@ export const evalCommand: Command = {
   async run({ values }, io) {
     const spec = values.data as string | undefined;
     if (!spec) throw new UsageError(`--data is required.\n${DATA_SPEC_HELP}`);
-    const split = (values.split as string | undefined) ?? 'val';
-    if (split !== 'val' && split !== 'train') throw new UsageError(`--split expects val or train, got '${split}'`);
-    const batchSize = values['batch-size'] === undefined ? 128 : Number(values['batch-size']);
-    if (!Number.isInteger(batchSize) || batchSize <= 0) throw new UsageError(`--batch-size expects a positive integer, got '${String(values['batch-size'])}'`);
+    const split = oneOf(values.split, 'split', SPLITS) ?? 'val';
+    const batchSize = posInt(values['batch-size'], 'batch-size') ?? DEFAULT_BATCH;
     const backend = await useBackend(values.backend ?? 'auto');
     const m = await loadForInference(values, io);
     for (const w of m.warnings) io.err(w);

@@ -1,5 +1,5 @@
 import { getModelCard, listModels, type ModelCard } from '@vit/core';
-import type { Command } from '../main.js';
+import { JSON_OPTION, type Command } from '../command.js';
 import { EXIT } from '../exit-codes.js';
 import '../setup.js';
 
@@ -18,7 +18,10 @@ export const modelsCommand: Command = {
   name: 'models',
   summary: 'List registered models (name, params, input size, paper top-1)',
   usage: 'vit models [glob…] [--pretrained] [--json]',
-  options: { json: { type: 'boolean' }, pretrained: { type: 'boolean' } },
+  options: {
+    json: JSON_OPTION,
+    pretrained: { type: 'boolean', description: 'only models with weights a program can fetch, with their tags' },
+  },
   help: [
     'Examples:',
     '  vit models',

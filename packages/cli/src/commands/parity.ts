@@ -1,9 +1,10 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatParityRow, formatParitySummary, loadSafetensorsFile, runParity, type ParityResult } from '@vit/core';
-import type { Command } from '../main.js';
+import { JSON_OPTION, type Command } from '../command.js';
 import { EXIT, UsageError } from '../exit-codes.js';
-import { useBackend } from '../setup.js';
+import { posNum } from '../flags.js';
+import { BACKEND_OPTION, useBackend } from '../setup.js';
 
 /** Files given, with folders expanded to the `.safetensors` files under them (sorted). */
 function expand(paths: string[]): string[] {
@@ -20,24 +21,26 @@ function expand(paths: string[]): string[] {
   return out;
 }
 
-function tolerance(v: unknown, flag: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!(n > 0)) throw new UsageError(`--${flag} expects a positive number, got '${v}'`);
-  return n;
-}
+const DEFAULT_TOL = 1e-4;
+const DEFAULT_GRAD_TOL = 1e-3;
 
 export const parityCommand: Command = {
   name: 'parity',
   summary: 'Check a model against golden outputs of the official PyTorch code',
-  usage: 'vit parity <golden.safetensors|dir…> [--backend cpu|wasm|webgpu|tensorflow] [--json] [--tol 1e-4] [--grad-tol 1e-3] [--grad-checkpointing]',
-  options: { backend: { type: 'string' }, json: { type: 'boolean' }, tol: { type: 'string' }, 'grad-tol': { type: 'string' }, 'grad-checkpointing': { type: 'boolean' } },
+  usage: 'vit parity <golden.safetensors|dir…> [--backend <name>] [--json] [--tol X] [--grad-tol X] [--grad-checkpointing]',
+  options: {
+    backend: BACKEND_OPTION,
+    json: JSON_OPTION,
+    tol: { type: 'string', value: '<x>', description: `tolerance of logits and features: max|a−r| / max(1, max|r|) (default ${DEFAULT_TOL.toExponential()})` },
+    'grad-tol': { type: 'string', value: '<x>', description: `tolerance of the input gradient, relative to its norm (default ${DEFAULT_GRAD_TOL.toExponential()})` },
+    'grad-checkpointing': { type: 'boolean', description: 'build the model with activation checkpointing (the gradient must match as well)' },
+  },
   help: [
     'Reads the golden\'s `arch` and `config` metadata, builds the model through that architecture\'s',
     'official adapter, loads the official state dict, runs golden.input and compares logits (eval and',
     'train), stage features and the input gradient. Prints one line per tensor and a last line',
     '`PASS|FAIL <arch>/<case> …` per file; exits 0 only if every file passes.',
-    'Defaults: --tol 1e-4 (max|a−r|/max(1,max|r|)), --grad-tol 1e-3 (norm-relative). GPU backends may need --tol 1e-3.',
+    'GPU backends may need --tol 1e-3.',
     '--grad-checkpointing builds the model with activation checkpointing, so the input gradient comes',
     'through blocks recomputed in the backward pass (it must match as well).',
     '',
@@ -47,8 +50,8 @@ export const parityCommand: Command = {
   ].join('\n'),
   async run({ values, positionals }, io) {
     if (!positionals.length) throw new UsageError('expects at least one golden .safetensors file or folder');
-    const tol = tolerance(values.tol, 'tol', 1e-4);
-    const gradTol = tolerance(values['grad-tol'], 'grad-tol', 1e-3);
+    const tol = posNum(values.tol, 'tol') ?? DEFAULT_TOL;
+    const gradTol = posNum(values['grad-tol'], 'grad-tol') ?? DEFAULT_GRAD_TOL;
     const files = expand(positionals);
     const backend = await useBackend(values.backend);
     const results: Array<ParityResult & { file: string; backend: string }> = [];

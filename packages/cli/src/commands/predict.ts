@@ -2,10 +2,13 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import sharp from 'sharp';
 import { asOutOfMemory, CenterCrop, DataLoader, ImageFolderDataset } from '@vit/core';
-import type { Command } from '../main.js';
+import { JSON_OPTION, type Command } from '../command.js';
 import { EXIT, InputError, UsageError } from '../exit-codes.js';
-import { useBackend } from '../setup.js';
+import { posInt } from '../flags.js';
+import { BACKEND_OPTION, useBackend } from '../setup.js';
 import { INFERENCE_OPTIONS, loadForInference } from '../inference.js';
+
+const DEFAULT_TOP_K = 5;
 
 export const predictCommand: Command = {
   name: 'predict',
@@ -14,9 +17,9 @@ export const predictCommand: Command = {
     'vit predict (--checkpoint DIR | --model <name> --weights FILE | --model <name> --pretrained [--tag T] [--weights-url URL] [--cache-dir DIR]) <image…> [--top-k 5] [--backend auto] [--json]',
   options: {
     ...INFERENCE_OPTIONS,
-    'top-k': { type: 'string' },
-    backend: { type: 'string' },
-    json: { type: 'boolean' },
+    'top-k': { type: 'string', value: '<k>', description: `how many classes to list per image (default ${DEFAULT_TOP_K})` },
+    backend: BACKEND_OPTION,
+    json: JSON_OPTION,
   },
   help: [
     'Examples:',
@@ -41,8 +44,7 @@ export const predictCommand: Command = {
     if (missing.length) throw new InputError(`no such image: ${missing.join(', ')}`);
     const dirs = files.filter((f) => statSync(f).isDirectory());
     if (dirs.length) throw new InputError(`${dirs.join(', ')}: a folder, not an image file (give the image files, e.g. ${dirs[0]}/*.png)`);
-    const topK = values['top-k'] === undefined ? 5 : Number(values['top-k']);
-    if (!Number.isInteger(topK) || topK <= 0) throw new UsageError(`--top-k expects a positive integer, got '${String(values['top-k'])}'`);
+    const topK = posInt(values['top-k'], 'top-k') ?? DEFAULT_TOP_K;
     const backend = await useBackend(values.backend ?? 'auto');
     const m = await loadForInference(values, io);
     for (const w of m.warnings) io.err(w);
