@@ -89,7 +89,7 @@ export const CAIT_VARIANTS: Record<string, CaiTVariant> = {
     paramCount: 224_846,
     ...NANO_CARD,
     nanoWeights: {
-      url: packageAsset('../weights/cait_nano.fashion_mnist.safetensors', import.meta.url),
+      url: packageAsset(() => new URL('../weights/cait_nano.fashion_mnist.safetensors', import.meta.url)),
       sha256: 'f7a58f6a6a5c69c657204630810be099c0f0d9b1f87ac4bc6d03a441e4300d0c',
       sizeBytes: 457_420,
       top1: 84.73,

@@ -116,7 +116,7 @@ export const CONV2FORMER_VARIANTS = {
     mean: [0.485, 0.456, 0.406],
     std: [0.229, 0.224, 0.225],
     nanoWeights: {
-      url: packageAsset('../weights/conv2former_nano.fashion_mnist.safetensors', import.meta.url),
+      url: packageAsset(() => new URL('../weights/conv2former_nano.fashion_mnist.safetensors', import.meta.url)),
       sha256: '12a728c802c3c7f321fbbef182549b37f577c9ec5e4b4f51f2ca221947293b5b',
       sizeBytes: 2_305_220,
       top1: 88.95,

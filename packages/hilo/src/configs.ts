@@ -96,7 +96,7 @@ export const LITV2_VARIANTS = {
     paramCount: 1_420_002,
     ...NANO_CARD,
     nanoWeights: {
-      url: packageAsset('../weights/litv2_nano.fashion_mnist.safetensors', import.meta.url),
+      url: packageAsset(() => new URL('../weights/litv2_nano.fashion_mnist.safetensors', import.meta.url)),
       sha256: '4eb8bceeb9fda2b74fe13fb7807761155a77ac005281fdc81cd6f6fa0cc60ed1',
       sizeBytes: 2_852_180,
       top1: 88.55,

@@ -79,7 +79,7 @@ export const MRLA_CARDS: Record<MRLAVariant, CardInfo> = {
 /** Our Fashion-MNIST weights shipped in this package (`weights/`). */
 export const MRLA_NANO_WEIGHTS: Partial<Record<MRLAVariant, NanoWeights>> = {
   resnet10_mrlal_nano: {
-    url: packageAsset('../weights/resnet10_mrlal_nano.fashion_mnist.safetensors', import.meta.url),
+    url: packageAsset(() => new URL('../weights/resnet10_mrlal_nano.fashion_mnist.safetensors', import.meta.url)),
     sha256: '0bc3569ff758de800fe3cee8646c8456b68eca4067bf49518b8e8dbe600e7ab3',
     sizeBytes: 635_628,
     top1: 88.89,

@@ -103,7 +103,7 @@ export const REGIONVIT_VARIANTS: Record<string, RegionViTVariant> = {
     paramCount: 475_949,
     ...NANO_CARD,
     nanoWeights: {
-      url: packageAsset('../weights/regionvit_nano.fashion_mnist.safetensors', import.meta.url),
+      url: packageAsset(() => new URL('../weights/regionvit_nano.fashion_mnist.safetensors', import.meta.url)),
       sha256: 'f46721644fb4a63f19bb597e617a7864e6b219df2a555f9bf5b3f7731958631f',
       sizeBytes: 964_858,
       top1: 87.94,

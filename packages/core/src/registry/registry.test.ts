@@ -5,6 +5,7 @@ import { UnknownModelError } from '../errors.js';
 import { Module } from '../nn/module.js';
 import {
   createModel,
+  fashionMnistNanoTag,
   getArchitecture,
   getModelCard,
   globToRegExp,
@@ -66,6 +67,24 @@ describe('registry', () => {
   it('packageAsset resolves a file beside a module URL, and keeps the path where there is none', () => {
     expect(packageAsset('../weights/a.safetensors', 'file:///x/pkg/dist/index.js')).toBe('file:///x/pkg/weights/a.safetensors');
     expect(packageAsset('../weights/a.safetensors', undefined)).toBe('../weights/a.safetensors');
+  });
+
+  it("packageAsset's bundler-visible form: the URL beside the module, or undefined (an unavailable tag) where the module has none", () => {
+    const base = 'file:///x/pkg/dist/index.js';
+    expect(packageAsset(() => new URL('../weights/a.safetensors', base))).toBe('file:///x/pkg/weights/a.safetensors');
+    // What an esbuild IIFE bundle leaves of `import.meta.url`.
+    const none = undefined as unknown as string;
+    const url = packageAsset(() => new URL('../weights/a.safetensors', none));
+    expect(url).toBeUndefined();
+    const card = modelCard({ name: 'toy_nano', arch: 'toy', firstConv: 'c', classifier: 'head', numClasses: 10, inputSize: [32, 32, 3] });
+    const weights = { sha256: 'ab', sizeBytes: 2, top1: 50, epochs: 1 };
+    const missing = fashionMnistNanoTag(card, { ...weights, url });
+    expect(missing.sources).toEqual([]);
+    expect(missing.unavailable).toMatch(/no URL \(import\.meta\.url\)/);
+    expect(hasPretrained({ ...card, pretrained: [missing] })).toBe(false);
+    const there = fashionMnistNanoTag(card, { ...weights, url: packageAsset(() => new URL('../weights/a.safetensors', base)) });
+    expect(there.sources).toEqual([{ url: 'file:///x/pkg/weights/a.safetensors', format: 'safetensors', sha256: 'ab', sizeBytes: 2 }]);
+    expect(hasPretrained({ ...card, pretrained: [there] })).toBe(true);
   });
 
   it('lists with globs, sorted', () => {

@@ -255,15 +255,21 @@ export function listArchitectures(): string[] {
 }
 
 /**
- * The URL of a file shipped inside a package (`rel` to the calling module's `import.meta.url`, e.g.
- * `'../weights/x.safetensors'`: the same from `src/` and `dist/`). Bundlers such as Vite turn
- * this pattern into an asset. Where the module has no URL (some bundles) the relative path is kept.
+ * The URL of a file shipped inside a package, written as
+ * `packageAsset(() => new URL('../weights/x.safetensors', import.meta.url))` (relative to the
+ * calling module: the same from `src/` and `dist/`). Bundlers (Vite, webpack 5, Parcel) recognise
+ * only that literal `new URL('…', import.meta.url)`: they copy the file into the bundle and rewrite
+ * the URL; Node resolves it beside the module. Undefined where the module has no URL (an esbuild
+ * IIFE bundle empties `import.meta`): the package still loads. The older form
+ * `packageAsset(rel, import.meta.url)` hides the file from bundlers; it keeps `rel` where there is no URL.
  */
-export function packageAsset(rel: string, moduleUrl: string | undefined): string {
+export function packageAsset(make: () => URL): string | undefined;
+export function packageAsset(rel: string, moduleUrl: string | undefined): string;
+export function packageAsset(rel: string | (() => URL), moduleUrl?: string): string | undefined {
   try {
-    return new URL(rel, moduleUrl).href;
+    return typeof rel === 'function' ? rel().href : new URL(rel, moduleUrl).href;
   } catch {
-    return rel;
+    return typeof rel === 'function' ? undefined : rel;
   }
 }
 
@@ -281,8 +287,11 @@ export const NANO_CARD: { inputSize: [number, number, number]; official: false; 
 
 /** A weights file of ours shipped in a package (see `fashionMnistNanoTag`). */
 export interface NanoWeights {
-  /** `packageAsset('../weights/<name>.fashion_mnist.safetensors', import.meta.url)`. */
-  url: string;
+  /**
+   * `packageAsset(() => new URL('../weights/<name>.fashion_mnist.safetensors', import.meta.url))`;
+   * undefined in a bundle that gives the module no URL (the tag then says the file is unavailable).
+   */
+  url: string | undefined;
   sha256: string;
   sizeBytes: number;
   /** Test top-1 (%) of this file on the 10,000 Fashion-MNIST test images. */
@@ -298,7 +307,9 @@ export interface NanoWeights {
 export function fashionMnistNanoTag(card: Pick<ModelCard, 'inputSize' | 'mean' | 'std' | 'cropPct' | 'interpolation' | 'numClasses'>, file: NanoWeights): PretrainedTag {
   return pretrainedTag(card, {
     tag: 'fashion_mnist',
-    sources: [{ url: file.url, format: 'safetensors', sha256: file.sha256, sizeBytes: file.sizeBytes }],
+    ...(file.url === undefined
+      ? { sources: [], unavailable: 'this build of the package gives its modules no URL (import.meta.url), so the weights file shipped in it cannot be located' }
+      : { sources: [{ url: file.url, format: 'safetensors' as const, sha256: file.sha256, sizeBytes: file.sizeBytes }] }),
     license: 'Apache-2.0',
     labels: 'fashion-mnist',
     top1: file.top1,
