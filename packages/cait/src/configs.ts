@@ -1,27 +1,13 @@
-import { ConfigError, ConvStemPatchEmbed, NANO_CARD, packageAsset, type NanoWeights } from '@vit/core';
+import { ConfigError, ConvStemPatchEmbed, NANO_CARD, packageAsset, type VariantSpec } from '@vit/core';
 import { convStemLayer, patchEmbedLayer, type CaiTOptions } from './model.js';
 
-/** One registered CaiT variant: its options and what its model card states. */
-export interface CaiTVariant {
+/** A registered CaiT variant (card defaults: the official crop 1.0, bicubic). */
+export interface CaiTVariant extends VariantSpec {
   options: CaiTOptions;
-  /** Exact parameter count with the variant's default class count (checked by the tests). */
-  paramCount: number;
-  inputSize: [number, number, number];
-  /** ImageNet-1k top-1 reported by the paper / official README (distilled models, the released weights). */
-  top1?: number;
   /** Official checkpoint (PyTorch, keys prefixed `module.` under `model`). */
   weightsUrl?: string;
-  /** False for @vit's own configurations (default true: the official registrations). */
-  official?: boolean;
-  /** Card overrides of @vit's own configurations (default: the official crop 1.0, bicubic). */
-  cropPct?: number;
-  interpolation?: 'bilinear' | 'bicubic';
-  /** Card notes replacing the official-weights note. */
-  notes?: string;
   /** The card's first convolution when the variant's patch layer is not the official one. */
   firstConv?: string;
-  /** Our Fashion-MNIST weights shipped in this package (the nano variant). */
-  nanoWeights?: NanoWeights;
 }
 
 /** What every registered CaiT shares (the official registrations all pass these). */

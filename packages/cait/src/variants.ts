@@ -1,4 +1,4 @@
-import { checkModelOptions, fashionMnistNanoTag, modelCard, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
+import { checkModelOptions, fashionMnistNanoTag, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag, variantCard } from '@vit/core';
 import { CAIT_VARIANTS, type CaiTVariant } from './configs.js';
 import { CAIT_DEFAULTS, CaiT, type CaiTOptions } from './model.js';
 
@@ -41,27 +41,18 @@ export function registerCaiTModels(): void {
     typeName: 'CaiT',
     optionNames: OPTION_NAMES,
     create: (v, options) => createCaiTVariant(v, options),
-    card: (name, v) => {
-      return modelCard({
-        name,
+    card: (name, v) =>
+      variantCard(name, v, {
         arch: 'cait',
-        inputSize: v.inputSize,
-        numClasses: v.options.numClasses ?? 1000,
         // timm's CaiT cfg: crop 1.0 (the official README's eval transform), bicubic, ImageNet mean/std.
-        cropPct: v.cropPct ?? 1.0,
-        interpolation: v.interpolation ?? 'bicubic',
+        cropPct: 1.0,
+        interpolation: 'bicubic',
         firstConv: v.firstConv ?? 'patch_embed.proj',
         classifier: 'head',
-        paramCount: v.paramCount,
-        top1: v.top1,
         paper: PAPER,
         reference: 'facebookresearch/deit:cait_models.py',
-        official: v.official ?? true,
-        notes:
-          v.notes ??
-          `Distilled ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}). Fixed input size unless created with dynamicImgSize: true.`,
-      });
-    },
+        notes: `Distilled ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}). Fixed input size unless created with dynamicImgSize: true.`,
+      }),
     pretrained: (name, v, card) => pretrainedTags(name, v, card),
   });
 }

@@ -50,6 +50,18 @@ export interface Recipe {
 const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
 const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
 
+/** What the seeds' PaddlePaddle recipes share: Adam with L2 1e-5, per-step cosine, no warm-up, label smoothing 0.1, ImageNet mean/std. */
+const SEED_ADAM = {
+  opt: 'adam',
+  weightDecay: 1e-5,
+  sched: 'cosine',
+  warmupEpochs: 0,
+  labelSmoothing: 0.1,
+  cutmix: 0,
+  mean: IMAGENET_MEAN,
+  std: IMAGENET_STD,
+} as const satisfies Partial<Recipe>;
+
 export const RECIPES: Record<string, Recipe> = {
   default: {
     name: 'default',
@@ -68,58 +80,37 @@ export const RECIPES: Record<string, Recipe> = {
   },
   // 000: LITv2 on CIFAR-10 at 224.
   'seed-litv2': {
+    ...SEED_ADAM,
     name: 'seed-litv2',
     description: "Seed 000 (LITv2): Adam lr 5e-5 with L2 1e-5, per-step cosine, 100 epochs, batch 128, label smoothing 0.1; resize 230, colour jitter 0.4, RandomResizedCrop(0.4–1), flip, rotation 20, MixUp.",
     epochs: 100,
     batchSize: 128,
-    opt: 'adam',
     lr: 5e-5,
-    weightDecay: 1e-5,
-    sched: 'cosine',
-    warmupEpochs: 0,
-    labelSmoothing: 0.1,
     // paddlex MixupImage draws λ from Beta(1.5, 1.5).
     mixup: 1.5,
-    cutmix: 0,
     augment: { preResize: 230, colorJitter: 0.4, rrcScale: [0.4, 1], flip: 0.5, rotation: 20 },
-    mean: IMAGENET_MEAN,
-    std: IMAGENET_STD,
   },
   // 001: Conv2Former-N on CIFAR-10 at 32.
   'seed-conv2former': {
+    ...SEED_ADAM,
     name: 'seed-conv2former',
     description: 'Seed 001 (Conv2Former): Adam lr 1e-3 with L2 1e-5, per-step cosine, 50 epochs, batch 256, label smoothing 0.1; colour jitter 0.2, MixUp, RandomResizedCrop(0.6–1), random erasing, flip, rotation 20.',
     epochs: 50,
     batchSize: 256,
-    opt: 'adam',
     lr: 1e-3,
-    weightDecay: 1e-5,
-    sched: 'cosine',
-    warmupEpochs: 0,
-    labelSmoothing: 0.1,
     mixup: 1.5,
-    cutmix: 0,
     augment: { colorJitter: 0.2, rrcScale: [0.6, 1], erasing: 0.5, flip: 0.5, rotation: 20 },
-    mean: IMAGENET_MEAN,
-    std: IMAGENET_STD,
   },
   // 002: RegionViT on CIFAR-10 at 224.
   'seed-regionvit': {
+    ...SEED_ADAM,
     name: 'seed-regionvit',
     description: 'Seed 002 (RegionViT): Adam lr 1e-4 with L2 1e-5, per-step cosine, 100 epochs, batch 64, label smoothing 0.1; RandomResizedCrop(0.6–1), colour jitter 0.2, flip, rotation 20.',
     epochs: 100,
     batchSize: 64,
-    opt: 'adam',
     lr: 1e-4,
-    weightDecay: 1e-5,
-    sched: 'cosine',
-    warmupEpochs: 0,
-    labelSmoothing: 0.1,
     mixup: 0,
-    cutmix: 0,
     augment: { rrcScale: [0.6, 1], colorJitter: 0.2, flip: 0.5, rotation: 20 },
-    mean: IMAGENET_MEAN,
-    std: IMAGENET_STD,
   },
   // 003: ResNet-18 + MRLA on CIFAR-10 at 32.
   'seed-mrla': {

@@ -1,30 +1,27 @@
-import { NANO_CARD, packageAsset, type NanoWeights } from '@vit/core';
+import { NANO_CARD, packageAsset, type VariantSpec } from '@vit/core';
 import type { Conv2FormerOptions } from './model.js';
 
-/** One registered Conv2Former variant: its options and what its model card states. */
-export interface Conv2FormerVariant {
+/** One registered Conv2Former variant (card defaults: timm's crop 0.9, bicubic). */
+export interface Conv2FormerVariant extends VariantSpec {
   options: Conv2FormerOptions;
-  /** Exact parameter count with the variant's default class count. */
-  paramCount: number;
-  inputSize: [number, number, number];
-  top1?: number;
-  official: boolean;
-  notes?: string;
-  /** Card overrides (CIFAR normalisation…). */
-  mean?: [number, number, number];
-  std?: [number, number, number];
-  cropPct?: number;
-  interpolation?: 'bilinear' | 'bicubic';
   /** The official weights: a Baidu Netdisk share (not fetchable by a program) and the timm-style tag they would carry. */
   baiduShare?: { tag: string; url: string };
-  /** Our Fashion-MNIST weights shipped in this package (the nano variant). */
-  nanoWeights?: NanoWeights;
 }
 
 const IMAGENET_TOP1_NOTE = 'ImageNet-1k top-1 at 224 from the official README / paper (Hou et al., TPAMI 2024).';
 
-/** What the official registrations' cards share. */
-const OFFICIAL = { inputSize: [224, 224, 3] as [number, number, number], official: true, notes: IMAGENET_TOP1_NOTE };
+/** An official registration (mlp ratio 4 in every stage, 224 px) with its card's figures and weights share. */
+function official(
+  kernelSize: number,
+  dims: number[],
+  depths: number[],
+  paramCount: number,
+  top1: number,
+  share: { tag: string; url: string },
+  notes = IMAGENET_TOP1_NOTE,
+): Conv2FormerVariant {
+  return { options: { kernelSize, dims, depths, mlpRatios: [4, 4, 4, 4] }, paramCount, inputSize: [224, 224, 3], top1, official: true, baiduShare: share, notes };
+}
 
 /**
  * The official registrations of HVision-NKU/Conv2Former `models/conv2former.py` (kernel size,
@@ -33,52 +30,13 @@ const OFFICIAL = { inputSize: [224, 224, 3] as [number, number, number], officia
  * model, 10 classes) and are checked by the tests.
  */
 export const CONV2FORMER_VARIANTS = {
-  conv2former_n: {
-    ...OFFICIAL,
-    options: { kernelSize: 7, dims: [64, 128, 256, 512], depths: [2, 2, 8, 2], mlpRatios: [4, 4, 4, 4] },
-    paramCount: 14_992_840,
-    top1: 81.5,
-    baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/1sgO-UhF27UQrGtfKJzck3A?pwd=6ku9' },
-  },
-  conv2former_t: {
-    ...OFFICIAL,
-    options: { kernelSize: 11, dims: [72, 144, 288, 576], depths: [3, 3, 12, 3], mlpRatios: [4, 4, 4, 4] },
-    paramCount: 26_697_204,
-    top1: 83.2,
-    baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/1Rfsi5p5usr3UE46jigtlcg?pwd=gwq4' },
-  },
-  conv2former_s: {
-    ...OFFICIAL,
-    options: { kernelSize: 11, dims: [72, 144, 288, 576], depths: [4, 4, 32, 4], mlpRatios: [4, 4, 4, 4] },
-    paramCount: 50_032_692,
-    top1: 84.1,
-    baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/16Lu1LcQkOoSQXnZVGxGPxg?pwd=6z6m' },
-    notes: `${IMAGENET_TOP1_NOTE} With ImageNet-22k pre-training: 84.9.`,
-  },
-  conv2former_b: {
-    ...OFFICIAL,
-    options: { kernelSize: 11, dims: [96, 192, 384, 768], depths: [4, 4, 34, 4], mlpRatios: [4, 4, 4, 4] },
-    paramCount: 90_029_112,
-    top1: 84.4,
-    baiduShare: { tag: 'in1k', url: 'https://pan.baidu.com/s/1q5V1J3jzAoKQis-hx6rTVg?pwd=bdgj' },
-  },
-  conv2former_b_22k: {
-    // As registered officially: kernel 7 (not the 11 of conv2former_b).
-    ...OFFICIAL,
-    options: { kernelSize: 7, dims: [96, 192, 384, 768], depths: [4, 4, 34, 4], mlpRatios: [4, 4, 4, 4] },
-    paramCount: 88_784_952,
-    top1: 86.2,
-    baiduShare: { tag: 'in22k_ft_in1k', url: 'https://pan.baidu.com/s/1rkt3NhYQhPPOD5kj67uZCw?pwd=gbj9' },
-    notes: 'ImageNet-22k pre-trained, fine-tuned on ImageNet-1k at 224 (official README: 86.2; 87.0 at 384). Registered officially with kernel 7.',
-  },
-  conv2former_l: {
-    ...OFFICIAL,
-    options: { kernelSize: 11, dims: [128, 256, 512, 1024], depths: [4, 4, 48, 4], mlpRatios: [4, 4, 4, 4] },
-    paramCount: 198_893_736,
-    top1: 87.0,
-    baiduShare: { tag: 'in22k_ft_in1k', url: 'https://pan.baidu.com/s/1_YYQ_rY9QRkq-m2lv23GPg?pwd=44os' },
-    notes: 'ImageNet-22k pre-trained, fine-tuned on ImageNet-1k at 224 (official README: 87.0; 87.7 at 384). No ImageNet-1k-only result was published.',
-  },
+  conv2former_n: official(7, [64, 128, 256, 512], [2, 2, 8, 2], 14_992_840, 81.5, { tag: 'in1k', url: 'https://pan.baidu.com/s/1sgO-UhF27UQrGtfKJzck3A?pwd=6ku9' }),
+  conv2former_t: official(11, [72, 144, 288, 576], [3, 3, 12, 3], 26_697_204, 83.2, { tag: 'in1k', url: 'https://pan.baidu.com/s/1Rfsi5p5usr3UE46jigtlcg?pwd=gwq4' }),
+  conv2former_s: official(11, [72, 144, 288, 576], [4, 4, 32, 4], 50_032_692, 84.1, { tag: 'in1k', url: 'https://pan.baidu.com/s/16Lu1LcQkOoSQXnZVGxGPxg?pwd=6z6m' }, `${IMAGENET_TOP1_NOTE} With ImageNet-22k pre-training: 84.9.`),
+  conv2former_b: official(11, [96, 192, 384, 768], [4, 4, 34, 4], 90_029_112, 84.4, { tag: 'in1k', url: 'https://pan.baidu.com/s/1q5V1J3jzAoKQis-hx6rTVg?pwd=bdgj' }),
+  // As registered officially: kernel 7 (not the 11 of conv2former_b).
+  conv2former_b_22k: official(7, [96, 192, 384, 768], [4, 4, 34, 4], 88_784_952, 86.2, { tag: 'in22k_ft_in1k', url: 'https://pan.baidu.com/s/1rkt3NhYQhPPOD5kj67uZCw?pwd=gbj9' }, 'ImageNet-22k pre-trained, fine-tuned on ImageNet-1k at 224 (official README: 86.2; 87.0 at 384). Registered officially with kernel 7.'),
+  conv2former_l: official(11, [128, 256, 512, 1024], [4, 4, 48, 4], 198_893_736, 87.0, { tag: 'in22k_ft_in1k', url: 'https://pan.baidu.com/s/1_YYQ_rY9QRkq-m2lv23GPg?pwd=44os' }, 'ImageNet-22k pre-trained, fine-tuned on ImageNet-1k at 224 (official README: 87.0; 87.7 at 384). No ImageNet-1k-only result was published.'),
   conv2former_n_cifar: {
     // The seed's port (PaddlePaddle, CIFAR-10 at 32×32): Conv2Former-N widths and depths with a
     // 1×1 stem, GroupNorm(1, C) + bias-free conv downsampling, no layer scale, kernel 11,

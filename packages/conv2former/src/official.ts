@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, checkKnownKwargs, kwargReader, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs, expectModel, goldenFeatures } from '@vit/core';
-import { Conv2Former, type Conv2FormerOptions } from './model.js';
+import { CONV2FORMER_DEFAULTS, Conv2Former, type Conv2FormerOptions } from './model.js';
 
 /**
  * The official checkpoint mapping. Parameter names already equal the official state_dict keys
@@ -80,7 +80,12 @@ export function conv2formerOptionsFromOfficial(kwargs: OfficialKwargs): Conv2For
   // The official linspace runs over sum(ALL depths); when depths has more entries than dims, rescale
   // the end point so the first `used` rates come out the same.
   if (used !== total && total > 1 && used > 1) dropPathRate = (dropPathRate * (used - 1)) / (total - 1);
+  // Porting note: drop_rate and layer_scale_init_value are accepted and ignored by the official
+  // code (layer scale is hard-coded to 1e-6 at init), so they are not passed on: the defaults
+  // (no dropout, layer scale 1e-6, the conv3 stem, LayerNorm downsampling, the 1280-wide conv head)
+  // are the official model's.
   return {
+    ...CONV2FORMER_DEFAULTS,
     kernelSize,
     inChans: kw.int('in_chans', 3),
     numClasses: kw.int('num_classes', 1000),
@@ -88,14 +93,6 @@ export function conv2formerOptionsFromOfficial(kwargs: OfficialKwargs): Conv2For
     dims,
     mlpRatios: ratios,
     dropPathRate,
-    // Porting note: drop_rate and layer_scale_init_value are accepted and ignored by the official
-    // code (layer scale is hard-coded to 1e-6 at init), so they are not passed on.
-    dropRate: 0,
-    layerScaleInitValue: 1e-6,
-    stem: 'conv3',
-    downsample: 'layernorm',
-    head: 'conv',
-    headDim: 1280,
     forwardStages: OFFICIAL_FORWARD_STAGES,
   };
 }

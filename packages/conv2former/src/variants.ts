@@ -1,4 +1,4 @@
-import { checkModelOptions, fashionMnistNanoTag, modelCard, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
+import { checkModelOptions, fashionMnistNanoTag, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag, variantCard } from '@vit/core';
 import { CONV2FORMER_VARIANTS, type Conv2FormerVariant } from './configs.js';
 import { CONV2FORMER_DEFAULTS, Conv2Former, type Conv2FormerOptions } from './model.js';
 
@@ -32,28 +32,18 @@ export function registerConv2FormerModels(): void {
     typeName: 'Conv2Former',
     optionNames: OPTION_NAMES,
     create: (v, options) => createConv2FormerVariant(v, options),
-    card: (name, v) => {
-      return modelCard({
-        name,
+    card: (name, v) =>
+      variantCard(name, v, {
         arch: 'conv2former',
-        inputSize: v.inputSize,
-        numClasses: v.options.numClasses ?? 1000,
         firstConv: 'downsample_layers.0.0',
         classifier: 'pred',
-        paramCount: v.paramCount,
-        top1: v.top1,
         paper: 'Conv2Former: A Simple Transformer-Style ConvNet for Visual Recognition (Hou, Lu, Cheng, Feng; TPAMI 2024, arXiv:2211.11943)',
         reference: 'HVision-NKU/Conv2Former:models/conv2former.py',
-        official: v.official,
         // The official default_cfg is timm's vision_transformer _cfg (crop 0.9, bicubic); the
         // README normalises with the ImageNet mean/std.
-        cropPct: v.cropPct ?? 0.9,
-        interpolation: v.interpolation ?? 'bicubic',
-        ...(v.mean ? { mean: v.mean } : {}),
-        ...(v.std ? { std: v.std } : {}),
-        notes: v.notes,
-      });
-    },
+        cropPct: 0.9,
+        interpolation: 'bicubic',
+      }),
     pretrained: (name, v, card) => pretrainedTags(v, card),
   });
 }

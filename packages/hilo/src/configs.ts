@@ -1,19 +1,9 @@
-import { NANO_CARD, packageAsset, type NanoWeights } from '@vit/core';
+import { NANO_CARD, packageAsset, type VariantSpec } from '@vit/core';
 import type { LITv2Options } from './model.js';
 
 /** One registered LITv2 variant: its options and what its model card states. */
-export interface LITv2Variant {
+export interface LITv2Variant extends VariantSpec {
   options: LITv2Options;
-  /** Exact parameter count with the variant's default class count. */
-  paramCount: number;
-  inputSize: [number, number, number];
-  top1?: number;
-  official: boolean;
-  cropPct: number;
-  interpolation: 'bilinear' | 'bicubic';
-  notes?: string;
-  /** Our Fashion-MNIST weights shipped in this package (the nano variant). */
-  nanoWeights?: NanoWeights;
 }
 
 const TOP1_NOTE = 'ImageNet-1k top-1 from the official README (classification/README.md) / the paper (Pan et al., NeurIPS 2022).';

@@ -1,4 +1,4 @@
-import { checkModelOptions, fashionMnistNanoTag, modelCard, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
+import { checkModelOptions, fashionMnistNanoTag, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag, variantCard } from '@vit/core';
 import { LITV2_VARIANTS, type LITv2Variant } from './configs.js';
 import { LITV2_DEFAULTS, LITv2, type LITv2Options } from './model.js';
 
@@ -38,24 +38,14 @@ export function registerLITv2Models(): void {
     typeName: 'LITv2',
     optionNames: OPTION_NAMES,
     create: (v, options) => createLITv2Variant(v, options),
-    card: (name, v) => {
-      return modelCard({
-        name,
+    card: (name, v) =>
+      variantCard(name, v, {
         arch: 'litv2',
-        inputSize: v.inputSize,
-        numClasses: v.options.numClasses ?? 1000,
         firstConv: 'patch_embed.proj',
         classifier: 'head',
-        paramCount: v.paramCount,
-        top1: v.top1,
         paper: PAPER,
         reference: 'ziplab/LITv2:classification/models/litv2.py',
-        official: v.official,
-        cropPct: v.cropPct,
-        interpolation: v.interpolation,
-        notes: v.notes,
-      });
-    },
+      }),
     pretrained: (name, v, card) => pretrainedTags(name, v, card),
   });
 }

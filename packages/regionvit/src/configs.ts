@@ -1,29 +1,15 @@
-import { NANO_CARD, packageAsset, type NanoWeights } from '@vit/core';
+import { NANO_CARD, packageAsset, type VariantSpec } from '@vit/core';
 import type { RegionViTOptions } from './model.js';
 
-/** One registered RegionViT variant: its options and what its model card states. */
-export interface RegionViTVariant {
+/** A registered RegionViT variant (card defaults: the official crop 0.875, bicubic). */
+export interface RegionViTVariant extends VariantSpec {
   options: RegionViTOptions;
-  /** Exact parameter count with 1000 classes (the official model's `sum(p.numel())`, checked by the tests). */
-  paramCount: number;
-  inputSize: [number, number, number];
-  /** ImageNet-1k top-1 of the released weights (official README), where reported. */
-  top1?: number;
   /** Official ImageNet checkpoint, where released. */
   weightsUrl?: string;
   /** The paper's name for the model (none for @vit's own configurations). */
   paperName?: string;
-  /** False for @vit's own configurations (default true: the official registrations). */
-  official?: boolean;
-  /** Card overrides of @vit's own configurations (default: the official crop 0.875, bicubic). */
-  cropPct?: number;
-  interpolation?: 'bilinear' | 'bicubic';
-  /** Card notes replacing the official-weights note. */
-  notes?: string;
   /** A note on the released file (where the README is ambiguous about it). */
   weightsNote?: string;
-  /** Our Fashion-MNIST weights shipped in this package (the nano variant). */
-  nanoWeights?: NanoWeights;
 }
 
 const RELEASES = 'https://github.com/IBM/RegionViT/releases/download/weights-v0.1';

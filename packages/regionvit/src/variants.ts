@@ -1,4 +1,4 @@
-import { checkModelOptions, fashionMnistNanoTag, modelCard, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag } from '@vit/core';
+import { checkModelOptions, fashionMnistNanoTag, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag, variantCard } from '@vit/core';
 import { REGIONVIT_VARIANTS, type RegionViTVariant } from './configs.js';
 import { REGIONVIT_DEFAULTS, RegionViT, type RegionViTOptions } from './model.js';
 
@@ -46,22 +46,16 @@ export function registerRegionViTModels(): void {
       const released = v.weightsUrl
         ? `ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}).`
         : 'No ImageNet-1k classification weights released (the official release has COCO detection backbones of this model).';
-      return modelCard({
-        name,
+      return variantCard(name, v, {
         arch: 'regionvit',
-        inputSize: v.inputSize,
-        numClasses: v.options.numClasses ?? 1000,
         // The official training (DeiT's pipeline, timm _cfg()): crop 0.875, bicubic, ImageNet mean/std.
-        cropPct: v.cropPct ?? 0.875,
-        interpolation: v.interpolation ?? 'bicubic',
+        cropPct: 0.875,
+        interpolation: 'bicubic',
         firstConv: v.options.patchConvType === '3conv' ? 'patch_embed.proj.0' : 'patch_embed.proj',
         classifier: 'head',
-        paramCount: v.paramCount,
-        top1: v.top1,
         paper: PAPER,
         reference: 'IBM/RegionViT:regionvit/regionvit.py',
-        official: v.official ?? true,
-        notes: v.notes ?? `${v.paperName}. ${released} Any input size is accepted (sizes that are not a multiple of 28·(window/7) px are padded and masked as the official code does).`,
+        notes: `${v.paperName}. ${released} Any input size is accepted (sizes that are not a multiple of 28·(window/7) px are padded and masked as the official code does).`,
       });
     },
     pretrained: (name, v, card) => pretrainedTags(v, card),

@@ -247,11 +247,10 @@ function gemmBatches(
   { ia, ib, batch, m, k, n }: BatchDims,
 ): void {
   const w = backend.wasm;
-  const offset = (t: Info) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
   const kc = Math.min(k, GEMM_K_CHUNK);
   const mc = Math.min(m, GEMM_M_CHUNK);
   const scratch = w._malloc((Math.ceil(n / 8) * 8 + Math.ceil(mc / 4) * 4) * kc * 4);
-  const [aBase, bBase, cBase] = [offset(a), offset(b), offset(out)];
+  const [aBase, bBase, cBase] = [a, b, out].map((t) => heapOffset(backend, t)) as [number, number, number];
   // Byte strides of A[i, k] and B[k, j] inside one batch.
   const sam = tA ? 4 : k * 4;
   const sak = tA ? m * 4 : 4;
@@ -290,8 +289,7 @@ function perBatch(
   { ia, ib, batch, m, k, n }: BatchDims,
 ): void {
   const w = backend.wasm;
-  const offset = (t: Info) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
-  const [aBase, bBase, oBase] = [offset(a3), offset(b3), offset(out)];
+  const [aBase, bBase, oBase] = [a3, b3, out].map((t) => heapOffset(backend, t)) as [number, number, number];
   const view = (base: number, index: number, size: number): number => {
     const id = backend.dataIdNextNumber++;
     w.tfjs.registerTensor(id, size, base + index * size * 4);

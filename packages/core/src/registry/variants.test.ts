@@ -5,7 +5,8 @@ import { ConfigError } from '../errors.js';
 import { Module } from '../nn/module.js';
 import { setTestBackend } from '../testing/backend.js';
 import { createModel, getModelCard, listModels, modelCard, pretrainedTag, unregisterModel } from './registry.js';
-import { checkModelOptions, registerVariants } from './variants.js';
+import { checkModelOptions, registerVariants, variantCard } from './variants.js';
+import { NANO_CARD } from './registry.js';
 
 class Toy extends Module {
   constructor(readonly depth: number) {
@@ -50,3 +51,19 @@ describe('registerVariants', () => {
     expect(() => checkModelOptions({ depth: 1, extra: undefined }, ['depth'], 'Toy')).not.toThrow();
   });
 });
+
+describe('variantCard', () => {
+  const arch = { arch: 'toy', firstConv: 'stem', classifier: 'head', cropPct: 0.9, interpolation: 'bicubic' as const, notes: 'the official weights' };
+
+  it("takes the architecture's fields and defaults where the variant states nothing", () => {
+    const card = variantCard('toy_b', { options: {}, paramCount: 10, inputSize: [224, 224, 3], top1: 80 }, arch);
+    expect(card).toMatchObject({ name: 'toy_b', arch: 'toy', numClasses: 1000, cropPct: 0.9, interpolation: 'bicubic', notes: 'the official weights', official: true, paramCount: 10, top1: 80 });
+    expect(card.mean).toEqual([0.485, 0.456, 0.406]);
+  });
+
+  it('lets the variant override them (a nano card: 32 px, ours, no crop, bilinear, its note, 10 classes)', () => {
+    const card = variantCard('toy_nano', { ...NANO_CARD, options: { numClasses: 10 }, paramCount: 5, std: [0.5, 0.5, 0.5] }, arch);
+    expect(card).toMatchObject({ inputSize: [32, 32, 3], numClasses: 10, official: false, cropPct: 1, interpolation: 'bilinear', notes: NANO_CARD.notes, std: [0.5, 0.5, 0.5] });
+  });
+});
+

@@ -5,7 +5,7 @@
  */
 import { ConfigError, nearestNames } from '../errors.js';
 import type { Module } from '../nn/module.js';
-import { isModelRegistered, registerModel, type CreateModelOptions, type ModelCard, type PretrainedTag } from './registry.js';
+import { isModelRegistered, modelCard, registerModel, type CreateModelOptions, type ModelCard, type NanoWeights, type PretrainedTag } from './registry.js';
 
 /**
  * Refuses option names the model does not take (`depthz`), with the nearest valid ones: a typo
@@ -53,3 +53,44 @@ export function registerVariants<V>(variants: Readonly<Record<string, V>>, spec:
   }
   return added;
 }
+
+/** What a registered variant states about itself, whatever the architecture (its `options` are the architecture's). */
+export interface VariantSpec {
+  options: { numClasses?: number };
+  /** Exact parameter count with the variant's default class count (checked by the tests). */
+  paramCount: number;
+  inputSize: [number, number, number];
+  top1?: number;
+  /** False for @vit's own or by-analogy configurations (default true: an official registration). */
+  official?: boolean;
+  cropPct?: number;
+  interpolation?: 'bilinear' | 'bicubic';
+  mean?: [number, number, number];
+  std?: [number, number, number];
+  notes?: string;
+  /** @vit's Fashion-MNIST weights shipped in the package (the nano variants; see `fashionMnistNanoTag`). */
+  nanoWeights?: NanoWeights;
+}
+
+/**
+ * A variant's model card: the architecture's fields and defaults (`arch`, `paper`, `firstConv`,
+ * its eval crop…), overridden by what the variant states.
+ */
+export function variantCard(
+  name: string,
+  v: VariantSpec,
+  arch: Partial<ModelCard> & Pick<ModelCard, 'arch' | 'firstConv' | 'classifier'>,
+): ModelCard {
+  const stated = { cropPct: v.cropPct, interpolation: v.interpolation, mean: v.mean, std: v.std, notes: v.notes };
+  return modelCard({
+    ...arch,
+    name,
+    inputSize: v.inputSize,
+    numClasses: v.options.numClasses ?? 1000,
+    paramCount: v.paramCount,
+    top1: v.top1,
+    official: v.official ?? true,
+    ...Object.fromEntries(Object.entries(stated).filter(([, x]) => x !== undefined)),
+  });
+}
+
