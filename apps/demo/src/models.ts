@@ -119,7 +119,7 @@ export function preprocess(m: LoadedModel, image: FloatImage, options: { invert?
   }
   const rng = new Rng(0); // the eval transforms draw nothing
   const view = new Compose([new CenterCrop(m.input.size, { cropPct: m.input.cropPct, interpolation: m.input.interpolation }), new RepeatChannels(3)]).apply(img, rng);
-  const norm = new Normalize(m.input.mean, m.input.std).apply(view, rng);
+  const norm = new Normalize(m.input.mean, m.input.std).apply(view);
   return { view, x: tf.tensor4d(norm.data, [1, norm.height, norm.width, norm.channels]) };
 }
 
