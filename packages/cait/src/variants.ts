@@ -1,4 +1,4 @@
-import { checkModelOptions, fashionMnistNanoTag, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag, variantCard } from '@vit/core';
+import { checkModelOptions, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants } from '@vit/core';
 import { CAIT_VARIANTS, type CaiTVariant } from './configs.js';
 import { CAIT_DEFAULTS, CaiT, type CaiTOptions } from './model.js';
 
@@ -18,7 +18,6 @@ const PAPER = 'Going deeper with Image Transformers (Touvron, Cord, Sablayrolles
  * same keys). Neither publisher gives a checksum. cait_nano: ours, in this package.
  */
 function pretrainedTags(name: string, v: CaiTVariant, card: ModelCard): PretrainedTag[] {
-  if (v.nanoWeights) return [fashionMnistNanoTag(card, v.nanoWeights)];
   if (!v.weightsUrl) return [];
   return [
     pretrainedTag(card, {
@@ -37,22 +36,21 @@ function pretrainedTags(name: string, v: CaiTVariant, card: ModelCard): Pretrain
 
 /** Registers every variant of {@link CAIT_VARIANTS} with its model card (idempotent). */
 export function registerCaiTModels(): void {
-  registerVariants(CAIT_VARIANTS as Record<string, CaiTVariant>, {
+  registerSpecVariants(CAIT_VARIANTS as Record<string, CaiTVariant>, {
     typeName: 'CaiT',
     optionNames: OPTION_NAMES,
-    create: (v, options) => createCaiTVariant(v, options),
-    card: (name, v) =>
-      variantCard(name, v, {
-        arch: 'cait',
-        // timm's CaiT cfg: crop 1.0 (the official README's eval transform), bicubic, ImageNet mean/std.
-        cropPct: 1.0,
-        interpolation: 'bicubic',
-        firstConv: v.firstConv ?? 'patch_embed.proj',
-        classifier: 'head',
-        paper: PAPER,
-        reference: 'facebookresearch/deit:cait_models.py',
-        notes: `Distilled ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}). Fixed input size unless created with dynamicImgSize: true.`,
-      }),
-    pretrained: (name, v, card) => pretrainedTags(name, v, card),
+    build: (options) => new CaiT(options),
+    card: (name, v) => ({
+      arch: 'cait',
+      // timm's CaiT cfg: crop 1.0 (the official README's eval transform), bicubic, ImageNet mean/std.
+      cropPct: 1.0,
+      interpolation: 'bicubic',
+      firstConv: v.firstConv ?? 'patch_embed.proj',
+      classifier: 'head',
+      paper: PAPER,
+      reference: 'facebookresearch/deit:cait_models.py',
+      notes: `Distilled ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}). Fixed input size unless created with dynamicImgSize: true.`,
+    }),
+    officialTags: (name, v, card) => pretrainedTags(name, v, card),
   });
 }

@@ -1,4 +1,4 @@
-import { checkModelOptions, fashionMnistNanoTag, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag, variantCard } from '@vit/core';
+import { checkModelOptions, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants } from '@vit/core';
 import { CONV2FORMER_VARIANTS, type Conv2FormerVariant } from './configs.js';
 import { CONV2FORMER_DEFAULTS, Conv2Former, type Conv2FormerOptions } from './model.js';
 
@@ -11,7 +11,6 @@ export function createConv2FormerVariant(variant: Conv2FormerVariant, overrides:
 }
 
 function pretrainedTags(v: Conv2FormerVariant, card: ModelCard): PretrainedTag[] {
-  if (v.nanoWeights) return [fashionMnistNanoTag(card, v.nanoWeights)];
   if (!v.baiduShare) return [];
   return [
     pretrainedTag(card, {
@@ -28,22 +27,21 @@ function pretrainedTags(v: Conv2FormerVariant, card: ModelCard): PretrainedTag[]
 
 /** Registers every variant of {@link CONV2FORMER_VARIANTS} with its model card (idempotent). */
 export function registerConv2FormerModels(): void {
-  registerVariants(CONV2FORMER_VARIANTS as Record<string, Conv2FormerVariant>, {
+  registerSpecVariants(CONV2FORMER_VARIANTS as Record<string, Conv2FormerVariant>, {
     typeName: 'Conv2Former',
     optionNames: OPTION_NAMES,
-    create: (v, options) => createConv2FormerVariant(v, options),
-    card: (name, v) =>
-      variantCard(name, v, {
-        arch: 'conv2former',
-        firstConv: 'downsample_layers.0.0',
-        classifier: 'pred',
-        paper: 'Conv2Former: A Simple Transformer-Style ConvNet for Visual Recognition (Hou, Lu, Cheng, Feng; TPAMI 2024, arXiv:2211.11943)',
-        reference: 'HVision-NKU/Conv2Former:models/conv2former.py',
-        // The official default_cfg is timm's vision_transformer _cfg (crop 0.9, bicubic); the
-        // README normalises with the ImageNet mean/std.
-        cropPct: 0.9,
-        interpolation: 'bicubic',
-      }),
-    pretrained: (name, v, card) => pretrainedTags(v, card),
+    build: (options) => new Conv2Former(options),
+    card: {
+      arch: 'conv2former',
+      firstConv: 'downsample_layers.0.0',
+      classifier: 'pred',
+      paper: 'Conv2Former: A Simple Transformer-Style ConvNet for Visual Recognition (Hou, Lu, Cheng, Feng; TPAMI 2024, arXiv:2211.11943)',
+      reference: 'HVision-NKU/Conv2Former:models/conv2former.py',
+      // The official default_cfg is timm's vision_transformer _cfg (crop 0.9, bicubic); the
+      // README normalises with the ImageNet mean/std.
+      cropPct: 0.9,
+      interpolation: 'bicubic',
+    },
+    officialTags: (name, v, card) => pretrainedTags(v, card),
   });
 }

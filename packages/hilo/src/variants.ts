@@ -1,4 +1,4 @@
-import { checkModelOptions, fashionMnistNanoTag, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag, variantCard } from '@vit/core';
+import { checkModelOptions, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants } from '@vit/core';
 import { LITV2_VARIANTS, type LITv2Variant } from './configs.js';
 import { LITV2_DEFAULTS, LITv2, type LITv2Options } from './model.js';
 
@@ -16,7 +16,6 @@ const PAPER = 'Fast Vision Transformers with HiLo Attention (Pan, Cai, Zhuang; N
 const RELEASE: Record<string, string> = { litv2_small: 'litv2_s', litv2_medium: 'litv2_m', litv2_base: 'litv2_b', litv2_base_384: 'litv2_b_384' };
 
 function pretrainedTags(name: string, v: LITv2Variant, card: ModelCard): PretrainedTag[] {
-  if (v.nanoWeights) return [fashionMnistNanoTag(card, v.nanoWeights)];
   const file = RELEASE[name];
   if (!file) return [];
   return [
@@ -34,18 +33,17 @@ function pretrainedTags(name: string, v: LITv2Variant, card: ModelCard): Pretrai
 
 /** Registers every variant of {@link LITV2_VARIANTS} with its model card (idempotent). */
 export function registerLITv2Models(): void {
-  registerVariants(LITV2_VARIANTS as Record<string, LITv2Variant>, {
+  registerSpecVariants(LITV2_VARIANTS as Record<string, LITv2Variant>, {
     typeName: 'LITv2',
     optionNames: OPTION_NAMES,
-    create: (v, options) => createLITv2Variant(v, options),
-    card: (name, v) =>
-      variantCard(name, v, {
-        arch: 'litv2',
-        firstConv: 'patch_embed.proj',
-        classifier: 'head',
-        paper: PAPER,
-        reference: 'ziplab/LITv2:classification/models/litv2.py',
-      }),
-    pretrained: (name, v, card) => pretrainedTags(name, v, card),
+    build: (options) => new LITv2(options),
+    card: {
+      arch: 'litv2',
+      firstConv: 'patch_embed.proj',
+      classifier: 'head',
+      paper: PAPER,
+      reference: 'ziplab/LITv2:classification/models/litv2.py',
+    },
+    officialTags: (name, v, card) => pretrainedTags(name, v, card),
   });
 }

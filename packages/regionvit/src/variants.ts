@@ -1,4 +1,4 @@
-import { checkModelOptions, fashionMnistNanoTag, pretrainedTag, registerVariants, type CreateModelOptions, type ModelCard, type PretrainedTag, variantCard } from '@vit/core';
+import { checkModelOptions, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants } from '@vit/core';
 import { REGIONVIT_VARIANTS, type RegionViTVariant } from './configs.js';
 import { REGIONVIT_DEFAULTS, RegionViT, type RegionViTOptions } from './model.js';
 
@@ -21,7 +21,6 @@ export function createRegionViTVariant(variant: RegionViTVariant, overrides: Cre
 const PAPER = 'RegionViT: Regional-to-Local Attention for Vision Transformers (Chen, Panda, Fan; ICLR 2022, arXiv:2106.02689)';
 
 function pretrainedTags(v: RegionViTVariant, card: ModelCard): PretrainedTag[] {
-  if (v.nanoWeights) return [fashionMnistNanoTag(card, v.nanoWeights)];
   if (!v.weightsUrl) return [];
   return [
     pretrainedTag(card, {
@@ -38,15 +37,15 @@ function pretrainedTags(v: RegionViTVariant, card: ModelCard): PretrainedTag[] {
 
 /** Registers every variant of {@link REGIONVIT_VARIANTS} with its model card (idempotent). */
 export function registerRegionViTModels(): void {
-  registerVariants(REGIONVIT_VARIANTS as Record<string, RegionViTVariant>, {
+  registerSpecVariants(REGIONVIT_VARIANTS as Record<string, RegionViTVariant>, {
     typeName: 'RegionViT',
     optionNames: OPTION_NAMES,
-    create: (v, options) => createRegionViTVariant(v, options),
+    build: (options) => new RegionViT(options),
     card: (name, v) => {
       const released = v.weightsUrl
         ? `ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}).`
         : 'No ImageNet-1k classification weights released (the official release has COCO detection backbones of this model).';
-      return variantCard(name, v, {
+      return {
         arch: 'regionvit',
         // The official training (DeiT's pipeline, timm _cfg()): crop 0.875, bicubic, ImageNet mean/std.
         cropPct: 0.875,
@@ -56,8 +55,8 @@ export function registerRegionViTModels(): void {
         paper: PAPER,
         reference: 'IBM/RegionViT:regionvit/regionvit.py',
         notes: `${v.paperName}. ${released} Any input size is accepted (sizes that are not a multiple of 28·(window/7) px are padded and masked as the official code does).`,
-      });
+      };
     },
-    pretrained: (name, v, card) => pretrainedTags(v, card),
+    officialTags: (name, v, card) => pretrainedTags(v, card),
   });
 }

@@ -5,7 +5,7 @@
  */
 import { ConfigError, nearestNames } from '../errors.js';
 import type { Module } from '../nn/module.js';
-import { isModelRegistered, modelCard, registerModel, type CreateModelOptions, type ModelCard, type NanoWeights, type PretrainedTag } from './registry.js';
+import { fashionMnistNanoTag, isModelRegistered, modelCard, registerModel, type CreateModelOptions, type ModelCard, type NanoWeights, type PretrainedTag } from './registry.js';
 
 /**
  * Refuses option names the model does not take (`depthz`), with the nearest valid ones: a typo
@@ -91,6 +91,35 @@ export function variantCard(
     top1: v.top1,
     official: v.official ?? true,
     ...Object.fromEntries(Object.entries(stated).filter(([, x]) => x !== undefined)),
+  });
+}
+
+/** The fields of a card that the architecture fixes (or defaults) for all its variants. */
+export type ArchitectureCard = Partial<ModelCard> & Pick<ModelCard, 'arch' | 'firstConv' | 'classifier'>;
+
+/** How an architecture registers its {@link VariantSpec} variants: its model and its cards' fields. */
+export interface SpecRegistration<V extends VariantSpec> {
+  typeName: string;
+  optionNames: Iterable<string>;
+  /** Builds the model from a variant's options with the user's overrides on top. */
+  build(options: V['options'] & CreateModelOptions): Module;
+  /** The architecture's card fields, fixed or per variant. */
+  card: ArchitectureCard | ((name: string, variant: V) => ArchitectureCard);
+  /** The published weights of a variant without shipped nano weights (default none). */
+  officialTags?(name: string, variant: V, card: ModelCard): PretrainedTag[];
+}
+
+/**
+ * {@link registerVariants} for variants that state their card ({@link VariantSpec}): cards through
+ * {@link variantCard}, and a nano variant's shipped weights as its `fashion_mnist` tag.
+ */
+export function registerSpecVariants<V extends VariantSpec>(variants: Readonly<Record<string, V>>, spec: SpecRegistration<V>): string[] {
+  return registerVariants(variants, {
+    typeName: spec.typeName,
+    optionNames: spec.optionNames,
+    create: (v, options) => spec.build({ ...v.options, ...options }),
+    card: (name, v) => variantCard(name, v, typeof spec.card === 'function' ? spec.card(name, v) : spec.card),
+    pretrained: (name, v, card) => (v.nanoWeights ? [fashionMnistNanoTag(card, v.nanoWeights)] : (spec.officialTags?.(name, v, card) ?? [])),
   });
 }
 
