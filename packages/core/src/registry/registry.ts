@@ -43,7 +43,7 @@ export interface ModelCard {
 export interface PretrainedSource {
   /**
    * Where it is: `https:` (or `http:`), or a `file:` URL (weights shipped inside an npm package,
-   * written as `new URL('../weights/x.safetensors', import.meta.url).href`).
+   * written as `packageAsset(() => new URL('../weights/x.safetensors', import.meta.url))`, which bundlers see).
    */
   url: string;
   /** `pth`: a torch.save file with the official keys and layouts; `safetensors`: ours or official (read from its metadata). */
