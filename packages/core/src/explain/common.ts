@@ -38,7 +38,12 @@ export function inEvalMode<T>(model: Module, fn: () => T): T {
 /** The class per image: `classIndex` (one for all, or one each) checked against the logits, else each image's top class. */
 export function resolveClasses(what: string, classIndex: number | readonly number[] | undefined, logits: tf.Tensor2D): number[] {
   const [b, classes] = logits.shape;
-  if (classIndex === undefined) return Array.from(tf.tidy(() => tf.argMax(logits, 1)).dataSync() as Int32Array);
+  if (classIndex === undefined) {
+    const top = tf.argMax(logits, 1);
+    const list = Array.from(top.dataSync() as Int32Array);
+    top.dispose();
+    return list;
+  }
   const list = typeof classIndex === 'number' ? Array.from({ length: b }, () => classIndex) : [...classIndex];
   if (list.length !== b) throw new ConfigError(`${what}: classIndex lists ${list.length} classes for a batch of ${b} images`);
   for (const c of list) {

@@ -91,7 +91,7 @@ function layerSplit(model: Module, x: tf.Tensor4D, target: CamTarget): Split {
   const once = () => {
     if (calls !== 1) throw new ConfigError(`gradCam: module '${target.layer}' ran ${calls} times in one forward pass; Grad-CAM needs a layer that runs once`);
   };
-  let logits: tf.Tensor2D;
+  let logits: tf.Tensor2D | undefined;
   try {
     logits = run((out) => {
       a?.dispose();
@@ -101,13 +101,13 @@ function layerSplit(model: Module, x: tf.Tensor4D, target: CamTarget): Split {
     });
     once();
   } catch (e) {
-    a?.dispose();
+    tf.dispose([a, logits].filter((t): t is tf.Tensor => t !== undefined));
     throw e;
   }
   return {
     name: target.layer,
     a: a!,
-    logits,
+    logits: logits!,
     reduction: target.reduction,
     rest: (stand) => {
       const y = run((out) => replaceOutput(target, out, stand.clone()));
