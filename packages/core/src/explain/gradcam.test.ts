@@ -6,50 +6,10 @@ import { Conv2d } from '../nn/conv.js';
 import { Module } from '../nn/module.js';
 import { registerArchitecture } from '../registry/registry.js';
 import { setTestBackend } from '../testing/backend.js';
+import { referenceGradCam } from '../testing/explain.js';
 import { ToyConvNet } from './__fixtures__/toy.js';
 import { explain, explainMethod } from './explain.js';
 import { featureInfoCamTargets, gradCam, pickCamTarget } from './gradcam.js';
-
-/**
- * The reference: tfjs's own `tf.grad` (not our tape) over the model split by hand at the target,
- * and the CAM, its bilinear upsampling (half-pixel centres, clamped edges) and its scaling written
- * out in plain JavaScript.
- */
-function referenceCam(a: tf.Tensor4D, rest: (a: tf.Tensor4D) => tf.Tensor2D, classes: number[], height: number, width: number): Float32Array {
-  const [b, h, w, c] = a.shape;
-  const g = tf.tidy(() => {
-    const onehot = tf.oneHot(tf.tensor1d(classes, 'int32'), rest(a).shape[1]).toFloat();
-    return tf.grad((t: tf.Tensor) => tf.sum(tf.mul(rest(t as tf.Tensor4D), onehot)))(a);
-  });
-  const A = a.dataSync();
-  const G = g.dataSync();
-  g.dispose();
-  const out = new Float32Array(b * height * width);
-  for (let n = 0; n < b; n++) {
-    const weights = Array.from({ length: c }, (_, k) => {
-      let s = 0;
-      for (let p = 0; p < h * w; p++) s += G[(n * h * w + p) * c + k]!;
-      return s / (h * w);
-    });
-    const cam = Array.from({ length: h * w }, (_, p) => Math.max(0, weights.reduce((s, wk, k) => s + wk * A[(n * h * w + p) * c + k]!, 0)));
-    const up = new Float32Array(height * width);
-    for (let y = 0; y < height; y++) {
-      const fy = Math.min(h - 1, Math.max(0, ((y + 0.5) * h) / height - 0.5));
-      for (let x = 0; x < width; x++) {
-        const fx = Math.min(w - 1, Math.max(0, ((x + 0.5) * w) / width - 0.5));
-        const [y0, x0] = [Math.floor(fy), Math.floor(fx)];
-        const [y1, x1] = [Math.min(h - 1, y0 + 1), Math.min(w - 1, x0 + 1)];
-        const at = (yy: number, xx: number) => cam[yy * w + xx]!;
-        const [dy, dx] = [fy - y0, fx - x0];
-        up[y * width + x] = (at(y0, x0) * (1 - dx) + at(y0, x1) * dx) * (1 - dy) + (at(y1, x0) * (1 - dx) + at(y1, x1) * dx) * dy;
-      }
-    }
-    const lo = Math.min(...up);
-    const hi = Math.max(...up);
-    for (let p = 0; p < up.length; p++) out[n * height * width + p] = hi > lo ? (up[p]! - lo) / (hi - lo) : 0;
-  }
-  return out;
-}
 
 function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
@@ -85,7 +45,7 @@ describe('gradCam', () => {
       topT.dispose();
       expect(r.classIndex).toEqual(top);
       const a = model.forwardFeatures(x);
-      const ref = referenceCam(a, (t) => model.forwardHead(t), top, 12, 10);
+      const ref = referenceGradCam(a, (t) => model.forwardHead(t), top, 12, 10);
       a.dispose();
       expect(maxAbs(r.map.dataSync(), ref)).toBeLessThan(1e-5);
       // Not a trivial map: it spans [0, 1] and varies.
@@ -104,7 +64,7 @@ describe('gradCam', () => {
       expect(r.layer).toBe('stem');
       expect(r.classIndex).toEqual(classes);
       const a = model.stem.forward(x) as tf.Tensor4D;
-      const ref = referenceCam(a, (t) => model.forwardHead(model.stage.forward(tf.relu(t)) as tf.Tensor4D), classes, 12, 10);
+      const ref = referenceGradCam(a, (t) => model.forwardHead(model.stage.forward(tf.relu(t)) as tf.Tensor4D), classes, 12, 10);
       a.dispose();
       expect(maxAbs(r.map.dataSync(), ref)).toBeLessThan(1e-5);
     } finally {

@@ -20,7 +20,7 @@ function values(t: tf.Tensor): number[] {
 /** Rollout as Abnar & Zuidema describe it, in plain JavaScript (one image, mean/max/min heads, discard, class layers). */
 function referenceRollout(
   layers: number[][][][],
-  o: { prefix: number; discard?: number; fusion?: 'mean' | 'max' | 'min'; classLayers?: number[][][] },
+  o: { prefix: number; discard?: number; fusion?: 'mean' | 'max' | 'min'; classLayers?: number[][][][] },
 ): number[] {
   const fuse = (heads: number[][][]) => {
     const f = heads[0]!.map((row, i) =>
@@ -35,8 +35,8 @@ function referenceRollout(
     const kth = k > 0 ? flat[k - 1]! : -Infinity;
     return f.map((row) => row.map((v) => (v > kth ? v : 0)));
   };
-  const n = (layers[0] ?? [[[]]])[0]!.length || o.classLayers![0]![0]!.length - 1;
-  let r = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === j ? 1 : 0)));
+  const n = layers.length ? layers[0]![0]!.length : o.classLayers![0]![0]![0]!.length - 1;
+  let r: number[][] = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i === j ? 1 : 0)));
   for (const heads of layers) {
     const a = fuse(heads).map((row, i) => row.map((v, j) => v + (i === j ? 1 : 0)));
     const norm = a.map((row) => row.map((v) => v / row.reduce((s, x) => s + x, 0)));
@@ -46,7 +46,7 @@ function referenceRollout(
   if (o.classLayers?.length) {
     let v = [1, ...Array<number>(n).fill(0)];
     for (const heads of o.classLayers) {
-      const a = fuse(heads.map((h) => h))[0]!.map((x, j) => x + (j === 0 ? 1 : 0));
+      const a = fuse(heads)[0]!.map((x, j) => x + (j === 0 ? 1 : 0));
       const s = a.reduce((p, x) => p + x, 0);
       const w = a.map((x) => x / s);
       v = v.map((x, j) => w[0]! * x + (j > 0 ? w[j]! : 0));
