@@ -11,6 +11,7 @@ import { evalCommand } from './commands/eval.js';
 import { predictCommand } from './commands/predict.js';
 import { benchCommand } from './commands/bench.js';
 import { downloadCommand } from './commands/download.js';
+import { explainCommand } from './commands/explain.js';
 
 /** One flag as `node:util`'s parseArgs takes it, declared here so our types need no @types/node. */
 export interface OptionSpec {
@@ -29,7 +30,7 @@ export interface Command {
   run(args: { values: Record<string, unknown>; positionals: string[] }, io: Io): Promise<number>;
 }
 
-export const commands: Command[] = [modelsCommand, summaryCommand, trainCommand, evalCommand, predictCommand, downloadCommand, benchCommand, parityCommand, convertCommand];
+export const commands: Command[] = [modelsCommand, summaryCommand, trainCommand, evalCommand, predictCommand, explainCommand, downloadCommand, benchCommand, parityCommand, convertCommand];
 
 function globalHelp(): string {
   return [
