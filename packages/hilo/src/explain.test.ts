@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModel, explainMethod, gradCam } from '@vit/core';
-import { describeExplanationFocus, referenceGradCam, setTestBackend } from '@vit/core/testing';
+import { describeExplanationFocus, maxAbsDifference, referenceGradCam, setTestBackend } from '@vit/core/testing';
 import { litv2CamTargets, type LITv2 } from './index.js';
 
 describe('LITv2 explanations', () => {
@@ -44,10 +44,7 @@ describe('LITv2 explanations', () => {
     expect(a.shape).toEqual([2, 4, 4, 128]);
     const rest = (m: tf.Tensor4D) => model.forwardHead(model.layers.at(3).forward(stage2.downsample!.forward(m)) as tf.Tensor);
     const ref = referenceGradCam(a, rest, [3, 8], 32, 32);
-    const got = r.map.dataSync();
-    let d = 0;
-    for (let i = 0; i < ref.length; i++) d = Math.max(d, Math.abs(got[i]! - ref[i]!));
-    expect(d).toBeLessThan(1e-5);
+    expect(maxAbsDifference(r.map.dataSync(), ref)).toBeLessThan(1e-5);
     tf.dispose([r.map, r.logits, a]);
     expect(tf.memory().numTensors).toBe(before);
   });

@@ -2,7 +2,7 @@ import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModel, explainMethod, gradCam } from '@vit/core';
-import { referenceGradCam, setTestBackend } from '@vit/core/testing';
+import { maxAbsDifference, referenceGradCam, setTestBackend } from '@vit/core/testing';
 import { regionvitCamTargets, type RegionViT } from './index.js';
 
 describe('RegionViT explanations', () => {
@@ -37,10 +37,7 @@ describe('RegionViT explanations', () => {
     expect(local.shape).toEqual([2, 4, 4, 64]);
     const rest = (l: tf.Tensor4D) => model.forwardHead(model.norm.forward(model.layers.at(2).forward(regional, l)[0]) as tf.Tensor);
     const ref = referenceGradCam(local, rest, [4, 4], 32, 32);
-    const got = r.map.dataSync();
-    let d = 0;
-    for (let i = 0; i < ref.length; i++) d = Math.max(d, Math.abs(got[i]! - ref[i]!));
-    expect(d).toBeLessThan(1e-5);
+    expect(maxAbsDifference(r.map.dataSync(), ref)).toBeLessThan(1e-5);
     tf.dispose([r.map, r.logits, t.local, t.regional, t.detection, t.last]);
     expect(tf.memory().numTensors).toBe(before);
   });

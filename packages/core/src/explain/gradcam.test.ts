@@ -6,17 +6,10 @@ import { Conv2d } from '../nn/conv.js';
 import { Module } from '../nn/module.js';
 import { registerArchitecture } from '../registry/registry.js';
 import { setTestBackend } from '../testing/backend.js';
-import { referenceGradCam } from '../testing/explain.js';
+import { maxAbsDifference, referenceGradCam } from '../testing/explain.js';
 import { ToyConvNet } from './__fixtures__/toy.js';
 import { explain, explainMethod } from './explain.js';
 import { featureInfoCamTargets, gradCam, pickCamTarget } from './gradcam.js';
-
-function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 describe('gradCam', () => {
   let model: ToyConvNet;
@@ -47,7 +40,7 @@ describe('gradCam', () => {
       const a = model.forwardFeatures(x);
       const ref = referenceGradCam(a, (t) => model.forwardHead(t), top, 12, 10);
       a.dispose();
-      expect(maxAbs(r.map.dataSync(), ref)).toBeLessThan(1e-5);
+      expect(maxAbsDifference(r.map.dataSync(), ref)).toBeLessThan(1e-5);
       // Not a trivial map: it spans [0, 1] and varies.
       const m = r.map.dataSync();
       expect(Math.max(...m)).toBeCloseTo(1, 6);
@@ -66,7 +59,7 @@ describe('gradCam', () => {
       const a = model.stem.forward(x) as tf.Tensor4D;
       const ref = referenceGradCam(a, (t) => model.forwardHead(model.stage.forward(tf.relu(t)) as tf.Tensor4D), classes, 12, 10);
       a.dispose();
-      expect(maxAbs(r.map.dataSync(), ref)).toBeLessThan(1e-5);
+      expect(maxAbsDifference(r.map.dataSync(), ref)).toBeLessThan(1e-5);
     } finally {
       tf.dispose([r.map, r.logits]);
     }
@@ -77,9 +70,9 @@ describe('gradCam', () => {
     const viaFeatures = gradCam(model, x, { classIndex: 1 });
     const other = gradCam(model, x, { classIndex: 3 });
     try {
-      expect(maxAbs(viaLayer.map.dataSync(), viaFeatures.map.dataSync())).toBeLessThan(1e-6);
-      expect(maxAbs(viaLayer.logits.dataSync(), viaFeatures.logits.dataSync())).toBe(0);
-      expect(maxAbs(other.map.dataSync(), viaFeatures.map.dataSync())).toBeGreaterThan(0.05);
+      expect(maxAbsDifference(viaLayer.map.dataSync(), viaFeatures.map.dataSync())).toBeLessThan(1e-6);
+      expect(maxAbsDifference(viaLayer.logits.dataSync(), viaFeatures.logits.dataSync())).toBe(0);
+      expect(maxAbsDifference(other.map.dataSync(), viaFeatures.map.dataSync())).toBeGreaterThan(0.05);
     } finally {
       tf.dispose([viaLayer, viaFeatures, other].flatMap((r) => [r.map, r.logits]));
     }

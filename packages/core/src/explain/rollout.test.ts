@@ -59,7 +59,8 @@ function referenceRollout(
   return row.slice(o.prefix);
 }
 
-describe('rollout (hand-computed cases)', () => {
+/** Every test of the enclosing describe leaves as many tensors as it found. */
+function noTensorLeaks(): void {
   let before = 0;
   beforeAll(async () => {
     await setTestBackend();
@@ -70,6 +71,10 @@ describe('rollout (hand-computed cases)', () => {
   afterEach(() => {
     expect(tf.memory().numTensors).toBe(before);
   });
+}
+
+describe('rollout (hand-computed cases)', () => {
+  noTensorLeaks();
 
   it('one layer, two heads, no class token: heads averaged, + I, rows renormalised, mean of the rows', () => {
     // mean of heads [[.8, .2], [.5, .5]]; + I → [[1.8, .2], [.5, 1.5]] / 2 → [[.9, .1], [.25, .75]]; column means [.575, .425].
@@ -158,16 +163,7 @@ describe('attentionRollout on a model', () => {
     grid: (h, w) => [h / 4, w / 4],
     weights: (m, args) => (m as ToyAttention).weights(args[0] as tf.Tensor),
   };
-  let before = 0;
-  beforeAll(async () => {
-    await setTestBackend();
-  });
-  beforeEach(() => {
-    before = tf.memory().numTensors;
-  });
-  afterEach(() => {
-    expect(tf.memory().numTensors).toBe(before);
-  });
+  noTensorLeaks();
 
   it("records each attention module's input in one forward pass and rolls out the weights computed from it", () => {
     const model = new ToyAttentionNet();

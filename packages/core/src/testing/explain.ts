@@ -46,6 +46,14 @@ export function referenceGradCam(a: tf.Tensor4D, rest: (a: tf.Tensor4D) => tf.Te
   return out;
 }
 
+/** The largest |a[i] − b[i]| of two equally long arrays (a map's `dataSync()` against `referenceGradCam`). */
+export function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`maxAbsDifference: ${a.length} values against ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
 /** Fashion-MNIST test images prepared as the nano models were trained on them, with where the garment is. */
 export interface FashionMnistProbe {
   /** `[N, 32, 32, 3]`: bilinear resize to 32×32, grey repeated to RGB, ImageNet mean/std. Dispose it. */
