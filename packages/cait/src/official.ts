@@ -30,6 +30,8 @@ import {
   type ActFactory,
   type AdaptedCheckpoint,
   type ArchitectureAdapter,
+  type AttentionSpec,
+  type Explainer,
   type Module,
   type NormFactory,
   type OfficialKwargs,
@@ -164,7 +166,36 @@ export const caitArchitecture: ArchitectureAdapter = {
   fromOfficialConfig: (kwargs) => caitFromOfficialConfig(kwargs),
   officialFeatures: caitOfficialFeatures,
   filterCheckpoint: (model, tensors) => adaptCaiTCheckpoint(expectModel(model, CaiT, 'cait filterCheckpoint'), tensors),
+  explainer: (model) => (model instanceof CaiT ? caitExplainer(model) : undefined),
 };
+
+type WithAttentionMap = Module & { attentionMap(x: tf.Tensor): tf.Tensor4D };
+
+/**
+ * CaiT's attention is global: attention rollout through the self-attention blocks (each
+ * `blocks.i.attn`, talking-heads maps after `proj_w`), read along the class token's row through
+ * the class-attention blocks (with `globalPool: 'avg'` the mean of the patch rows). Grad-CAM weighs
+ * the patch tokens of a self-attention block (the last by default). Attention modules without an
+ * `attentionMap` (a custom `attnBlock`) leave Grad-CAM only.
+ */
+export function caitExplainer(model: CaiT): Explainer {
+  const camTargets = model.blocks.length ? [...model.blocks].map((_, i) => ({ layer: `blocks.${i}`, reduction: model.patchSize })) : undefined;
+  const layers = [...model.blocks].map((_, i) => `blocks.${i}.attn`);
+  const classLayers = model.globalPool === 'token' ? [...model.blocks_token_only].map((_, i) => `blocks_token_only.${i}.attn`) : [];
+  const exposes = (b: Module) => typeof (b as { attn?: { attentionMap?: unknown } }).attn?.attentionMap === 'function';
+  if (![...model.blocks, ...model.blocks_token_only].every(exposes) || layers.length + classLayers.length === 0) {
+    return { method: 'gradcam', camTargets, noRollout: 'its attention modules do not expose attentionMap(x)' };
+  }
+  const [ph, pw] = model.patchSize;
+  const attention: AttentionSpec = {
+    layers,
+    classLayers,
+    prefixTokens: 0,
+    grid: (h, w) => [Math.floor(h / ph), Math.floor(w / pw)],
+    weights: (m, args) => (m as WithAttentionMap).attentionMap(args[0] as tf.Tensor),
+  };
+  return { method: 'rollout', camTargets, attention };
+}
 
 /** Registers the `cait` architecture adapter (idempotent). */
 export function registerCaiTArchitecture(): void {

@@ -28,6 +28,21 @@ class Huge extends Module {
 }
 registerModel('clitoy_huge', () => new Huge(), modelCard({ name: 'clitoy_huge', arch: 'clitoy', inputSize: [8, 8, 3], numClasses: 10, firstConv: 'fc', classifier: 'fc' }));
 
+/** The same allocation in `forwardFeatures` of a model with the VisionModel methods Grad-CAM splits at. */
+class HugeVision extends Huge {
+  readonly featureInfo = [];
+  forwardFeatures(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => tf.reshape(this.forward(x), [x.shape[0], 1, 1, 10]) as tf.Tensor4D);
+  }
+  forwardHead(f: tf.Tensor): tf.Tensor2D {
+    return tf.reshape(f, [f.shape[0]!, 10]) as tf.Tensor2D;
+  }
+  forwardIntermediates(): tf.Tensor4D[] {
+    return [];
+  }
+}
+registerModel('clitoy_huge_vision', () => new HugeVision(), modelCard({ name: 'clitoy_huge_vision', arch: 'clitoy', inputSize: [8, 8, 3], numClasses: 10, firstConv: 'fc', classifier: 'fc' }));
+
 
 type Case = { argv: (d: string) => string[]; code: number; err: RegExp; env?: Record<string, string>; after?: (d: string) => void };
 
@@ -89,6 +104,27 @@ const TABLE: Record<string, Record<string, Case>> = {
     'out of memory': { argv: (d) => ['predict', '--model', 'clitoy_huge', join(d, 'imgs', 'a', '0.png'), '--backend', backend], code: EXIT.MEMORY, err: /Out of memory: predicting with clitoy_huge/ },
     'corrupt pretrained weights file': { argv: (d) => ['predict', '--model', 'cait_nano', '--weights-url', join(d, 'corrupt.pth'), join(d, 'imgs', 'a', '0.png'), '--backend', backend], code: EXIT.INPUT, err: /corrupt\.pth/ },
     'pretrained tag that does not exist': { argv: (d) => ['predict', '--model', 'conv2former_nano', '--pretrained', '--tag', 'in1k', join(d, 'imgs', 'a', '0.png')], code: EXIT.USAGE, err: /conv2former_nano has no pretrained tag 'in1k'.*fashion_mnist/ },
+  },
+  explain: {
+    'unknown flag': { argv: () => ['explain', '--clas', '3', 'x.png'], code: EXIT.USAGE, err: /Unknown option '--clas'.*--class/ },
+    'no image': { argv: (d) => ['explain', '--checkpoint', join(d, 'run'), '--backend', backend], code: EXIT.USAGE, err: /give at least one image file/ },
+    'two images': { argv: (d) => ['explain', '--checkpoint', join(d, 'run'), join(d, 'imgs', 'a', '0.png'), join(d, 'imgs', 'a', '1.png')], code: EXIT.USAGE, err: /give one image, got 2/ },
+    'unknown method': { argv: (d) => ['explain', '--checkpoint', join(d, 'run'), join(d, 'imgs', 'a', '0.png'), '--method', 'lime'], code: EXIT.USAGE, err: /--method expects one of auto, gradcam, rollout, got 'lime'/ },
+    'class not an index': { argv: (d) => ['explain', '--checkpoint', join(d, 'run'), join(d, 'imgs', 'a', '0.png'), '--class', '-1'], code: EXIT.USAGE, err: /--class expects a class index \(an integer ≥ 0\), got '-1'/ },
+    'class beyond the model': { argv: (d) => ['explain', '--checkpoint', join(d, 'run'), join(d, 'imgs', 'a', '0.png'), '--class', '10', '--backend', backend, '--out', join(d, 'o.png')], code: EXIT.USAGE, err: /classIndex must be an integer in \[0, 9\].*got 10/ },
+    'rollout on a convolutional model': {
+      argv: (d) => ['explain', '--checkpoint', join(d, 'run'), join(d, 'imgs', 'a', '0.png'), '--method', 'rollout', '--backend', backend, '--out', join(d, 'o.png')],
+      code: EXIT.USAGE,
+      err: /Conv2Former has no global attention maps to roll out: Conv2Former is convolutional/,
+      after: (d) => expect(existsSync(join(d, 'o.png'))).toBe(false),
+    },
+    'alpha outside [0, 1]': { argv: (d) => ['explain', '--checkpoint', join(d, 'run'), join(d, 'imgs', 'a', '0.png'), '--alpha', '3'], code: EXIT.USAGE, err: /--alpha expects a number in \[0, 1\], got '3'/ },
+    'out is the image itself': { argv: (d) => ['explain', '--checkpoint', join(d, 'run'), join(d, 'imgs', 'a', '0.png'), '--out', join(d, 'imgs', 'a', '0.png')], code: EXIT.USAGE, err: /would overwrite the image/ },
+    'missing image': { argv: (d) => ['explain', '--checkpoint', join(d, 'run'), join(d, 'none.png'), '--backend', backend], code: EXIT.INPUT, err: /no such image: .*none\.png/ },
+    'a folder given as an image': { argv: (d) => ['explain', '--checkpoint', join(d, 'run'), join(d, 'imgs'), '--backend', backend], code: EXIT.INPUT, err: /imgs: a folder, not an image file/ },
+    'corrupt image': { argv: (d) => ['explain', '--checkpoint', join(d, 'run'), join(d, 'imgs', 'b', 'cut.png'), '--backend', backend, '--out', join(d, 'o.png')], code: EXIT.INPUT, err: /cut\.png: cannot decode image/ },
+    'missing checkpoint': { argv: (d) => ['explain', '--checkpoint', join(d, 'nonexistent'), join(d, 'imgs', 'a', '0.png'), '--backend', backend], code: EXIT.INPUT, err: /no such checkpoint: .*nonexistent/ },
+    'out of memory': { argv: (d) => ['explain', '--model', 'clitoy_huge_vision', join(d, 'imgs', 'a', '0.png'), '--backend', backend, '--out', join(d, 'o.png')], code: EXIT.MEMORY, err: /Out of memory: explaining with clitoy_huge_vision/ },
   },
   download: {
     'unknown flag': { argv: () => ['download', 'cait_nano', '--tags', 'x'], code: EXIT.USAGE, err: /Unknown option '--tags'.*--tag/ },

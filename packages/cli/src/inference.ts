@@ -1,8 +1,12 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { join, resolve } from 'node:path';
+import sharp from 'sharp';
 import {
+  CenterCrop,
   ConfigError,
+  DataLoader,
+  ImageFolderDataset,
   ShapeError,
   Trainer,
   UnknownModelError,
@@ -273,4 +277,33 @@ function withTrainer(
       trainer.optimizer.dispose();
     },
   };
+}
+
+/** Image arguments as absolute paths, each an existing file (not a folder). */
+export function imageFiles(positionals: string[]): string[] {
+  if (positionals.length === 0) throw new UsageError('give at least one image file');
+  const files = positionals.map((p) => resolve(p));
+  const missing = files.filter((f) => !existsSync(f));
+  if (missing.length) throw new InputError(`no such image: ${missing.join(', ')}`);
+  const dirs = files.filter((f) => statSync(f).isDirectory());
+  if (dirs.length) throw new InputError(`${dirs.join(', ')}: a folder, not an image file (give the image files, e.g. ${dirs[0]}/*.png)`);
+  return files;
+}
+
+/** The side images are decoded at before the centre crop to the model size (timm's eval: size/cropPct). */
+export function decodeSize(m: Pick<LoadedModel, 'imgSize' | 'cropPct'>): number {
+  return Math.floor(m.imgSize / m.cropPct);
+}
+
+/**
+ * Batches of `files` prepared as the model expects: decoded at `decodeSize` (shorter side, centre),
+ * centre-cropped to the model size, the run's channels and normalisation. Labels are dummies.
+ */
+export function imageLoader(files: string[], m: LoadedModel, batchSize = 16): DataLoader {
+  const ds = new ImageFolderDataset(files, new Int32Array(files.length), m.classNames ?? [], sharp as unknown as ConstructorParameters<typeof ImageFolderDataset>[3], {
+    dir: '',
+    size: decodeSize(m),
+    channels: m.channels,
+  });
+  return new DataLoader(ds, { batchSize, transform: new CenterCrop(m.imgSize), channels: m.channels, mean: m.mean, std: m.std });
 }

@@ -12,9 +12,10 @@ import { evalCommand } from './commands/eval.js';
 import { predictCommand } from './commands/predict.js';
 import { benchCommand } from './commands/bench.js';
 import { downloadCommand } from './commands/download.js';
+import { explainCommand } from './commands/explain.js';
 
 /** Every command, in the order `vit --help` lists them: a new command is one import and one entry here. */
-export const commands: Command[] = [modelsCommand, summaryCommand, trainCommand, evalCommand, predictCommand, downloadCommand, benchCommand, parityCommand, convertCommand];
+export const commands: Command[] = [modelsCommand, summaryCommand, trainCommand, evalCommand, predictCommand, explainCommand, downloadCommand, benchCommand, parityCommand, convertCommand];
 
 function globalHelp(): string {
   return [

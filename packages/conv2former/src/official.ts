@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, checkKnownKwargs, kwargReader, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs, expectModel, goldenFeatures } from '@vit/core';
+import { ConfigError, checkKnownKwargs, featureInfoCamTargets, kwargReader, registerArchitecture, type ArchitectureAdapter, type Module, type OfficialKwargs, expectModel, goldenFeatures } from '@vit/core';
 import { CONV2FORMER_DEFAULTS, Conv2Former, type Conv2FormerOptions } from './model.js';
 
 /**
@@ -112,6 +112,11 @@ export const conv2formerArchitecture: ArchitectureAdapter = {
   description: 'Conv2Former (HVision-NKU/Conv2Former:models/conv2former.py, class Conv2Former)',
   fromOfficialConfig: (kwargs) => conv2formerFromOfficialConfig(kwargs),
   officialFeatures: conv2formerOfficialFeatures,
+  // Grad-CAM on the stage maps (`stages.i`).
+  explainer: (model) =>
+    model instanceof Conv2Former
+      ? { method: 'gradcam', camTargets: featureInfoCamTargets(model.featureInfo), noRollout: 'Conv2Former is convolutional (its modulation weights are not attention probabilities)' }
+      : undefined,
 };
 
 /** Registers the `conv2former` architecture adapter (idempotent). */

@@ -12,6 +12,7 @@ export * from './optim/index.js';
 export * from './train/index.js';
 export * from './data/index.js';
 export * from './plot/index.js';
+export * from './explain/index.js';
 export * from './bench/index.js';
 export * from './pretrained/index.js';
 export { VERSION } from './version.js';

@@ -6,6 +6,7 @@ import {
   parseTorchLayerNorm,
   registerArchitecture,
   type ArchitectureAdapter,
+  type CamTarget,
   type Module,
   type NormFactory,
   type OfficialKwargs,
@@ -105,7 +106,23 @@ export const litv2Architecture: ArchitectureAdapter = {
   description: 'LITv2 (ziplab/LITv2:classification/models/litv2.py, class LITv2)',
   fromOfficialConfig: (kwargs) => litv2FromOfficialConfig(kwargs),
   officialFeatures: litv2OfficialFeatures,
+  explainer: (model) =>
+    model instanceof LITv2
+      ? {
+          method: 'gradcam',
+          camTargets: litv2CamTargets(model),
+          noRollout:
+            "LITv2's attention is not global: its first stages have none, HiLo's Hi-Fi heads attend within windows and its Lo-Fi heads to pooled keys, so no token-to-token map spans the network",
+        }
+      : undefined,
 };
+
+/** Each stage's map before its DTM: the output of the stage's last block (`layers.i.blocks.{last}`). */
+export function litv2CamTargets(model: LITv2): CamTarget[] {
+  return [...model.layers].flatMap((layer, i) =>
+    layer.blocks.length ? [{ layer: `layers.${i}.blocks.${layer.blocks.length - 1}`, reduction: model.featureInfo[i]!.reduction }] : [],
+  );
+}
 
 /** Registers the `litv2` architecture adapter (idempotent). */
 export function registerLITv2Architecture(): void {

@@ -4,6 +4,7 @@ import {
   checkKnownKwargs,
   ConfigError,
   defaultCheckpointFilter,
+  featureInfoCamTargets,
   registerArchitecture,
   type ArchitectureAdapter,
   type Module,
@@ -134,6 +135,11 @@ export const mrlaArchitecture: ArchitectureAdapter = {
   officialFeatures: mrlaOfficialFeatures,
   // The classifier is torchvision's `fc`, not `head`.
   filterCheckpoint: (model, tensors) => defaultCheckpointFilter(model, tensors, 'fc'),
+  // Grad-CAM on the stage maps (`layer1..layer4`).
+  explainer: (model) =>
+    model instanceof ResNetMRLA
+      ? { method: 'gradcam', camTargets: featureInfoCamTargets(model.featureInfo), noRollout: 'ResNet-MRLA is convolutional (MRLA-light mixes channels of layers, not token probabilities)' }
+      : undefined,
 };
 
 /** Registers the `mrla` architecture adapter (idempotent). */

@@ -22,6 +22,7 @@ import {
   registerArchitecture,
   type AdaptedCheckpoint,
   type ArchitectureAdapter,
+  type CamTarget,
   type Module,
   type NormFactory,
   type OfficialKwargs,
@@ -151,7 +152,27 @@ export const regionvitArchitecture: ArchitectureAdapter = {
   description: 'RegionViT (IBM/RegionViT:regionvit/regionvit.py, class RegionViT)',
   fromOfficialConfig: (kwargs) => regionvitFromOfficialConfig(kwargs),
   officialFeatures: regionvitOfficialFeatures,
+  explainer: (model) =>
+    model instanceof RegionViT
+      ? {
+          method: 'gradcam',
+          camTargets: regionvitCamTargets(model),
+          noRollout:
+            "RegionViT's attention is regional: local tokens attend within their window, regional tokens among themselves, and the token sets shrink by strided convolutions between stages, so no token-to-token map spans the network",
+        }
+      : undefined,
 };
+
+/**
+ * The local-token maps the prediction reads: every stage's local output but the last's (which
+ * nothing after it reads: the head pools the regional tokens), and the last stage's projected local
+ * map (`layers.{last}.block.0`, what its blocks attend over). The regional map `forwardFeatures`
+ * gives is 1×1 at 224 px.
+ */
+export function regionvitCamTargets(model: RegionViT): CamTarget[] {
+  const n = model.layers.length;
+  return model.featureInfo.map((f, i) => ({ layer: i < n - 1 ? `layers.${i}` : `layers.${i}.block.0`, output: 1, reduction: f.reduction }));
+}
 
 /** Registers the `regionvit` architecture adapter (idempotent). */
 export function registerRegionViTArchitecture(): void {

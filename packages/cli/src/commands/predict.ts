@@ -1,12 +1,9 @@
-import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
-import sharp from 'sharp';
-import { asOutOfMemory, CenterCrop, DataLoader, ImageFolderDataset } from '@vit/core';
+import { asOutOfMemory } from '@vit/core';
 import { JSON_OPTION, type Command } from '../command.js';
-import { EXIT, InputError, UsageError } from '../exit-codes.js';
+import { EXIT } from '../exit-codes.js';
 import { posInt } from '../flags.js';
 import { BACKEND_OPTION, useBackend } from '../setup.js';
-import { INFERENCE_OPTIONS, loadForInference } from '../inference.js';
+import { imageFiles, imageLoader, INFERENCE_OPTIONS, loadForInference } from '../inference.js';
 
 const DEFAULT_TOP_K = 5;
 
@@ -38,21 +35,13 @@ export const predictCommand: Command = {
     'only. --weights-url URL|FILE loads another copy (a mirror, a file you downloaded) with the same tag settings.',
   ].join('\n'),
   async run({ values, positionals }, io) {
-    if (positionals.length === 0) throw new UsageError('give at least one image file');
-    const files = positionals.map((p) => resolve(p));
-    const missing = files.filter((f) => !existsSync(f));
-    if (missing.length) throw new InputError(`no such image: ${missing.join(', ')}`);
-    const dirs = files.filter((f) => statSync(f).isDirectory());
-    if (dirs.length) throw new InputError(`${dirs.join(', ')}: a folder, not an image file (give the image files, e.g. ${dirs[0]}/*.png)`);
+    const files = imageFiles(positionals);
     const topK = posInt(values['top-k'], 'top-k') ?? DEFAULT_TOP_K;
     const backend = await useBackend(values.backend ?? 'auto');
     const m = await loadForInference(values, io);
     for (const w of m.warnings) io.err(w);
     try {
-      // Decode at size/cropPct (shorter side, centre) then crop to the model size, as timm evaluates.
-      const decodeSize = Math.floor(m.imgSize / m.cropPct);
-      const ds = new ImageFolderDataset(files, new Int32Array(files.length), m.classNames ?? [], sharp as unknown as ConstructorParameters<typeof ImageFolderDataset>[3], { dir: '', size: decodeSize, channels: m.channels });
-      const loader = new DataLoader(ds, { batchSize: 16, transform: new CenterCrop(m.imgSize), channels: m.channels, mean: m.mean, std: m.std });
+      const loader = imageLoader(files, m);
       const r = await m.trainer.predict(loader, { topK }).catch((e: unknown) => {
         throw asOutOfMemory(e, { what: `predicting with ${m.modelName}`, batchSize: Math.min(16, files.length) });
       });

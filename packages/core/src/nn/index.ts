@@ -1,4 +1,5 @@
 export * from './module.js';
+export * from './hooks.js';
 export * from './init.js';
 export * from './containers.js';
 export * from './activation.js';

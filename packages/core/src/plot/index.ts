@@ -6,3 +6,5 @@ export { plotPredictionGrid } from './grid.js';
 export type { PlotImage, PredictionGridInput } from './grid.js';
 export { renderVegaSvg, svgToPng, writeVegaChart, plotPaths, CHART_CONFIG } from './render.js';
 export type { PlotFiles } from './render.js';
+export { plotExplanation, decodeImageRgb } from './explanation.js';
+export type { ExplanationPlotOptions } from './explanation.js';

@@ -1,6 +1,6 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -11,6 +11,7 @@ import { plotConfusionMatrix } from './confusion.js';
 import { plotLearningCurves } from './curves.js';
 import { plotPredictionGrid } from './grid.js';
 import { plotPaths } from './render.js';
+import { plotExplanation } from './explanation.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vit-plot-'));
 beforeAll(async () => {
@@ -157,5 +158,36 @@ describe('plotPredictionGrid', () => {
     await expect(plotPredictionGrid({ images: [gray], predicted: [5], actual: [0], classNames: ['a', 'b'] }, join(tmp, 'x.png'))).rejects.toThrow(
       /class 5 is not in the 2 class names/,
     );
+  });
+});
+
+describe('plotExplanation', () => {
+  it("writes a PNG of the image's own size with the map blended over the model's centred square", async () => {
+    // A 30×20 mid-grey PNG on disk (a landscape image: the model saw its centred 20×20 square).
+    const src = join(tmp, 'landscape.png');
+    await sharp({ create: { width: 30, height: 20, channels: 3, background: { r: 128, g: 128, b: 128 } } }).png().toFile(src);
+    const out = join(tmp, 'sub', 'overlay.png');
+    const r = await plotExplanation(src, { data: [1], width: 1, height: 1 }, out, { alpha: 1 });
+    expect(r).toEqual({ png: out, width: 30, height: 20 });
+    const meta = await pngInfo(out);
+    expect([meta.width, meta.height]).toEqual([30, 20]);
+    const { data, info } = await sharp(readFileSync(out)).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const px = (x: number, y: number) => [...data.subarray((y * info.width + x) * 3, (y * info.width + x) * 3 + 3)];
+    // Columns 5..24 are the square (jet(1) is dark red); the 5 columns either side are the image.
+    for (const x of [5, 15, 24]) expect(px(x, 10)).toEqual([128, 0, 0]);
+    for (const x of [0, 4, 25, 29]) expect(px(x, 10)).toEqual([128, 128, 128]);
+    // centreCrop: the model saw 0.5 of the shorter side.
+    await plotExplanation(src, { data: [1], width: 1, height: 1 }, out, { alpha: 1, centreCrop: 0.5 });
+    const half = await sharp(readFileSync(out)).removeAlpha().raw().toBuffer();
+    expect([...half.subarray((10 * 30 + 15) * 3, (10 * 30 + 15) * 3 + 3)]).toEqual([128, 0, 0]);
+    expect([...half.subarray((2 * 30 + 15) * 3, (2 * 30 + 15) * 3 + 3)]).toEqual([128, 128, 128]);
+  });
+
+  it('refuses an unreadable image and a bad crop', async () => {
+    const bad = join(tmp, 'not-an-image.png');
+    writeFileSync(bad, 'hello');
+    await expect(plotExplanation(bad, { data: [0], width: 1, height: 1 }, join(tmp, 'x.png'))).rejects.toThrow(/not-an-image\.png: cannot decode image/);
+    const img = { data: new Uint8Array(12), width: 2, height: 2, channels: 3 };
+    await expect(plotExplanation(img, { data: [0], width: 1, height: 1 }, join(tmp, 'x.png'), { centreCrop: 0 })).rejects.toThrow(/centreCrop must be in \(0, 1\]/);
   });
 });

@@ -3,6 +3,7 @@ import { ConfigError, UnknownModelError, nearestNames } from '../errors.js';
 import type { Module } from '../nn/module.js';
 import { processWide } from '../process_wide.js';
 import type { AdaptedCheckpoint } from '../weights/convert.js';
+import type { Explainer } from '../explain/types.js';
 
 /** What a user needs to feed a model correctly (timm's pretrained_cfg). */
 export interface ModelCard {
@@ -231,6 +232,12 @@ export interface ArchitectureAdapter {
    * `vit predict --weights`, pretrained loading). Absent: `defaultCheckpointFilter`.
    */
   filterCheckpoint?(model: Module, tensors: Map<string, tf.Tensor>): AdaptedCheckpoint;
+  /**
+   * How `explain()`, `gradCam` and `attentionRollout` treat this architecture's models (the
+   * Grad-CAM layers, the attention maps); `undefined` for a model that is not one of them:
+   * `explain()` asks every registered adapter.
+   */
+  explainer?(model: Module): Explainer | undefined;
 }
 
 /**
@@ -248,6 +255,15 @@ export function getArchitecture(name: string): ArchitectureAdapter {
   const a = architectures.get(name);
   if (!a) throw new UnknownModelError(name, nearestNames(name, architectures.keys()), 'architecture');
   return a;
+}
+
+/** The explainer of the first registered architecture that recognises `model`, if any. */
+export function findExplainer(model: Module): Explainer | undefined {
+  for (const a of architectures.values()) {
+    const e = a.explainer?.(model);
+    if (e) return e;
+  }
+  return undefined;
 }
 
 export function listArchitectures(): string[] {

@@ -8,6 +8,8 @@ import { Module } from '../nn/module.js';
 import { BatchNorm2d } from '../nn/norm.js';
 import type { FeatureInfo } from '../registry/contract.js';
 import { resolveIndices } from '../registry/contract.js';
+import { registerArchitecture } from '../registry/registry.js';
+import { featureInfoCamTargets } from '../explain/gradcam.js';
 import { runConformance, type ConformanceSubject } from './conformance.js';
 import { setTestBackend } from './backend.js';
 
@@ -19,6 +21,8 @@ interface Faults {
   nondeterministic?: boolean;
   /** No blocks for setGradCheckpointing. */
   noCheckpointUnits?: boolean;
+  /** Its architecture's explainer names a Grad-CAM layer the model does not have. */
+  badCamLayer?: boolean;
 }
 
 /** A two-stage conv net implementing the model contract, with switchable faults. */
@@ -84,6 +88,13 @@ class TinyNet extends Module {
   }
 }
 
+registerArchitecture({
+  name: 'conformance-test-tiny',
+  fromOfficialConfig: () => new TinyNet(),
+  explainer: (m) =>
+    m instanceof TinyNet ? { method: 'gradcam', camTargets: m.faults.badCamLayer ? [{ layer: 'stage3', reduction: 4 }] : featureInfoCamTargets(m.featureInfo) } : undefined,
+});
+
 const subject = (faults: Faults = {}): ConformanceSubject => ({ name: 'tiny', build: () => new TinyNet(3, faults), inputShape: [2, 8, 8, 3] });
 
 describe('conformance suite', () => {
@@ -104,6 +115,7 @@ describe('conformance suite', () => {
     ['wrongFeatureChs', { wrongFeatureChs: true }, /features: stage 1 \(stage2\): expected \[2, ~2, ~2, 5\]/],
     ['nondeterministic', { nondeterministic: true }, /eval determinism|forwardHead/],
     ['noCheckpointUnits', { noCheckpointUnits: true }, /has no blocks to checkpoint/],
+    ['badCamLayer', { badCamLayer: true }, /TinyNet has no module 'stage3'/],
   ] as const)('catches a model with fault %s', (_n, faults, msg) => {
     expect(() => runConformance(subject(faults))).toThrow(msg);
     // the suite disposes what it built even when a check fails (the leak fault leaks on purpose)

@@ -5,7 +5,8 @@ import { ShapeError } from '../errors.js';
 import { withSeededRandom } from '../train/random.js';
 import type { Module } from '../nn/module.js';
 import { isVisionModel, type VisionModel } from '../registry/contract.js';
-import { createModel, type CreateModelOptions } from '../registry/registry.js';
+import { createModel, findExplainer, type CreateModelOptions } from '../registry/registry.js';
+import { explain } from '../explain/explain.js';
 
 /**
  * The checks every registered model must pass (DESIGN.md "The conformance suite"), as plain
@@ -242,6 +243,39 @@ export function checkResetClassifier(s: ConformanceSubject): void {
   }
 }
 
+/**
+ * `explain()` gives `[B, H, W]` finite maps in [0, 1] with each method the model offers (Grad-CAM
+ * always, on the layer its architecture names; rollout where it exposes global attention), and
+ * leaves the model's mode as it was.
+ */
+export function checkExplain(s: ConformanceSubject, model: VisionModel): void {
+  const [b, h, w] = s.inputShape;
+  const explainer = findExplainer(model);
+  const methods = explainer?.attention ? (['gradcam', 'rollout'] as const) : (['gradcam'] as const);
+  model.train();
+  try {
+    tf.tidy(() => {
+      const x = seededInput(s.inputShape, 10);
+      for (const method of methods) {
+        const r = explain(model, x, { method });
+        const where = `${method}${r.layer ? ` on '${r.layer}'` : ''}`;
+        if (r.map.rank !== 3 || r.map.shape[0] !== b || r.map.shape[1] !== h || r.map.shape[2] !== w) {
+          throw new ConformanceError(s.name, 'explain', `${where}: expected maps [${b}, ${h}, ${w}], got [${r.map.shape.join(', ')}]`);
+        }
+        const [lo, hi] = [tf.min(r.map).dataSync()[0]!, tf.max(r.map).dataSync()[0]!];
+        if (!allFinite(r.map) || lo < 0 || hi > 1) throw new ConformanceError(s.name, 'explain', `${where}: map values outside [0, 1] (${lo}..${hi})`);
+        if (method === 'gradcam' && explainer?.camTargets?.length && r.layer === 'forwardFeatures') {
+          throw new ConformanceError(s.name, 'explain', "Grad-CAM fell back to forwardFeatures although the model's explainer names layers");
+        }
+        if (r.classIndex.length !== b) throw new ConformanceError(s.name, 'explain', `${where}: ${r.classIndex.length} classes for ${b} images`);
+      }
+    });
+    if (!model.training) throw new ConformanceError(s.name, 'explain', 'explain left the model in eval mode');
+  } finally {
+    model.eval();
+  }
+}
+
 /** Runs every check on one subject; returns nothing, throws on the first failing check. */
 export function runConformance(s: ConformanceSubject): void {
   const before = tf.memory().numTensors;
@@ -255,6 +289,7 @@ export function runConformance(s: ConformanceSubject): void {
     checkInputValidation(s, model);
     checkGradients(s, model);
     checkGradCheckpointing(s, model);
+    checkExplain(s, model);
     const leaked = tf.memory().numTensors - afterBuild;
     if (leaked !== 0) throw new ConformanceError(s.name, 'tensor leak', `${leaked} tensors left after the checks`);
   } finally {

@@ -8,6 +8,7 @@ import { createModel } from '../registry/registry.js';
 export * from './conformance.js';
 export * from '../parity/compare.js';
 export * from './golden.js';
+export * from './explain.js';
 
 /**
  * Registers one vitest test per model running the whole conformance suite. Architecture

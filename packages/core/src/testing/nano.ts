@@ -1,5 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { explain } from '../explain/explain.js';
+import { loadPretrained } from '../pretrained/pretrained.js';
+import { explanationFocus, fashionMnistProbe, type FashionMnistProbe } from './explain.js';
 import type { Module } from '../nn/module.js';
 import { createModel, getModelCard } from '../registry/registry.js';
 import type { VisionModel } from '../registry/contract.js';
@@ -116,5 +119,50 @@ export function describeNanoVariant(o: DescribeNanoVariantOptions): void {
     }
 
     o.extraTests?.();
+  });
+}
+
+export interface DescribeExplanationFocusOptions {
+  /** A `*_nano` variant with `fashion_mnist` weights. */
+  name: string;
+  /** Folder with the Fashion-MNIST IDX files (the CLI's bundled subset). */
+  dataDir: string;
+  methods: Array<'gradcam' | 'rollout'>;
+  /** The garment's mean map value over the empty background's must exceed this (over all images). */
+  minRatio: number;
+}
+
+/**
+ * The sanity check of an explanation on trained weights: on the first 4 Fashion-MNIST test images
+ * of every class, the map of the trained nano model is higher on the garment than on the empty
+ * background around it (averaged over the images, and in most of them).
+ */
+export function describeExplanationFocus(o: DescribeExplanationFocusOptions): void {
+  describe(`${o.name} (fashion_mnist weights) explains Fashion-MNIST`, () => {
+    let model: Module;
+    let probe: FashionMnistProbe;
+    beforeAll(async () => {
+      await setTestBackend();
+      model = (await loadPretrained(o.name, { tag: 'fashion_mnist' })).model;
+      probe = await fashionMnistProbe(o.dataDir);
+    });
+    afterAll(() => {
+      model?.dispose();
+      probe?.x.dispose();
+    });
+    for (const method of o.methods) {
+      it(`${method}: more of the map on the garments than on the empty background (40 test images)`, async () => {
+        // A long synchronous pass starves vitest's worker RPC: yield first.
+        await new Promise<void>((r) => setTimeout(r, 0));
+        const before = tf.memory().numTensors;
+        const r = explain(model, probe.x, { method });
+        const f = explanationFocus(r.map, probe);
+        tf.dispose([r.map, r.logits]);
+        expect(tf.memory().numTensors).toBe(before);
+        expect(f.images).toBeGreaterThanOrEqual(30);
+        expect(f.object / f.empty, `garment ${f.object.toFixed(3)}, empty ${f.empty.toFixed(3)}`).toBeGreaterThan(o.minRatio);
+        expect(f.wins, `the garment is ahead in ${f.wins} of ${f.images} images`).toBeGreaterThan(f.images / 2);
+      });
+    }
   });
 }

@@ -1,0 +1,11 @@
+export { explain, explainMethod } from './explain.js';
+export type { ExplainMethod, ExplainOptions } from './explain.js';
+export { gradCam, pickCamTarget, featureInfoCamTargets, DEFAULT_MIN_CAM_SIZE } from './gradcam.js';
+export type { GradCamOptions } from './gradcam.js';
+export { attentionRollout, captureAttention, rollout } from './rollout.js';
+export type { AttentionRolloutOptions, HeadFusion, RolloutOptions } from './rollout.js';
+export { toUnitMaps, tokenGrid } from './common.js';
+export type { Explanation } from './common.js';
+export { jet, renderHeatmap } from './heatmap.js';
+export type { HeatmapData, PixelImage, RenderHeatmapOptions } from './heatmap.js';
+export type { AttentionMaps, AttentionSpec, CamTarget, Explainer } from './types.js';

@@ -1,0 +1,12 @@
+import '@tensorflow/tfjs';
+import { fileURLToPath } from 'node:url';
+import { describeExplanationFocus } from '@vit/core/testing';
+import './index.js';
+
+// Grad-CAM on the stage maps (`layer1..layer4`, core's featureInfo targets); at 32 px the 4×4 layer4.
+describeExplanationFocus({
+  name: 'resnet10_mrlal_nano',
+  dataDir: fileURLToPath(new URL('../../cli/data/fashion-mnist-subset/', import.meta.url)),
+  methods: ['gradcam'],
+  minRatio: 1.15,
+});
