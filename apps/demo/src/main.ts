@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { FASHION_MNIST_CLASSES, getModelCard, listModels, type FloatImage } from '@vit/core';
+import { FASHION_MNIST_CLASSES, getModelCard, listModels, type ExplainMethod, type FloatImage } from '@vit/core';
 import { DEMO_BACKENDS, availability, switchBackend, type DemoBackend } from './backend.js';
 import { drawCurve } from './curve.js';
+import { drawExplanation } from './explanation.js';
 import { loadSubset, type Subset } from './data.js';
 import { loadNano, loadWithWeights, modelChoices, predict, preprocess, rgbaToFloat, type LoadedModel } from './models.js';
 import { trainNano, type StepPoint } from './train.js';
@@ -18,6 +19,9 @@ const inputLabel = $('input-label');
 const invert = $<HTMLInputElement>('invert');
 const samples = $('samples');
 const top5 = $<HTMLOListElement>('top5');
+const explainCanvas = $<HTMLCanvasElement>('explain');
+const explainMethod = $<HTMLSelectElement>('explain-method');
+const explainStatus = $('explain-status');
 const trainModel = $<HTMLSelectElement>('train-model');
 const trainStart = $<HTMLButtonElement>('train-start');
 const trainStop = $<HTMLButtonElement>('train-stop');
@@ -41,6 +45,8 @@ const state: {
   label?: number;
   trained?: LoadedModel;
   training?: AbortController;
+  /** The class to explain (a click on the top 5); undefined: the top class. */
+  explainClass?: number;
 } = {};
 
 // ---- backend -------------------------------------------------------------------------------
@@ -101,6 +107,7 @@ async function useModel(load: () => Promise<LoadedModel>): Promise<void> {
     const m = await load();
     if (state.loaded && state.loaded !== state.trained) state.loaded.model.dispose();
     state.loaded = m;
+    state.explainClass = undefined;
     const notes = m.notes.length ? ` (${m.notes.join('; ')})` : '';
     setStatus(modelStatus, 'ready', `${m.name} from ${m.source}${notes}`);
     if (state.image) await runPrediction();
@@ -138,6 +145,7 @@ function paint(canvas: HTMLCanvasElement, img: FloatImage): void {
 async function setImage(image: FloatImage, label?: number): Promise<void> {
   state.image = image;
   state.label = label;
+  state.explainClass = undefined;
   inputLabel.textContent = label === undefined ? '' : `True class: ${FASHION_MNIST_CLASSES[label]}`;
   inputLabel.dataset.label = label === undefined ? '' : String(label);
   if (state.loaded) await runPrediction();
@@ -182,6 +190,8 @@ function setUpDrawing(): void {
     state.image = undefined;
     top5.replaceChildren();
     top5.dataset.state = 'none';
+    explainCanvas.getContext('2d')!.clearRect(0, 0, explainCanvas.width, explainCanvas.height);
+    setStatus(explainStatus, 'none', '');
     inputLabel.textContent = '';
   });
 
@@ -212,6 +222,10 @@ function setUpDrawing(): void {
     input.classList.remove('dragging');
     const file = e.dataTransfer?.files[0];
     if (file) void openFile(file);
+  });
+  explainMethod.addEventListener('change', () => {
+    state.explainClass = undefined;
+    if (state.loaded && state.image) void runPrediction();
   });
   invert.addEventListener('change', () => {
     if (state.loaded && state.image) void runPrediction();
@@ -266,14 +280,20 @@ function runPrediction(): Promise<void> {
     if (!m || !image) return;
     top5.dataset.state = 'running';
     try {
-      const { x } = preprocess(m, image, { invert: invert.checked });
+      const { x, view } = preprocess(m, image, { invert: invert.checked });
       try {
         const best = await predict(m, x);
         top5.replaceChildren(
           ...best.map((e) => {
             const li = document.createElement('li');
             li.dataset.index = String(e.index);
+            li.title = `explain ${e.label} (Grad-CAM)`;
+            li.addEventListener('click', () => {
+              state.explainClass = e.index;
+              void runPrediction();
+            });
             if (e.index === state.label) li.classList.add('true');
+            if (e.index === state.explainClass) li.classList.add('explained');
             const name = document.createElement('span');
             name.className = 'name';
             name.textContent = e.label;
@@ -288,6 +308,7 @@ function runPrediction(): Promise<void> {
           }),
         );
         top5.dataset.state = 'ready';
+        await runExplanation(m, x, view);
       } finally {
         x.dispose();
       }
@@ -297,6 +318,23 @@ function runPrediction(): Promise<void> {
     }
   });
   return predicting;
+}
+
+async function runExplanation(m: LoadedModel, x: Parameters<typeof drawExplanation>[2], view: FloatImage): Promise<void> {
+  setStatus(explainStatus, 'running', 'explaining…');
+  try {
+    // A chosen class needs Grad-CAM (rollout cannot target a class).
+    const method = (state.explainClass !== undefined ? 'gradcam' : explainMethod.value) as ExplainMethod;
+    const r = await drawExplanation(explainCanvas, m, x, view, { method, classIndex: state.explainClass });
+    const name = m.classNames?.[r.classIndex] ?? String(r.classIndex);
+    const how = r.method === 'rollout' ? 'attention rollout' : `Grad-CAM on ${r.layer}`;
+    setStatus(explainStatus, 'ready', `${how}, for ${name}${state.explainClass === undefined ? ' (the top class)' : ''}`);
+    explainStatus.dataset.method = r.method;
+    explainStatus.dataset.classIndex = String(r.classIndex);
+  } catch (e) {
+    explainCanvas.getContext('2d')!.clearRect(0, 0, explainCanvas.width, explainCanvas.height);
+    setStatus(explainStatus, 'error', message(e));
+  }
 }
 
 // ---- training ------------------------------------------------------------------------------

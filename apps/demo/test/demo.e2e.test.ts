@@ -55,11 +55,37 @@ describe.skipIf(chromiumMissing !== undefined && !browserRequired)('the demo app
     page.waitForFunction(([s, ok]) => ok!.includes((document.querySelector(s!) as HTMLElement).dataset.state ?? ''), [sel, states] as const, { timeout });
   const top = () => page.$$eval('#top5 li', (ls) => ls.map((li) => ({ index: Number(li.dataset.index), name: li.querySelector('.name')!.textContent!, prob: parseFloat(li.querySelector('.prob')!.textContent!) })));
 
+  /** The explanation canvas: its pixels' digest, how many distinct colours, and whether it is all one colour. */
+  const explainCanvas = () =>
+    page.$eval('#explain', (c) => {
+      const d = (c as HTMLCanvasElement).getContext('2d')!.getImageData(0, 0, 224, 224).data;
+      const colours = new Set<number>();
+      let hash = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        colours.add((d[i]! << 16) | (d[i + 1]! << 8) | d[i + 2]!);
+        hash = (Math.imul(hash, 31) + d[i]! * 65536 + d[i + 1]! * 256 + d[i + 2]!) | 0;
+      }
+      // Jet's hot end (red well above blue) somewhere: the map has a peak.
+      let hot = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i]! > 150 && d[i + 2]! < 100) hot++;
+      return { hash, colours: colours.size, hot };
+    });
+  const explainState = () =>
+    page.$eval('#explain-status', (e) => ({ state: (e as HTMLElement).dataset.state, method: (e as HTMLElement).dataset.method, classIndex: Number((e as HTMLElement).dataset.classIndex), text: e.textContent! }));
+
+  /** Loads a nano model's Fashion-MNIST weights into the predict panel. */
+  async function loadNano(name: string) {
+    await page.selectOption('#model', name);
+    await page.click('#load-pretrained');
+    await page.waitForFunction((n) => new RegExp(`^${n} from http`).test(document.querySelector('#model-status')!.textContent!), name, { timeout: 60_000 });
+  }
+
   /** Clicks bundled test image `index` and waits for its top 5. */
   async function pickSample(index: number) {
     await page.click(`#samples button[data-index="${index}"]`);
     await waitState('#top5', ['ready', 'error']);
     expect(await state('#top5'), (await page.textContent('#top5')) ?? '').toBe('ready');
+    await waitState('#explain-status', ['ready', 'error']);
     return { label: Number(await page.$eval('#input-label', (e) => (e as HTMLElement).dataset.label)), top: await top() };
   }
 
@@ -82,7 +108,9 @@ describe.skipIf(chromiumMissing !== undefined && !browserRequired)('the demo app
     expect(await state('#model-status'), status!).toBe('ready');
     // The card's URL, rewritten by Vite to the asset it emitted from packages/cait/weights.
     expect(status).toMatch(/^cait_nano from http:\/\/127\.0\.0\.1:\d+\/assets\/cait_nano\.fashion_mnist-[\w-]+\.safetensors/);
-    // Test images 7 (a trouser) and 24 (a bag): the weights get both right.
+    // Test images 7 (a trouser) and 24 (a bag): the weights get both right. CaiT is an attention
+    // model: its explanation is attention rollout, of the top class.
+    const maps = [];
     for (const [index, cls] of [
       [7, 1],
       [24, 8],
@@ -93,8 +121,50 @@ describe.skipIf(chromiumMissing !== undefined && !browserRequired)('the demo app
       expect(top[0]!.index).toBe(cls);
       expect(top.map((t) => t.name)).toEqual(top.map((t) => FASHION[t.index]));
       expect(top[0]!.prob).toBeGreaterThan(50);
+      const ex = await explainState();
+      expect(ex, ex.text).toMatchObject({ state: 'ready', method: 'rollout', classIndex: cls });
+      expect(ex.text).toBe(`attention rollout, for ${FASHION[cls]} (the top class)`);
+      const map = await explainCanvas();
+      expect(map.colours).toBeGreaterThan(50);
+      expect(map.hot).toBeGreaterThan(0);
+      maps.push(map.hash);
+      await shot(`02-predict-cait_nano-${index}.png`);
     }
-    await shot('02-predict-cait_nano.png');
+    // Two images, two maps.
+    expect(maps[0]).not.toBe(maps[1]);
+  });
+
+  it('explains a conv model with Grad-CAM, for the top class or a class clicked in the top 5', async () => {
+    await loadNano('conv2former_nano');
+    await waitState('#top5', ['ready']);
+    await waitState('#explain-status', ['ready', 'error']);
+    const { top } = await pickSample(7);
+    expect(top[0]!.index).toBe(1);
+    const ex = await explainState();
+    expect(ex, ex.text).toMatchObject({ state: 'ready', method: 'gradcam', classIndex: 1 });
+    expect(ex.text).toMatch(/^Grad-CAM on stages\.\d, for Trouser \(the top class\)$/);
+    const trouser = await explainCanvas();
+    expect(trouser.colours).toBeGreaterThan(50);
+    await shot('03-explain-conv2former_nano.png');
+    // Another image, another map.
+    await pickSample(24);
+    expect((await explainState()).classIndex).toBe(8);
+    expect((await explainCanvas()).hash).not.toBe(trouser.hash);
+    // The second class of the top 5, explained on request.
+    await pickSample(7);
+    const second = top[1]!;
+    await page.click(`#top5 li[data-index="${second.index}"]`);
+    await page.waitForFunction((i) => (document.querySelector('#explain-status') as HTMLElement).dataset.classIndex === String(i), second.index);
+    await waitState('#explain-status', ['ready', 'error']);
+    const chosen = await explainState();
+    expect(chosen, chosen.text).toMatchObject({ state: 'ready', method: 'gradcam', classIndex: second.index });
+    expect(chosen.text).toMatch(new RegExp(`^Grad-CAM on stages\\.\\d, for ${second.name.replace('/', '\\/')}$`));
+    expect(await page.$eval('#top5 li.explained', (li) => Number((li as HTMLElement).dataset.index))).toBe(second.index);
+    expect((await explainCanvas()).hash).not.toBe(trouser.hash);
+    await shot('03-explain-conv2former_nano-class.png');
+    // Back to cait_nano for what follows.
+    await loadNano('cait_nano');
+    await waitState('#top5', ['ready']);
   });
 
   it("loads a user's weights file into a registered model (the same file: the same top 5)", async () => {
@@ -130,7 +200,7 @@ describe.skipIf(chromiumMissing !== undefined && !browserRequired)('the demo app
       return n;
     });
     expect(lit).toBeGreaterThan(500);
-    await shot('03-drawing.png');
+    await shot('04-drawing.png');
   });
 
   it('trains a nano model for a few steps with a live curve and img/s', async () => {
@@ -167,10 +237,17 @@ describe.skipIf(chromiumMissing !== undefined && !browserRequired)('the demo app
     expect(ips).toBeGreaterThan(0);
     console.log(`[demo] cait_nano training on wasm: ${ips} img/s (batch 16)`);
     expect(await page.$eval('#curve polyline.loss', (p) => p.getAttribute('points')!.split(' ').length)).toBe(4);
-    await shot('04-trained.png');
+    await shot('05-trained.png');
+    // The trained model takes over the predict panel (and is explained there).
+    await page.click('#train-use');
+    await page.waitForFunction(() => /^cait_nano from 4 steps of training in this page/.test(document.querySelector('#model-status')!.textContent!), null, { timeout: 30_000 });
+    await waitState('#top5', ['ready']);
+    await waitState('#explain-status', ['ready', 'error']);
+    expect(await state('#explain-status')).toBe('ready');
   });
 
-  it('switches backends and predicts the same on each', async () => {
+  it('switches backends and predicts and explains the same on each', async () => {
+    await loadNano('cait_nano');
     await pickSample(7);
     const webgl = await page.$eval('#backend option[value=webgl]', (o) => !(o as HTMLOptionElement).disabled);
     for (const name of ['cpu', ...(webgl ? ['webgl'] : []), 'wasm']) {
@@ -183,8 +260,12 @@ describe.skipIf(chromiumMissing !== undefined && !browserRequired)('the demo app
       await waitState('#top5', ['ready']);
       const t = await top();
       expect(t[0]!.index).toBe(1);
+      await waitState('#explain-status', ['ready', 'error']);
+      const ex = await explainState();
+      expect(ex, ex.text).toMatchObject({ state: 'ready', method: 'rollout', classIndex: 1 });
+      expect((await explainCanvas()).hot).toBeGreaterThan(0);
       console.log(`[demo] ${status}: top-1 ${t[0]!.name} ${t[0]!.prob}%`);
-      if (name !== 'wasm') await shot(`05-backend-${name}.png`);
+      if (name !== 'wasm') await shot(`06-backend-${name}.png`);
     }
     if (!webgl) console.log('[demo] webgl is not offered by this Chromium; switched cpu ↔ wasm only');
   });
