@@ -42,14 +42,16 @@ export async function availability(name: DemoBackend): Promise<string | undefine
 
 /** Makes `name` the current backend (with core's kernels and gradient fixes). */
 export async function switchBackend(name: DemoBackend): Promise<BackendState> {
-  if ((BACKEND_ORDER as readonly string[]).includes(name)) {
+  try {
     // wasmPaths false: setWasmPaths above already said where the binaries are.
     const r = await initBackend(name as ConcreteBackend, { wasmPaths: false, env: false });
     return { backend: name, detail: r.detail, warnings: r.warnings };
+  } catch (e) {
+    // This core's initBackend does not know webgl: the app registered it (the import above).
+    if (name !== 'webgl' || (BACKEND_ORDER as readonly string[]).includes(name) || !tf.findBackendFactory(name)) throw e;
+    if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend did not initialise`);
+    await tf.ready();
+    installGradientFixes();
+    return { backend: name, detail: `tfjs-backend-${name}`, warnings: [] };
   }
-  // This core's initBackend does not know the backend (webgl): set it directly, with core's gradient fixes.
-  if (!(await tf.setBackend(name))) throw new Error(`the ${name} backend did not initialise`);
-  await tf.ready();
-  installGradientFixes();
-  return { backend: name, detail: `tfjs-backend-${name}`, warnings: [] };
 }
