@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { installNodeWebGPU, registerWebGPUBackend } from './backends/dawn.js';
 import { BackendError } from './backends/errors.js';
+import { importByName, isNodeRuntime, nodeBuiltins } from './platform/index.js';
 import { installGradientFixes } from './backends/gradients.js';
 import { installCpuKernels, installWasmKernels } from './backends/install.js';
 import { installTensorflowKernels } from './backends/tensorflow_kernels.js';
@@ -76,12 +77,10 @@ interface Context {
 
 const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!.trim();
 const notInstalled = (msg: string) => /Cannot find (package|module)|ERR_MODULE_NOT_FOUND|MODULE_NOT_FOUND|Could not resolve|Failed to load url/.test(msg);
-const isNode = () => typeof process !== 'undefined' && process.versions?.node !== undefined;
 
-// A variable specifier keeps bundlers from resolving optional peers at build time.
 async function importOptional(spec: string): Promise<{ ok: true; mod: unknown } | { ok: false; error: string; missing: boolean }> {
   try {
-    return { ok: true, mod: await import(/* @vite-ignore */ spec) };
+    return { ok: true, mod: await importByName(spec) };
   } catch (e) {
     const error = firstLine(e);
     return { ok: false, error, missing: notInstalled(error) && error.includes(spec) };
@@ -124,9 +123,10 @@ async function tryTensorflow(ctx: Context): Promise<Attempt> {
 
 // On Linux without any GPU device node, WebGPU can only be a CPU rasterizer: skip without loading Dawn.
 async function linuxHasNoGpuDevice(): Promise<boolean> {
-  if (!isNode() || process.platform !== 'linux') return false;
+  const node = nodeBuiltins();
+  if (!node || process.platform !== 'linux') return false;
   try {
-    const fs = await import('node:fs');
+    const { fs } = node;
     const has = (dir: string, re: RegExp) => fs.existsSync(dir) && fs.readdirSync(dir).some((f) => re.test(f));
     return !(has('/dev/dri', /^renderD\d+$/) || has('/dev', /^(nvidia\d+|dxg|kfd)$/));
   } catch {
@@ -165,11 +165,11 @@ interface WasmModule {
 
 /** The folder tfjs-backend-wasm's binaries are in, as this module resolves the package. */
 async function locateWasmBinaries(): Promise<string | undefined> {
-  if (!isNode()) return undefined;
+  const node = nodeBuiltins();
+  if (!node) return undefined;
   try {
-    const [{ createRequire }, path, fs] = await Promise.all([import('node:module'), import('node:path'), import('node:fs')]);
-    const base = typeof __filename === 'string' ? __filename : (import.meta as { url?: string }).url ?? path.join(process.cwd(), 'noop.js');
-    const main = createRequire(base).resolve('@tensorflow/tfjs-backend-wasm');
+    const { path, fs } = node;
+    const main = node.require.resolve('@tensorflow/tfjs-backend-wasm');
     const dir = path.dirname(main);
     return fs.existsSync(path.join(dir, 'tfjs-backend-wasm-simd.wasm')) ? dir + path.sep : undefined;
   } catch {
@@ -325,7 +325,7 @@ function parsePreference(p: BackendName | readonly ConcreteBackend[] | string, w
  * the highest-priority backend, and a tensor created before it is initialised throws.
  */
 export async function initBackend(preference: BackendName | readonly ConcreteBackend[] = 'auto', options: InitBackendOptions = {}): Promise<InitBackendResult> {
-  const env = options.env === false ? undefined : options.env ?? (isNode() ? process.env : undefined);
+  const env = options.env === false ? undefined : options.env ?? (isNodeRuntime() ? process.env : undefined);
   const fromEnv = env?.VIT_BACKEND?.trim();
   const source: InitBackendResult['source'] = fromEnv ? 'env' : preference === 'auto' ? 'default' : 'argument';
   const parsed = fromEnv ? parsePreference(fromEnv, 'VIT_BACKEND') : parsePreference(preference, 'initBackend');

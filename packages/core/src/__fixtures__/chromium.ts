@@ -1,6 +1,8 @@
 // What the browser tests share: finding Debian's Chromium (never a downloaded browser), bundling
 // a page script with esbuild, and launching Chromium through playwright-core.
 import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** Debian's chromium (or VIT_CHROMIUM), if installed. */
 export const chromiumPath = (process.env.VIT_CHROMIUM ? [process.env.VIT_CHROMIUM] : ['/usr/bin/chromium', '/usr/bin/chromium-browser']).find((p) => existsSync(p));
@@ -9,10 +11,27 @@ export const browserRequired = process.env.VIT_BROWSER_TEST_REQUIRE === '1';
 /** Why the browser tests cannot run here, if they cannot. */
 export const chromiumMissing = chromiumPath ? undefined : 'Chromium is not installed (apt-get install chromium, or set VIT_CHROMIUM)';
 
-/** Bundles page entry points for the browser (ESM; node: imports stay external, as a bundler leaves them unused). */
-export async function bundleForBrowser(entryPoints: Record<string, string>, outdir: string, options: { splitting?: boolean } = {}): Promise<void> {
+const coreSrc = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * Bundles page entry points for the browser (ESM) from the sources, as a user's bundler would from
+ * the packages: nothing external, and core's `#node-builtins` is its browser version.
+ */
+export async function bundleForBrowser(entryPoints: Record<string, string>, outdir: string, options: { splitting?: boolean; alias?: Record<string, string> } = {}): Promise<void> {
   const { build } = await import('esbuild');
-  await build({ entryPoints, bundle: true, splitting: options.splitting ?? false, format: 'esm', platform: 'browser', target: 'es2022', external: ['node:*'], outdir, logLevel: 'error' });
+  const aliases = { ...options.alias, '#node-builtins': path.join(coreSrc, 'platform/browser.ts') };
+  await build({
+    entryPoints,
+    bundle: true,
+    splitting: options.splitting ?? false,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    outdir,
+    logLevel: 'error',
+    // Specifiers esbuild's `alias` option does not take (`#…`), and sibling packages' sources.
+    plugins: [{ name: 'vit-sources', setup: (b) => b.onResolve({ filter: /^(#|@vit\/)/ }, (a) => (aliases[a.path] ? { path: aliases[a.path] } : undefined)) }],
+  });
 }
 
 /** Headless Chromium through playwright-core (a dev dependency, imported lazily). */

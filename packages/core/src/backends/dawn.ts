@@ -13,6 +13,7 @@
  * `VIT_DAWN_BACKEND=vulkan|opengles|opengl|null` (comma-separated list) overrides the order.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { importByName } from '../platform/index.js';
 
 /** What `installNodeWebGPU` found. `adapter` is the adapter's description (e.g. "NVIDIA H100 …"). */
 export type DawnResult =
@@ -119,7 +120,7 @@ function wrapGpu(gpu: GpuLike, adapter: AdapterLike, compat: boolean): GpuLike {
 async function importDawn(): Promise<DawnModule | string> {
   const spec = 'webgpu';
   try {
-    const m = (await import(/* @vite-ignore */ spec)) as Partial<DawnModule> & { default?: Partial<DawnModule> };
+    const m = (await importByName(spec)) as Partial<DawnModule> & { default?: Partial<DawnModule> };
     const mod = typeof m.create === 'function' ? m : m.default;
     if (mod && typeof mod.create === 'function') return mod as DawnModule;
     return 'the `webgpu` package does not export create()';
@@ -224,8 +225,7 @@ export async function registerWebGPUBackend(options: NodeWebGPUOptions = {}): Pr
   if (!res.ok) return res;
   let mod: { WebGPUBackend?: new (device: unknown, info?: unknown) => unknown };
   try {
-    const spec = '@tensorflow/tfjs-backend-webgpu';
-    mod = (await import(/* @vite-ignore */ spec)) as typeof mod;
+    mod = (await importByName('@tensorflow/tfjs-backend-webgpu')) as typeof mod;
   } catch (e) {
     return { ok: false, reason: `@tensorflow/tfjs-backend-webgpu is not installed (${e instanceof Error ? e.message.split('\n')[0] : String(e)})` };
   }

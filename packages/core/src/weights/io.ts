@@ -1,11 +1,12 @@
 /**
- * Weight files on disk (Node). `node:fs` is imported lazily, inside the functions, so importing
- * this module (and the weights index) stays harmless in a browser; there, fetch the bytes and use
+ * Weight files on disk (Node). `node:fs` comes through platform/index.ts, so importing this module
+ * (and the weights index) stays harmless in a browser; there, fetch the bytes and use
  * `parseSafetensors` / `serializeSafetensors` directly.
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, FormatError, VitError, WeightLoadError } from '../errors.js';
 import type { Module } from '../nn/module.js';
+import { requireNode, type NodeBuiltins } from '../platform/index.js';
 import { WeightCoverageError, loadOurStateDict, loadPytorchStateDict, toPytorchStateDict, type PytorchLoadResult } from './convert.js';
 import { serializePth } from './pth_write.js';
 import {
@@ -49,16 +50,9 @@ export function batchCountersFromMetadata(metadata: Record<string, string>): Rec
   return out;
 }
 
-type NodeFs = typeof import('node:fs');
-type NodePath = typeof import('node:path');
-
-async function node(): Promise<{ fs: NodeFs; path: NodePath }> {
-  try {
-    const [fs, path] = await Promise.all([import('node:fs'), import('node:path')]);
-    return { fs, path };
-  } catch {
-    throw new VitError('Weight file I/O needs Node.js (node:fs); elsewhere read the bytes yourself and use parseSafetensors', 'VIT_IO');
-  }
+// async: its callers were written for lazily imported node: modules and stay so.
+async function node(): Promise<NodeBuiltins> {
+  return requireNode('Weight file I/O', 'elsewhere read the bytes yourself and use parseSafetensors');
 }
 
 function ioError(action: string, file: string, err: unknown): VitError {
@@ -117,7 +111,7 @@ export async function loadSafetensorsFile(file: string): Promise<LoadedSafetenso
 export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
   const { fs, path } = await node();
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  let handle: Awaited<ReturnType<NodeFs['promises']['open']>> | undefined;
+  let handle: Awaited<ReturnType<NodeBuiltins['fs']['promises']['open']>> | undefined;
   try {
     handle = await fs.promises.open(tmp, 'wx', 0o644);
     await handle.writeFile(data);
