@@ -11,7 +11,7 @@ import { UsageError } from './exit-codes.js';
 
 const BACKENDS = ['auto', 'tensorflow', 'wasm', 'webgpu', 'cpu'];
 
-/** Initialises the backend a command asked for (`auto` by default: tensorflow → hardware webgpu → wasm → cpu). */
+/** Initialises the backend a command asked for (`auto` by default: tensorflow → hardware webgpu → hardware webgl → wasm → software webgl → cpu). */
 export async function useBackend(name: unknown): Promise<string> {
   const b = (name as string | undefined) ?? 'auto';
   if (!BACKENDS.includes(b)) throw new UsageError(`unknown backend '${b}': expected one of ${BACKENDS.join(', ')}`);

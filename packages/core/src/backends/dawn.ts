@@ -65,8 +65,9 @@ const SOFTWARE = /llvmpipe|lavapipe|swiftshader|softpipe/i;
 function describeAdapter(a: AdapterLike): string {
   const i = a.info ?? {};
   const norm = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, '');
-  // Dawn's GLES adapter describes the GL version and names the renderer (llvmpipe) in `device`.
-  const extra = [i.device, i.vendor].filter((s): s is string => Boolean(s) && !norm(i.description ?? '').includes(norm(s!)));
+  // Dawn's GLES adapter describes the GL version and names the renderer (llvmpipe) in `device`;
+  // Chromium's SwiftShader adapter gives only vendor and architecture (google, swiftshader).
+  const extra = [i.device, i.vendor, i.architecture].filter((s): s is string => Boolean(s) && !norm(i.description ?? '').includes(norm(s!)));
   const s = [i.description, extra.length ? `[${extra.join(', ')}]` : ''].filter(Boolean).join(' ').trim();
   return s || i.architecture || 'unnamed adapter';
 }
@@ -223,6 +224,8 @@ async function install(options: NodeWebGPUOptions): Promise<DawnResult> {
 export async function registerWebGPUBackend(options: NodeWebGPUOptions = {}): Promise<DawnResult> {
   const res = await installNodeWebGPU(options);
   if (!res.ok) return res;
+  // Registered already (an app that imports the package; in a browser bundle the import by name below cannot work).
+  if (tf.findBackendFactory('webgpu')) return res;
   let mod: { WebGPUBackend?: new (device: unknown, info?: unknown) => unknown };
   try {
     mod = (await importByName('@tensorflow/tfjs-backend-webgpu')) as typeof mod;

@@ -159,10 +159,16 @@ async function resolveThreads(threads: number | 'auto' | undefined): Promise<{ n
   return { n: Math.min(threads, MAX_WASM_THREADS) };
 }
 
-/** The wasm backend's thread count when it is initialised. */
-function initialisedThreads(mod: WasmPackage | null): number {
+/**
+ * The wasm backend's thread count when it is initialised: from the package, or (a bundle where
+ * @vit/core cannot import it by name) from the threaded build's pthread pool: threads − 1 workers.
+ */
+export function initialisedThreads(mod: WasmPackage | null | undefined): number {
   try {
-    return mod?.getThreadsCount?.() ?? 1;
+    const n = mod?.getThreadsCount?.();
+    if (n !== undefined) return n;
+    const pool = (tf.findBackend('wasm') as unknown as { wasm?: { PThread?: { runningWorkers?: unknown[] } } } | null)?.wasm?.PThread;
+    return pool?.runningWorkers ? pool.runningWorkers.length + 1 : 1;
   } catch {
     return 1;
   }
@@ -190,12 +196,15 @@ export async function enableWasmThreads(options: WasmThreadsOptions = {}): Promi
     if (status.build === 'threaded-simd' && have === n) return { ok: true, threads: n };
     return { ok: false, reason: `the wasm backend was already initialised (${plural(have)}); the thread count is fixed then: enable threads before creating any tensor` };
   }
-  if (!mod || !tf.findBackendFactory('wasm')) return fail('@tensorflow/tfjs-backend-wasm is not installed, or registered its backend in another copy of @tensorflow/tfjs-core');
+  const notThere = '@tensorflow/tfjs-backend-wasm is not installed, or registered its backend in another copy of @tensorflow/tfjs-core';
+  if (!tf.findBackendFactory('wasm')) return fail(notThere);
   if (n === 1) {
     disableWasmThreads();
     return fail(why ?? '1 thread asked for');
   }
+  // A browser bundle registers the backend without @vit/core being able to import the package.
   if (!isNodeRuntime()) return enableInBrowser(mod, n, fail);
+  if (!mod) return fail(notThere);
   return enableInNode(mod, n, options, fail);
 }
 
@@ -210,9 +219,14 @@ export function disableWasmThreads(): boolean {
   return true;
 }
 
-function enableInBrowser(mod: WasmPackage, n: number, fail: (reason: string) => WasmThreadsResult): WasmThreadsResult {
+function enableInBrowser(mod: WasmPackage | null, n: number, fail: (reason: string) => WasmThreadsResult): WasmThreadsResult {
   if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== true || typeof SharedArrayBuffer === 'undefined') {
     return fail('the page is not cross-origin isolated (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp), so there is no SharedArrayBuffer');
+  }
+  if (!mod) {
+    return fail(
+      "@vit/core cannot import '@tensorflow/tfjs-backend-wasm' by name here (a bundle: a browser resolves that only through an import map), so tfjs picks the thread count itself (half the cores)",
+    );
   }
   const entry = replaced ?? engine().registryFactory.wasm;
   if (!entry) return fail('the wasm backend is not registered');

@@ -12,7 +12,9 @@ import { serializePth } from './pth_write.js';
 import {
   parseSafetensors,
   rawToTensor,
+  safetensorsToTensors,
   serializeSafetensors,
+  type LoadedSafetensors,
   tensorToRawAsync,
   type ParsedSafetensors,
   type RawTensorInput,
@@ -78,29 +80,11 @@ export async function readSafetensorsFile(file: string): Promise<ParsedSafetenso
   }
 }
 
-export interface LoadedSafetensors {
-  /** New tensors (float32, int32 or bool) the caller disposes, in file order. */
-  tensors: Map<string, tf.Tensor>;
-  metadata: Record<string, string>;
-  /** The dtype each entry had in the file. */
-  dtypes: Map<string, SafetensorsDtype>;
-}
+export type { LoadedSafetensors };
 
 /** Reads a safetensors file into TF.js tensors. */
 export async function loadSafetensorsFile(file: string): Promise<LoadedSafetensors> {
-  const parsed = await readSafetensorsFile(file);
-  const tensors = new Map<string, tf.Tensor>();
-  const dtypes = new Map<string, SafetensorsDtype>();
-  try {
-    for (const [key, raw] of parsed.tensors) {
-      tensors.set(key, rawToTensor(raw));
-      dtypes.set(key, raw.dtype);
-    }
-  } catch (err) {
-    for (const t of tensors.values()) t.dispose();
-    throw err;
-  }
-  return { tensors, metadata: parsed.metadata, dtypes };
+  return safetensorsToTensors(await readSafetensorsFile(file));
 }
 
 /**
