@@ -52,7 +52,7 @@ describe.skipIf(missing !== undefined && !browserRequired)('initBackend in Chrom
         if (url.pathname.startsWith('/wasm/') && url.pathname.endsWith('.wasm') && existsSync(file)) return { body: readFileSync(file), type: 'application/wasm' };
         return undefined;
       },
-      (url) => (url.searchParams.get('isolated') === '1' ? { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } : {}),
+      (url): Record<string, string> => (url.searchParams.get('isolated') === '1' ? { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } : {}),
     );
     browser = await launchChromium<Browser>();
   }, 120_000);

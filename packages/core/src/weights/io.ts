@@ -11,7 +11,6 @@ import { WeightCoverageError, loadOurStateDict, loadPytorchStateDict, toPytorchS
 import { serializePth } from './pth_write.js';
 import {
   parseSafetensors,
-  rawToTensor,
   safetensorsToTensors,
   serializeSafetensors,
   type LoadedSafetensors,
