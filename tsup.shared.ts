@@ -20,8 +20,9 @@ export function vitTsup(entry: Record<string, string>) {
     target: 'node20',
     // import.meta.url in the CJS build too: model cards point at weights shipped beside dist/.
     shims: true,
-    // Backends and sibling packages are the user's install, never bundled.
-    external: [/^@tensorflow\//, /^@vit\//, 'vitest'],
+    // Backends and sibling packages are the user's install, never bundled; `#…` subpath imports are
+    // resolved by the consumer (core's `#node-builtins`: Node's built-ins or nothing in a browser).
+    external: [/^@tensorflow\//, /^@vit\//, 'vitest', /^#/],
     // VERSION is read from package.json when the package is built, never kept by hand.
     define: { __VIT_VERSION__: JSON.stringify(packageVersion()) },
   });

@@ -9,6 +9,8 @@ const pkgs = ['core', 'hilo', 'conv2former', 'regionvit', 'mrla', 'cait', 'cli']
 
 export const alias = [
   { find: '@vit/core/testing', replacement: `${root}packages/core/src/testing/index.ts` },
+  // core's subpath import, as package.json maps it for Node (the built files are in dist/).
+  { find: /^#node-builtins$/, replacement: `${root}packages/core/src/platform/node.ts` },
   ...pkgs.map((p) => ({ find: new RegExp(`^@vit/${p}$`), replacement: `${root}packages/${p}/src/index.ts` })),
 ];
 

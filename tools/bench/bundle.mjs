@@ -24,9 +24,9 @@ function listDirs(dir) {
   }
 }
 
-/** `@vit/<p>` → that package's `src/index.ts` (as vitest.shared.ts aliases them). */
+/** `@vit/<p>` → that package's `src/index.ts`, core's `#node-builtins` → its Node version (as vitest.shared.ts aliases them). */
 export function vitAliases() {
-  const alias = { '@vit/core/testing': join(root, 'packages/core/src/testing/index.ts') };
+  const alias = { '@vit/core/testing': join(root, 'packages/core/src/testing/index.ts'), '#node-builtins': join(root, 'packages/core/src/platform/node.ts') };
   for (const p of ['core', 'cli', ...archPackages()]) alias[`@vit/${p}`] = join(root, 'packages', p, 'src', 'index.ts');
   return alias;
 }

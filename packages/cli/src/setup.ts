@@ -20,7 +20,7 @@ export const BACKEND_OPTION: StringOption = {
   description: `the TensorFlow.js backend: ${orList(BACKENDS)} (default auto: the first that works of tensorflow, webgpu, wasm, cpu)`,
 };
 
-/** Initialises the backend a command asked for (`auto` by default: tensorflow → hardware webgpu → wasm → cpu). */
+/** Initialises the backend a command asked for (`auto` by default: tensorflow → hardware webgpu → wasm → cpu; WebGL exists only in browsers). */
 export async function useBackend(name: unknown): Promise<string> {
   const b = (name as string | undefined) ?? 'auto';
   if (!BACKENDS.includes(b)) throw new UsageError(`unknown backend '${b}': expected one of ${BACKENDS.join(', ')}`);

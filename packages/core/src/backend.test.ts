@@ -57,8 +57,17 @@ describe('initBackend', () => {
   });
 
   it('rejects unknown names, from the argument or the environment, listing the valid ones', async () => {
-    await expect(initBackend('tpu' as never, NO_ENV)).rejects.toThrow(/unknown backend 'tpu'.*tensorflow, webgpu, wasm, cpu/);
+    await expect(initBackend('tpu' as never, NO_ENV)).rejects.toThrow(/unknown backend 'tpu'.*tensorflow, webgpu, webgl, wasm, cpu/);
     await expect(initBackend('cpu', { env: { VIT_BACKEND: 'cuda' } })).rejects.toThrow(/VIT_BACKEND: unknown backend 'cuda'/);
+  });
+
+  it("webgl is a browser backend: in Node it is passed over with that reason (backend.browser.test.ts runs it in Chromium)", async () => {
+    expect(BACKEND_ORDER.indexOf('webgl')).toBeGreaterThan(BACKEND_ORDER.indexOf('webgpu'));
+    expect(BACKEND_ORDER.indexOf('webgl')).toBeLessThan(BACKEND_ORDER.indexOf('wasm'));
+    const r = await initBackend(['webgl', 'cpu'], NO_ENV);
+    expect(r.backend).toBe('cpu');
+    expect(r.reasons.webgl).toMatch(/browser backend: Node has no WebGL/);
+    await expect(initBackend('webgl', NO_ENV)).rejects.toThrow(/No usable backend for 'webgl': webgl: a browser backend/);
   });
 
   it('names the package to install when a backend asked for by name is absent', async () => {

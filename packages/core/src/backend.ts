@@ -1,19 +1,26 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { installNodeWebGPU, registerWebGPUBackend } from './backends/dawn.js';
+import { probeWebGL } from './backends/webgl.js';
 import { BackendError } from './backends/errors.js';
+import { importByName, isNodeRuntime, nodeBuiltins } from './platform/index.js';
 import { installGradientFixes } from './backends/gradients.js';
 import { installCpuKernels, installWasmKernels } from './backends/install.js';
 import { installTensorflowKernels } from './backends/tensorflow_kernels.js';
-import { disableWasmThreads, enableWasmThreads, guardWasmMalloc, MAX_WASM_THREADS, wasmThreadsStatus } from './backends/wasm_threads.js';
+import { disableWasmThreads, enableWasmThreads, guardWasmMalloc, initialisedThreads, MAX_WASM_THREADS, wasmThreadsStatus } from './backends/wasm_threads.js';
 
 export { BackendError };
 
 /** Backends the selector knows; `auto` tries them fastest first. */
-export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'webgpu' | 'cpu';
+export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'webgpu' | 'webgl' | 'cpu';
 export type ConcreteBackend = Exclude<BackendName, 'auto'>;
 
-/** The order `auto` tries: libtensorflow, a real GPU, XNNPACK in wasm, plain JS. */
-export const BACKEND_ORDER: readonly ConcreteBackend[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
+/**
+ * The order `auto` tries: libtensorflow (Node), a real GPU through WebGPU then WebGL (browsers),
+ * XNNPACK in wasm, plain JS. A WebGPU or WebGL that renders on the CPU (SwiftShader, llvmpipe) is
+ * passed over for wasm, which measured faster (docs/browser.md); such a WebGL is tried again before
+ * cpu (faster than it), such a WebGPU never (slower than cpu).
+ */
+export const BACKEND_ORDER: readonly ConcreteBackend[] = ['tensorflow', 'webgpu', 'webgl', 'wasm', 'cpu'];
 
 export interface InitBackendOptions {
   /** Silence the cpu backend's "install tfjs-node" banner and libtensorflow's start-up log (for CLIs that report their backend). */
@@ -24,6 +31,11 @@ export interface InitBackendOptions {
    * an adapter is skipped because wasm is several times faster than it.
    */
   allowSoftwareWebGPU?: boolean;
+  /**
+   * Accept a WebGL renderer that runs on the CPU (SwiftShader, llvmpipe) ahead of wasm. Default:
+   * only when `webgl` is asked for by name; in automatic mode it is tried after wasm, before cpu.
+   */
+  allowSoftwareWebGL?: boolean;
   /** Install our replacement kernels when the result is wasm, cpu or tensorflow (default true). */
   kernels?: boolean;
   /** Install the gradient fixes (default true; they are backend-independent). */
@@ -65,10 +77,15 @@ export interface InitBackendResult {
   wasmThreads?: { threads: number; requested: number; reason?: string };
 }
 
-type Attempt = { ok: true; detail: string; warnings?: string[]; wasmThreads?: InitBackendResult['wasmThreads'] } | { ok: false; reason: string };
+type Attempt =
+  | { ok: true; detail: string; warnings?: string[]; wasmThreads?: InitBackendResult['wasmThreads'] }
+  /** `fallback`: usable but slower than what comes next (a software renderer): `auto` tries it again before cpu. */
+  | { ok: false; reason: string; fallback?: boolean };
 
 interface Context {
   explicit: boolean;
+  /** The second try of a backend passed over as slower (see `fallback`): a software renderer is taken now. */
+  lastResort?: boolean;
   options: InitBackendOptions;
   /** Threads for wasm and where that came from (for the reason when it is 1). */
   wasmThreads: { threads: number | 'auto'; source: string };
@@ -76,12 +93,10 @@ interface Context {
 
 const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!.trim();
 const notInstalled = (msg: string) => /Cannot find (package|module)|ERR_MODULE_NOT_FOUND|MODULE_NOT_FOUND|Could not resolve|Failed to load url/.test(msg);
-const isNode = () => typeof process !== 'undefined' && process.versions?.node !== undefined;
 
-// A variable specifier keeps bundlers from resolving optional peers at build time.
 async function importOptional(spec: string): Promise<{ ok: true; mod: unknown } | { ok: false; error: string; missing: boolean }> {
   try {
-    return { ok: true, mod: await import(/* @vite-ignore */ spec) };
+    return { ok: true, mod: await importByName(spec) };
   } catch (e) {
     const error = firstLine(e);
     return { ok: false, error, missing: notInstalled(error) && error.includes(spec) };
@@ -90,7 +105,11 @@ async function importOptional(spec: string): Promise<{ ok: true; mod: unknown } 
 
 // -----------------------------------------------------------------------------------------------
 
+/** Where optional backends come from in a browser: @vit/core imports them by name, which only an import map resolves there. */
+const IMPORT_IN_APP = (pkg: string) => `not registered: import '${pkg}' in the app (a browser resolves @vit/core's import of it by name only through an import map)`;
+
 async function tryTensorflow(ctx: Context): Promise<Attempt> {
+  if (!isNodeRuntime() && !tf.findBackendFactory('tensorflow')) return { ok: false, reason: 'libtensorflow (@tensorflow/tfjs-node) runs only in Node' };
   const specs = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'];
   // libtensorflow logs its start-up (CPU features, absl) to stderr unless told not to; `quiet`
   // asks for no banners. A value the user set is kept.
@@ -124,9 +143,10 @@ async function tryTensorflow(ctx: Context): Promise<Attempt> {
 
 // On Linux without any GPU device node, WebGPU can only be a CPU rasterizer: skip without loading Dawn.
 async function linuxHasNoGpuDevice(): Promise<boolean> {
-  if (!isNode() || process.platform !== 'linux') return false;
+  const node = nodeBuiltins();
+  if (!node || process.platform !== 'linux') return false;
   try {
-    const fs = await import('node:fs');
+    const { fs } = node;
     const has = (dir: string, re: RegExp) => fs.existsSync(dir) && fs.readdirSync(dir).some((f) => re.test(f));
     return !(has('/dev/dri', /^renderD\d+$/) || has('/dev', /^(nvidia\d+|dxg|kfd)$/));
   } catch {
@@ -139,6 +159,9 @@ const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe|basic render/i;
 async function tryWebGPU(ctx: Context): Promise<Attempt> {
   const allowSoftware = ctx.options.allowSoftwareWebGPU ?? ctx.explicit;
   const hasNavigatorGpu = Boolean((globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu);
+  if (!hasNavigatorGpu && !isNodeRuntime()) {
+    return { ok: false, reason: 'this browser offers no WebGPU (no navigator.gpu: an older browser, a page that is not a secure context, or WebGPU turned off)' };
+  }
   if (!hasNavigatorGpu && !allowSoftware && (await linuxHasNoGpuDevice())) {
     return { ok: false, reason: 'no GPU device (/dev/dri/renderD*, /dev/nvidia*, /dev/dxg): WebGPU would run on a CPU rasterizer, slower than wasm' };
   }
@@ -146,6 +169,7 @@ async function tryWebGPU(ctx: Context): Promise<Attempt> {
   if (!probe.ok) return { ok: false, reason: probe.reason };
   const software = probe.software || SOFTWARE_ADAPTER.test(probe.adapter);
   if (software && !allowSoftware) {
+    // Not even a fallback: Chromium's SwiftShader WebGPU ran cait_nano slower than the cpu backend (docs/browser.md).
     return { ok: false, reason: `the only adapter is a CPU software renderer (${probe.adapter}), slower than wasm; ask for 'webgpu' by name to use it anyway` };
   }
   const reg = await registerWebGPUBackend();
@@ -158,6 +182,38 @@ async function tryWebGPU(ctx: Context): Promise<Attempt> {
   };
 }
 
+async function tryWebGL(ctx: Context): Promise<Attempt> {
+  if (isNodeRuntime()) return { ok: false, reason: 'a browser backend: Node has no WebGL (use tensorflow, webgpu through Dawn, or wasm)' };
+  const probe = probeWebGL();
+  if (!probe.ok) return { ok: false, reason: probe.reason };
+  const allowSoftware = ctx.options.allowSoftwareWebGL ?? (ctx.explicit || ctx.lastResort === true);
+  if (probe.software && !allowSoftware) {
+    return {
+      ok: false,
+      reason: `the renderer runs on the CPU (${probe.renderer}), slower than wasm; ask for 'webgl' by name to use it anyway`,
+      fallback: ctx.options.allowSoftwareWebGL === undefined,
+    };
+  }
+  if (!tf.findBackendFactory('webgl')) {
+    const r = await importOptional('@tensorflow/tfjs-backend-webgl');
+    if (!tf.findBackendFactory('webgl')) {
+      return { ok: false, reason: r.ok ? '@tensorflow/tfjs-backend-webgl loaded but registered its backend in another copy of @tensorflow/tfjs-core' : IMPORT_IN_APP('@tensorflow/tfjs-backend-webgl') };
+    }
+  }
+  if (!(await setBackendSafely('webgl'))) return { ok: false, reason: `the webgl backend did not initialise on ${probe.renderer}` };
+  // tfjs falls back to float16 textures where float32 cannot be rendered (many phones).
+  const float32 = tf.env().getBool('WEBGL_RENDER_FLOAT32_ENABLED');
+  const warnings = float32
+    ? []
+    : [`WebGL here renders float16 only (${probe.renderer}): outputs differ from float32 by about 1e-3 relative, and training is unreliable; prefer wasm for training`];
+  if (probe.software && ctx.lastResort) warnings.push(`WebGL runs on the CPU here (${probe.renderer}): chosen because wasm was unavailable`);
+  return {
+    ok: true,
+    detail: `${probe.renderer} (WebGL ${probe.version}${probe.software ? ', software' : ''}${float32 ? '' : ', float16'})`,
+    warnings,
+  };
+}
+
 interface WasmModule {
   setWasmPaths?: (prefixOrFileMap: string | Record<string, string>, usePlatformFetch?: boolean) => void;
   getThreadsCount?: () => number;
@@ -165,11 +221,11 @@ interface WasmModule {
 
 /** The folder tfjs-backend-wasm's binaries are in, as this module resolves the package. */
 async function locateWasmBinaries(): Promise<string | undefined> {
-  if (!isNode()) return undefined;
+  const node = nodeBuiltins();
+  if (!node) return undefined;
   try {
-    const [{ createRequire }, path, fs] = await Promise.all([import('node:module'), import('node:path'), import('node:fs')]);
-    const base = typeof __filename === 'string' ? __filename : (import.meta as { url?: string }).url ?? path.join(process.cwd(), 'noop.js');
-    const main = createRequire(base).resolve('@tensorflow/tfjs-backend-wasm');
+    const { path, fs } = node;
+    const main = node.require.resolve('@tensorflow/tfjs-backend-wasm');
     const dir = path.dirname(main);
     return fs.existsSync(path.join(dir, 'tfjs-backend-wasm-simd.wasm')) ? dir + path.sep : undefined;
   } catch {
@@ -209,6 +265,7 @@ async function tryWasm(ctx: Context): Promise<Attempt> {
     const r = await importOptional('@tensorflow/tfjs-backend-wasm');
     if (r.ok) mod = r.mod as WasmModule;
     else if (!registered) {
+      if (!isNodeRuntime()) return { ok: false, reason: IMPORT_IN_APP('@tensorflow/tfjs-backend-wasm') };
       return {
         ok: false,
         reason: r.missing ? 'not installed (install @tensorflow/tfjs-backend-wasm)' : `@tensorflow/tfjs-backend-wasm failed to load: ${r.error}`,
@@ -234,15 +291,26 @@ async function tryWasm(ctx: Context): Promise<Attempt> {
     }
   }
   if (!(await setBackendSafely('wasm'))) {
-    const where = typeof paths === 'string' ? ` (looked in ${paths})` : '';
     const how = mod
       ? "pass initBackend's wasmPaths option (the folder holding them)"
       : "call setWasmPaths() from '@tensorflow/tfjs-backend-wasm' before initBackend";
+    if (!isNodeRuntime() && paths === undefined) {
+      // tfjs looks beside the script that loaded it: in a bundle, the page's folder.
+      const here = (globalThis as { location?: { href: string } }).location;
+      const dir = here ? ` (${new URL('.', here.href).href}, unless setWasmPaths said otherwise)` : '';
+      return {
+        ok: false,
+        reason:
+          `the wasm backend did not initialise: tfjs fetches its tfjs-backend-wasm*.wasm binaries from beside the page's script${dir}, and a bundler does not copy them there. ` +
+          `Serve the files of node_modules/@tensorflow/tfjs-backend-wasm/dist/*.wasm and ${how.replace('the folder holding them', 'their URL folder')}`,
+      };
+    }
+    const where = typeof paths === 'string' ? ` (looked in ${paths})` : '';
     return { ok: false, reason: `the wasm backend did not initialise${where}: the tfjs-backend-wasm*.wasm binaries are not where tfjs looks; ${how}` };
   }
   guardWasmMalloc(tf.backend());
   const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
-  const threads = mod?.getThreadsCount?.() ?? 1;
+  const threads = initialisedThreads(mod);
   const st = wasmThreadsStatus();
   const asked = ctx.wasmThreads.threads;
   const requested = initialisedBefore ? (typeof asked === 'number' ? Math.min(asked, MAX_WASM_THREADS) : threads) : st.requested;
@@ -282,7 +350,7 @@ async function setBackendSafely(name: string): Promise<boolean> {
   }
 }
 
-const TRY: Record<ConcreteBackend, (ctx: Context) => Promise<Attempt>> = { tensorflow: tryTensorflow, webgpu: tryWebGPU, wasm: tryWasm, cpu: tryCpu };
+const TRY: Record<ConcreteBackend, (ctx: Context) => Promise<Attempt>> = { tensorflow: tryTensorflow, webgpu: tryWebGPU, webgl: tryWebGL, wasm: tryWasm, cpu: tryCpu };
 
 /** `VIT_WASM_THREADS` / the `wasmThreads` option: `auto`, a positive integer, or `1`/`off`/`0` for one thread. */
 function parseWasmThreads(value: string | number | undefined, where: string): number | 'auto' {
@@ -308,9 +376,11 @@ function parsePreference(p: BackendName | readonly ConcreteBackend[] | string, w
 
 /**
  * Initialises the fastest backend present, or the one(s) asked for, and makes it current.
- * `auto` tries `tensorflow` (@tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node), `webgpu`
- * (`navigator.gpu`, or Dawn in Node; a CPU software adapter is skipped), `wasm`, then `cpu`. A
- * list tries those in its order; one name must work or this throws a `BackendError` saying why.
+ * `auto` tries `tensorflow` (@tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node; Node only),
+ * `webgpu` (`navigator.gpu`, or Dawn in Node), `webgl` (browsers), `wasm`, then `cpu`. A WebGPU
+ * adapter or WebGL renderer that runs on the CPU (SwiftShader, llvmpipe) is passed over for wasm;
+ * such a WebGL is tried again before cpu. A list tries those in its order; one name must work or
+ * this throws a `BackendError` saying why.
  * The env variable `VIT_BACKEND` (a name or comma-separated list) overrides `preference`.
  *
  * wasm runs on every core by default (its threaded SIMD build, at most 8 threads);
@@ -325,7 +395,7 @@ function parsePreference(p: BackendName | readonly ConcreteBackend[] | string, w
  * the highest-priority backend, and a tensor created before it is initialised throws.
  */
 export async function initBackend(preference: BackendName | readonly ConcreteBackend[] = 'auto', options: InitBackendOptions = {}): Promise<InitBackendResult> {
-  const env = options.env === false ? undefined : options.env ?? (isNode() ? process.env : undefined);
+  const env = options.env === false ? undefined : options.env ?? (isNodeRuntime() ? process.env : undefined);
   const fromEnv = env?.VIT_BACKEND?.trim();
   const source: InitBackendResult['source'] = fromEnv ? 'env' : preference === 'auto' ? 'default' : 'argument';
   const parsed = fromEnv ? parsePreference(fromEnv, 'VIT_BACKEND') : parsePreference(preference, 'initBackend');
@@ -339,12 +409,24 @@ export async function initBackend(preference: BackendName | readonly ConcreteBac
   const engine = tf.engine() as unknown as { backendName: string | null; state: { numTensors: number } };
   const before = { backend: engine.backendName, tensors: engine.state.numTensors };
   const reasons: InitBackendResult['reasons'] = {};
-  for (const name of order) {
-    const r = await TRY[name](ctx);
+  // A backend passed over as slower than what follows (a software renderer) gets a second try
+  // before cpu, or at the end.
+  const queue = order.map((name) => ({ name, lastResort: false }));
+  for (let i = 0; i < queue.length; i++) {
+    const { name, lastResort } = queue[i]!;
+    const r = await TRY[name]({ ...ctx, lastResort });
     if (!r.ok) {
-      reasons[name] = r.reason;
+      if (lastResort) {
+        reasons[name] = `${reasons[name]}; tried again before cpu: ${r.reason}`;
+      } else {
+        reasons[name] = r.reason;
+        const cpu = queue.findIndex((q, j) => j > i && q.name === 'cpu');
+        if (r.fallback) queue.splice(cpu < 0 ? queue.length : cpu, 0, { name, lastResort: true });
+      }
       continue;
     }
+    // Chosen on its second try: why it was passed over first is in its warnings.
+    if (lastResort) delete reasons[name];
     const warnings: string[] = [...(r.warnings ?? [])];
     if (before.tensors > 0 && before.backend && before.backend !== name) {
       warnings.push(

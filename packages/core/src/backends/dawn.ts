@@ -13,6 +13,7 @@
  * `VIT_DAWN_BACKEND=vulkan|opengles|opengl|null` (comma-separated list) overrides the order.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { importByName } from '../platform/index.js';
 
 /** What `installNodeWebGPU` found. `adapter` is the adapter's description (e.g. "NVIDIA H100 …"). */
 export type DawnResult =
@@ -64,8 +65,9 @@ const SOFTWARE = /llvmpipe|lavapipe|swiftshader|softpipe/i;
 function describeAdapter(a: AdapterLike): string {
   const i = a.info ?? {};
   const norm = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, '');
-  // Dawn's GLES adapter describes the GL version and names the renderer (llvmpipe) in `device`.
-  const extra = [i.device, i.vendor].filter((s): s is string => Boolean(s) && !norm(i.description ?? '').includes(norm(s!)));
+  // Dawn's GLES adapter describes the GL version and names the renderer (llvmpipe) in `device`;
+  // Chromium's SwiftShader adapter gives only vendor and architecture (google, swiftshader).
+  const extra = [i.device, i.vendor, i.architecture].filter((s): s is string => Boolean(s) && !norm(i.description ?? '').includes(norm(s!)));
   const s = [i.description, extra.length ? `[${extra.join(', ')}]` : ''].filter(Boolean).join(' ').trim();
   return s || i.architecture || 'unnamed adapter';
 }
@@ -119,7 +121,7 @@ function wrapGpu(gpu: GpuLike, adapter: AdapterLike, compat: boolean): GpuLike {
 async function importDawn(): Promise<DawnModule | string> {
   const spec = 'webgpu';
   try {
-    const m = (await import(/* @vite-ignore */ spec)) as Partial<DawnModule> & { default?: Partial<DawnModule> };
+    const m = (await importByName(spec)) as Partial<DawnModule> & { default?: Partial<DawnModule> };
     const mod = typeof m.create === 'function' ? m : m.default;
     if (mod && typeof mod.create === 'function') return mod as DawnModule;
     return 'the `webgpu` package does not export create()';
@@ -222,10 +224,11 @@ async function install(options: NodeWebGPUOptions): Promise<DawnResult> {
 export async function registerWebGPUBackend(options: NodeWebGPUOptions = {}): Promise<DawnResult> {
   const res = await installNodeWebGPU(options);
   if (!res.ok) return res;
+  // Registered already (an app that imports the package; in a browser bundle the import by name below cannot work).
+  if (tf.findBackendFactory('webgpu')) return res;
   let mod: { WebGPUBackend?: new (device: unknown, info?: unknown) => unknown };
   try {
-    const spec = '@tensorflow/tfjs-backend-webgpu';
-    mod = (await import(/* @vite-ignore */ spec)) as typeof mod;
+    mod = (await importByName('@tensorflow/tfjs-backend-webgpu')) as typeof mod;
   } catch (e) {
     return { ok: false, reason: `@tensorflow/tfjs-backend-webgpu is not installed (${e instanceof Error ? e.message.split('\n')[0] : String(e)})` };
   }

@@ -1,7 +1,7 @@
 /*
  * Backends: replacement kernels, gradient fixes, WebGPU in Node.
  *
- * `initBackend()` (../backend.ts) picks tensorflow → webgpu → wasm → cpu and installs what is here
+ * `initBackend()` (../backend.ts) picks tensorflow → webgpu → webgl → wasm → cpu and installs what is here
  * for the one it picks; users who call `tf.setBackend` themselves call `installWasmKernels()`,
  * `installCpuKernels()` and `installGradientFixes()` (all idempotent) after importing the backend.
  *

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { browserRequired, bundleForBrowser, chromiumMissing, launchChromium } from '../__fixtures__/chromium.js';
+import { browserRequired, bundleForBrowser, chromiumMissing, launchChromium } from '../testing/browser.js';
 
 // wasm threads in a real browser: Debian's Chromium driven by playwright-core loads a page that
 // bundles @vit/core (source) and calls initBackend('wasm'). On a cross-origin-isolated page

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError, WasmAllocationError } from './errors.js';
 import { refreshHeapViews } from './matmul_wasm.js';
+import { importByName, isNodeRuntime, nodeBuiltins, requireNode, type NodeBuiltins } from '../platform/index.js';
 import { WASM_HEAP_LIMIT } from '../train/memory.js';
 
 /*
@@ -116,7 +117,6 @@ const BINARY = 'tfjs-backend-wasm-threaded-simd.wasm';
 /** What our locateFile returns for the worker script; only our Worker constructor understands it. */
 const WORKER_URL = 'vit-pthread-worker:tfjs-backend-wasm-threaded-simd.worker.js';
 
-const isNode = () => typeof process !== 'undefined' && process.versions?.node !== undefined;
 const firstLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0]!.trim();
 const engine = () => tf.engine() as unknown as EngineRegistry;
 const plural = (n: number) => `${n} thread${n === 1 ? '' : 's'}`;
@@ -132,16 +132,16 @@ export function wasmThreadsStatus(): WasmThreadsStatus {
 
 async function importWasmPackage(): Promise<WasmPackage | null> {
   try {
-    const spec = '@tensorflow/tfjs-backend-wasm';
-    return (await import(/* @vite-ignore */ spec)) as WasmPackage;
+    return (await importByName('@tensorflow/tfjs-backend-wasm')) as WasmPackage;
   } catch {
     return null;
   }
 }
 
 async function coreCount(): Promise<number> {
-  if (isNode()) {
-    const os = await import('node:os');
+  const node = nodeBuiltins();
+  if (node) {
+    const { os } = node;
     return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   }
   return (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
@@ -151,7 +151,7 @@ async function coreCount(): Promise<number> {
 async function resolveThreads(threads: number | 'auto' | undefined): Promise<{ n: number; why?: string }> {
   if (threads === undefined || threads === 'auto') {
     const cores = await coreCount();
-    if (cores <= 1) return { n: 1, why: `one CPU core (${isNode() ? 'os.availableParallelism()' : 'navigator.hardwareConcurrency'} is ${cores})` };
+    if (cores <= 1) return { n: 1, why: `one CPU core (${isNodeRuntime() ? 'os.availableParallelism()' : 'navigator.hardwareConcurrency'} is ${cores})` };
     return { n: Math.min(cores, MAX_WASM_THREADS) };
   }
   if (!Number.isInteger(threads) || threads < 1) throw new BackendError(`enableWasmThreads: threads must be 'auto' or an integer ≥ 1, got ${String(threads)}`);
@@ -159,10 +159,16 @@ async function resolveThreads(threads: number | 'auto' | undefined): Promise<{ n
   return { n: Math.min(threads, MAX_WASM_THREADS) };
 }
 
-/** The wasm backend's thread count when it is initialised. */
-function initialisedThreads(mod: WasmPackage | null): number {
+/**
+ * The wasm backend's thread count when it is initialised: from the package, or (a bundle where
+ * @vit/core cannot import it by name) from the threaded build's pthread pool: threads − 1 workers.
+ */
+export function initialisedThreads(mod: WasmPackage | null | undefined): number {
   try {
-    return mod?.getThreadsCount?.() ?? 1;
+    const n = mod?.getThreadsCount?.();
+    if (n !== undefined) return n;
+    const pool = (tf.findBackend('wasm') as unknown as { wasm?: { PThread?: { runningWorkers?: unknown[] } } } | null)?.wasm?.PThread;
+    return pool?.runningWorkers ? pool.runningWorkers.length + 1 : 1;
   } catch {
     return 1;
   }
@@ -190,12 +196,15 @@ export async function enableWasmThreads(options: WasmThreadsOptions = {}): Promi
     if (status.build === 'threaded-simd' && have === n) return { ok: true, threads: n };
     return { ok: false, reason: `the wasm backend was already initialised (${plural(have)}); the thread count is fixed then: enable threads before creating any tensor` };
   }
-  if (!mod || !tf.findBackendFactory('wasm')) return fail('@tensorflow/tfjs-backend-wasm is not installed, or registered its backend in another copy of @tensorflow/tfjs-core');
+  const notThere = '@tensorflow/tfjs-backend-wasm is not installed, or registered its backend in another copy of @tensorflow/tfjs-core';
+  if (!tf.findBackendFactory('wasm')) return fail(notThere);
   if (n === 1) {
     disableWasmThreads();
     return fail(why ?? '1 thread asked for');
   }
-  if (!isNode()) return enableInBrowser(mod, n, fail);
+  // A browser bundle registers the backend without @vit/core being able to import the package.
+  if (!isNodeRuntime()) return enableInBrowser(mod, n, fail);
+  if (!mod) return fail(notThere);
   return enableInNode(mod, n, options, fail);
 }
 
@@ -210,9 +219,14 @@ export function disableWasmThreads(): boolean {
   return true;
 }
 
-function enableInBrowser(mod: WasmPackage, n: number, fail: (reason: string) => WasmThreadsResult): WasmThreadsResult {
+function enableInBrowser(mod: WasmPackage | null, n: number, fail: (reason: string) => WasmThreadsResult): WasmThreadsResult {
   if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== true || typeof SharedArrayBuffer === 'undefined') {
     return fail('the page is not cross-origin isolated (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp), so there is no SharedArrayBuffer');
+  }
+  if (!mod) {
+    return fail(
+      "@vit/core cannot import '@tensorflow/tfjs-backend-wasm' by name here (a bundle: a browser resolves that only through an import map), so tfjs picks the thread count itself (half the cores)",
+    );
   }
   const entry = replaced ?? engine().registryFactory.wasm;
   if (!entry) return fail('the wasm backend is not registered');
@@ -296,9 +310,7 @@ async function enableInNode(mod: WasmPackage, n: number, options: WasmThreadsOpt
 async function loadThreadedBuild(mod: WasmPackage, wasmPath: string | undefined): Promise<ThreadedBuild | string> {
   const layout = (what: string) => `@tensorflow/tfjs-backend-wasm ${mod.version_wasm ?? ''} does not have the layout this was written for (4.22.0): ${what}`;
   try {
-    const [{ createRequire }, path, fs] = await Promise.all([import('node:module'), import('node:path'), import('node:fs')]);
-    const base = typeof __filename === 'string' ? __filename : ((import.meta as { url?: string }).url ?? path.join(process.cwd(), 'noop.js'));
-    const req = createRequire(base);
+    const { require: req, path, fs } = requireNode('The threaded wasm build in Node');
     const root = path.dirname(req.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
     const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version?: string }).version;
     if (mod.version_wasm && version !== mod.version_wasm) {
@@ -329,7 +341,7 @@ async function loadThreadedBuild(mod: WasmPackage, wasmPath: string | undefined)
   }
 }
 
-type NodeWorker = import('node:worker_threads').Worker;
+type NodeWorker = InstanceType<NodeBuiltins['workerThreads']['Worker']>;
 type Listener = (...args: unknown[]) => void;
 
 const isCmd = (msg: unknown, cmd: string) => typeof msg === 'object' && msg !== null && (msg as { cmd?: unknown }).cmd === cmd;
@@ -462,7 +474,7 @@ interface StartedModule {
  * terminated) on any failure or after `timeoutMs`.
  */
 async function startThreadedModule(build: ThreadedBuild, threads: number, timeoutMs: number): Promise<StartedModule> {
-  const { Worker } = await import('node:worker_threads');
+  const { Worker } = requireNode('The threaded wasm build in Node').workerThreads;
   const pool: PoolWorker[] = [];
   let starting = true;
   return new Promise<StartedModule>((resolve, reject) => {

@@ -1,27 +1,18 @@
-import { VitError } from '../errors.js';
-
-type Fs = typeof import('node:fs/promises');
-type Path = typeof import('node:path');
-type Zlib = typeof import('node:zlib');
+import { requireNode, type NodeBuiltins } from '../platform/index.js';
 
 export interface NodeApi {
-  fs: Fs;
-  path: Path;
-  zlib: Zlib;
+  fs: NodeBuiltins['fs']['promises'];
+  path: NodeBuiltins['path'];
+  zlib: NodeBuiltins['zlib'];
 }
 
-let api: Promise<NodeApi> | undefined;
-
 /**
- * Node's fs, path and zlib, imported on first use so that importing @vit/core stays harmless in
- * a browser (as weights/io.ts does); only the file readers, plot writers and checkpoints need them.
+ * Node's fs (promises), path and zlib for the file readers, plot writers and checkpoints, or an
+ * error saying what to do in a browser (see platform/index.ts).
  */
-export function nodeApi(what: string, hint = 'in a browser, fetch the bytes and use the parsers (parseIdx, parseCifar10Batch, readTar)'): Promise<NodeApi> {
-  api ??= Promise.all([import('node:fs/promises'), import('node:path'), import('node:zlib')]).then(([fs, path, zlib]) => ({ fs, path, zlib }));
-  return api.catch(() => {
-    api = undefined;
-    throw new VitError(`${what} needs Node.js (node:fs, node:zlib)${hint ? `; ${hint}` : ''}`, 'VIT_IO');
-  });
+export async function nodeApi(what: string, hint = 'in a browser, fetch the bytes and use the parsers (parseIdx, parseCifar10Batch, readTar)'): Promise<NodeApi> {
+  const { fs, path, zlib } = requireNode(what, hint);
+  return { fs: fs.promises, path, zlib };
 }
 
 /** True when `p` exists (file or folder). */

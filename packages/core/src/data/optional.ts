@@ -1,10 +1,10 @@
 import { ConfigError } from '../errors.js';
+import { importByName } from '../platform/index.js';
 
-// A variable specifier keeps bundlers from resolving optional peers at build time. Exported for
-// tests only (not in the barrel).
+// Exported for tests only (not in the barrel).
 export async function importOptional(spec: string, purpose: string): Promise<unknown> {
   try {
-    return await import(/* @vite-ignore */ spec);
+    return await importByName(spec);
   } catch (e) {
     const code = (e as { code?: string }).code;
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {

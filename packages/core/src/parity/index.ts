@@ -1,1 +1,2 @@
 export * from './parity.js';
+export * from './async.js';

@@ -4,16 +4,14 @@
  * corrupted download is never kept; a cached entry is checked again before use.
  */
 import { DownloadError } from '../errors.js';
+import { isNodeRuntime } from '../platform/index.js';
 import { DEFAULT_MAX_BYTES, announcedLength, announcedSizeProblem, retryableStatus, type DownloadOptions } from './download.js';
+
+export { isNodeRuntime };
 
 /** Cache API storage name (`caches.open`). */
 export const BROWSER_CACHE_NAME = 'vit-weights';
 
-/** Whether this runtime is Node (the file cache) rather than a browser or worker (the Cache API). */
-export function isNodeRuntime(): boolean {
-  const p = (globalThis as { process?: { versions?: { node?: string } } }).process;
-  return typeof p?.versions?.node === 'string';
-}
 
 async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);

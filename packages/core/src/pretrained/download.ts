@@ -2,32 +2,16 @@
  * Fetching weight files into a local cache (Node). A file enters the cache only whole and checked:
  * it streams into a private `.part-<pid>-<random>` file beside its place, its size and SHA-256 are
  * checked, and it is renamed into place (atomic), so a reader — another process included — sees
- * no file or the complete one, and a failed download leaves nothing behind. `node:` modules are
- * imported lazily so importing this module stays harmless in a browser.
+ * no file or the complete one, and a failed download leaves nothing behind. `node:` modules come
+ * through platform/index.ts, so importing this module stays harmless in a browser.
  */
-import { DownloadError, VitError } from '../errors.js';
+import { DownloadError } from '../errors.js';
+import { requireNode, type NodeBuiltins } from '../platform/index.js';
 import { writeFileAtomic } from '../weights/io.js';
 
-type NodeMods = {
-  fs: typeof import('node:fs');
-  path: typeof import('node:path');
-  os: typeof import('node:os');
-  crypto: typeof import('node:crypto');
-  url: typeof import('node:url');
-  zlib: typeof import('node:zlib');
-};
-
-let nodeMods: Promise<NodeMods> | undefined;
-
-/** node:fs/path/os/crypto/url/zlib, or a clear error outside Node. */
-export function nodeModules(): Promise<NodeMods> {
-  nodeMods ??= Promise.all([import('node:fs'), import('node:path'), import('node:os'), import('node:crypto'), import('node:url'), import('node:zlib')])
-    .then(([fs, path, os, crypto, url, zlib]) => ({ fs, path, os, crypto, url, zlib }))
-    .catch(() => {
-      nodeMods = undefined;
-      throw new VitError('Caching downloaded weights needs Node.js (node:fs); in a browser fetch the bytes and use loadPretrainedBytes', 'VIT_IO');
-    });
-  return nodeMods;
+/** Node's built-ins, or a clear error outside Node. */
+export async function nodeModules(): Promise<NodeBuiltins> {
+  return requireNode('Caching downloaded weights', 'in a browser fetch the bytes and use loadPretrainedBytes');
 }
 
 /** Progress of one download, for a progress line. */

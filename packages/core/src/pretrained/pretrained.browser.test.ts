@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveModelWeights } from '../weights/io.js';
 import { setTestBackend } from '../testing/backend.js';
 import { TinyNet } from './__fixtures__/tiny_model.js';
-import { browserRequired, bundleForBrowser, chromiumMissing, launchChromium } from '../__fixtures__/chromium.js';
+import { browserRequired, bundleForBrowser, chromiumMissing, launchChromium } from '../testing/browser.js';
 
 // Pretrained weights in a real browser: Debian's Chromium (playwright-core) loads a page that
 // bundles @vit/core (source) and calls loadPretrained, whose browser route fetches the card's file,

@@ -43,3 +43,4 @@ export * from './gpu.js';
 export * from './gpu_suite.js';
 export * from './backend.js';
 export * from './nano.js';
+export * from './browser.js';

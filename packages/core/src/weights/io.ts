@@ -1,17 +1,19 @@
 /**
- * Weight files on disk (Node). `node:fs` is imported lazily, inside the functions, so importing
- * this module (and the weights index) stays harmless in a browser; there, fetch the bytes and use
+ * Weight files on disk (Node). `node:fs` comes through platform/index.ts, so importing this module
+ * (and the weights index) stays harmless in a browser; there, fetch the bytes and use
  * `parseSafetensors` / `serializeSafetensors` directly.
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, FormatError, VitError, WeightLoadError } from '../errors.js';
 import type { Module } from '../nn/module.js';
+import { requireNode, type NodeBuiltins } from '../platform/index.js';
 import { WeightCoverageError, loadOurStateDict, loadPytorchStateDict, toPytorchStateDict, type PytorchLoadResult } from './convert.js';
 import { serializePth } from './pth_write.js';
 import {
   parseSafetensors,
-  rawToTensor,
+  safetensorsToTensors,
   serializeSafetensors,
+  type LoadedSafetensors,
   tensorToRawAsync,
   type ParsedSafetensors,
   type RawTensorInput,
@@ -49,16 +51,9 @@ export function batchCountersFromMetadata(metadata: Record<string, string>): Rec
   return out;
 }
 
-type NodeFs = typeof import('node:fs');
-type NodePath = typeof import('node:path');
-
-async function node(): Promise<{ fs: NodeFs; path: NodePath }> {
-  try {
-    const [fs, path] = await Promise.all([import('node:fs'), import('node:path')]);
-    return { fs, path };
-  } catch {
-    throw new VitError('Weight file I/O needs Node.js (node:fs); elsewhere read the bytes yourself and use parseSafetensors', 'VIT_IO');
-  }
+// async: its callers were written for lazily imported node: modules and stay so.
+async function node(): Promise<NodeBuiltins> {
+  return requireNode('Weight file I/O', 'elsewhere read the bytes yourself and use parseSafetensors');
 }
 
 function ioError(action: string, file: string, err: unknown): VitError {
@@ -84,29 +79,11 @@ export async function readSafetensorsFile(file: string): Promise<ParsedSafetenso
   }
 }
 
-export interface LoadedSafetensors {
-  /** New tensors (float32, int32 or bool) the caller disposes, in file order. */
-  tensors: Map<string, tf.Tensor>;
-  metadata: Record<string, string>;
-  /** The dtype each entry had in the file. */
-  dtypes: Map<string, SafetensorsDtype>;
-}
+export type { LoadedSafetensors };
 
 /** Reads a safetensors file into TF.js tensors. */
 export async function loadSafetensorsFile(file: string): Promise<LoadedSafetensors> {
-  const parsed = await readSafetensorsFile(file);
-  const tensors = new Map<string, tf.Tensor>();
-  const dtypes = new Map<string, SafetensorsDtype>();
-  try {
-    for (const [key, raw] of parsed.tensors) {
-      tensors.set(key, rawToTensor(raw));
-      dtypes.set(key, raw.dtype);
-    }
-  } catch (err) {
-    for (const t of tensors.values()) t.dispose();
-    throw err;
-  }
-  return { tensors, metadata: parsed.metadata, dtypes };
+  return safetensorsToTensors(await readSafetensorsFile(file));
 }
 
 /**
@@ -117,7 +94,7 @@ export async function loadSafetensorsFile(file: string): Promise<LoadedSafetenso
 export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
   const { fs, path } = await node();
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  let handle: Awaited<ReturnType<NodeFs['promises']['open']>> | undefined;
+  let handle: Awaited<ReturnType<NodeBuiltins['fs']['promises']['open']>> | undefined;
   try {
     handle = await fs.promises.open(tmp, 'wx', 0o644);
     await handle.writeFile(data);

@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { FormatError, VitError } from '../errors.js';
+import { requireNode } from '../platform/index.js';
 import { PyDict, PyGlobal, PyObject, describePyValue, isTuple, unpickle, type PyValue, type UnpicklePolicy } from './pickle.js';
 import { bf16BitsToFloat, dtypeItemSize, f16BitsToFloat, rawToTensor, type RawData, type RawTensor, type SafetensorsDtype } from './safetensors.js';
 import { ZipArchive, looksLikeZip, type InflateRaw } from './zip.js';
@@ -739,17 +740,11 @@ export function loadPth(bytes: Uint8Array, options: PthLoadOptions = {}): Loaded
 }
 
 /**
- * Reads a `torch.save` file (Node): see `loadPth`. Errors name the file. node:fs and node:zlib are
- * imported lazily, so importing this module stays harmless in a browser (use `loadPth` there).
+ * Reads a `torch.save` file (Node): see `loadPth`. Errors name the file. Importing this module
+ * stays harmless in a browser (use `loadPth` there).
  */
 export async function loadPthFile(file: string, options: PthLoadOptions = {}): Promise<LoadedPth> {
-  let fs: typeof import('node:fs');
-  let zlib: typeof import('node:zlib');
-  try {
-    [fs, zlib] = await Promise.all([import('node:fs'), import('node:zlib')]);
-  } catch {
-    throw new VitError('loadPthFile needs Node.js (node:fs); elsewhere read the bytes yourself and use loadPth', 'VIT_IO');
-  }
+  const { fs, zlib } = requireNode('loadPthFile', 'elsewhere read the bytes yourself and use loadPth');
   let buf: Uint8Array;
   try {
     buf = await fs.promises.readFile(file);

@@ -543,6 +543,35 @@ export function rawToTensor(raw: RawTensor): tf.Tensor {
   return tf.tensor(raw.data instanceof Int32Array ? raw.data : Int32Array.from(raw.data), raw.shape, 'int32');
 }
 
+export interface LoadedSafetensors {
+  /** New tensors (float32, int32 or bool) the caller disposes, in file order. */
+  tensors: Map<string, tf.Tensor>;
+  metadata: Record<string, string>;
+  /** The dtype each entry had in the file. */
+  dtypes: Map<string, SafetensorsDtype>;
+}
+
+/** Parsed entries as TF.js tensors on the current backend: all of them, or none (a failure disposes those made). */
+export function safetensorsToTensors(parsed: ParsedSafetensors): LoadedSafetensors {
+  const tensors = new Map<string, tf.Tensor>();
+  const dtypes = new Map<string, SafetensorsDtype>();
+  try {
+    for (const [key, raw] of parsed.tensors) {
+      tensors.set(key, rawToTensor(raw));
+      dtypes.set(key, raw.dtype);
+    }
+  } catch (err) {
+    for (const t of tensors.values()) t.dispose();
+    throw err;
+  }
+  return { tensors, metadata: parsed.metadata, dtypes };
+}
+
+/** Safetensors bytes as TF.js tensors: `loadSafetensorsFile` for bytes from anywhere (a browser's `fetch`). */
+export function loadSafetensors(bytes: Uint8Array): LoadedSafetensors {
+  return safetensorsToTensors(parseSafetensors(bytes));
+}
+
 /** The file dtype a TF.js dtype is written as by default (int32 as I64, PyTorch's integer type). */
 export function defaultSafetensorsDtype(dtype: tf.DataType): SafetensorsDtype {
   switch (dtype) {
