@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { build, preview, type PreviewServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { browserRequired, chromiumMissing, launchChromium } from '../../../packages/core/src/__fixtures__/chromium.js';
+import { browserRequired, chromiumMissing, launchChromium } from '../../../packages/core/src/testing/browser.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const appRoot = path.resolve(here, '..');
