@@ -2,9 +2,9 @@ import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FLOAT32_MIN, ShapeError, ConfigError, toPytorchStateDict } from '@vit/core';
-import { setTestBackend } from '@vit/core/testing';
+import { checkTensorLeaks } from '@vit/core/testing';
 import {
   AttentionWithRelPos,
   ConvAttBlock,
@@ -28,16 +28,7 @@ const aux = JSON.parse(readFileSync(fileURLToPath(new URL('../test/official/inde
 
 const maxAbs = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
 
-let before = 0;
-beforeAll(async () => {
-  await setTestBackend();
-});
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
+checkTensorLeaks();
 
 describe('relative position', () => {
   it('relPosIndex equals the official rel_pos_index (offset ws//2, Python wrap-around) for ws 2, 3, 4, 5, 7, 14', () => {

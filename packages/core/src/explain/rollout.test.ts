@@ -1,8 +1,8 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, ShapeError } from '../errors.js';
-import { setTestBackend } from '../testing/backend.js';
+import { checkTensorLeaks } from '../testing/leaks.js';
 import { ToyAttention, ToyAttentionNet, ToyConvNet } from './__fixtures__/toy.js';
 import { toUnitMaps } from './common.js';
 import { explain, explainMethod } from './explain.js';
@@ -59,22 +59,9 @@ function referenceRollout(
   return row.slice(o.prefix);
 }
 
-/** Every test of the enclosing describe leaves as many tensors as it found. */
-function noTensorLeaks(): void {
-  let before = 0;
-  beforeAll(async () => {
-    await setTestBackend();
-  });
-  beforeEach(() => {
-    before = tf.memory().numTensors;
-  });
-  afterEach(() => {
-    expect(tf.memory().numTensors).toBe(before);
-  });
-}
 
 describe('rollout (hand-computed cases)', () => {
-  noTensorLeaks();
+  checkTensorLeaks();
 
   it('one layer, two heads, no class token: heads averaged, + I, rows renormalised, mean of the rows', () => {
     // mean of heads [[.8, .2], [.5, .5]]; + I → [[1.8, .2], [.5, 1.5]] / 2 → [[.9, .1], [.25, .75]]; column means [.575, .425].
@@ -163,7 +150,7 @@ describe('attentionRollout on a model', () => {
     grid: (h, w) => [h / 4, w / 4],
     weights: (m, args) => (m as ToyAttention).weights(args[0] as tf.Tensor),
   };
-  noTensorLeaks();
+  checkTensorLeaks();
 
   it("records each attention module's input in one forward pass and rolls out the weights computed from it", () => {
     const model = new ToyAttentionNet();

@@ -44,3 +44,4 @@ export * from './gpu_suite.js';
 export * from './backend.js';
 export * from './nano.js';
 export * from './browser.js';
+export * from './leaks.js';

@@ -1,6 +1,6 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, ShapeError, WeightLoadError, type WeightProblem } from '../errors.js';
 import { Module } from '../nn/module.js';
 import {
@@ -10,18 +10,9 @@ import {
   fromPytorchLayout,
   loadAdaptedCheckpoint,
   loadPytorchStateDict, pytorchShape, replaceClassifier, stripModulePrefix, toPytorchLayout, toPytorchStateDict } from './convert.js';
-import { setTestBackend } from '../testing/backend.js';
+import { checkTensorLeaks } from '../testing/leaks.js';
 
-let before = 0;
-beforeAll(async () => {
-  await setTestBackend();
-});
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
+checkTensorLeaks();
 
 /** A tensor whose value at each position is its row-major flat index (so positions can be traced). */
 const indexed = (shape: number[]) => tf.tidy(() => tf.reshape(tf.range(0, shape.reduce((a, b) => a * b, 1), 1, 'float32'), shape));
@@ -478,10 +469,6 @@ describe('toPytorchStateDict', () => {
 });
 
 describe('checkpoint adaptation helpers', () => {
-  beforeAll(async () => {
-    await setTestBackend();
-  });
-
   it('stripModulePrefix removes module. only when every key has it', () => {
     const a = tf.scalar(1);
     const b = tf.scalar(2);

@@ -2,7 +2,7 @@ import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FormatError } from '../errors.js';
 import {
   SAFETENSORS_DTYPES,
@@ -18,20 +18,11 @@ import {
   type RawTensorInput,
   type SafetensorsDtype,
 } from './safetensors.js';
-import { setTestBackend } from '../testing/backend.js';
+import { checkTensorLeaks } from '../testing/leaks.js';
 
 const fixture = (name: string) => new Uint8Array(readFileSync(fileURLToPath(new URL(`../../test/fixtures/${name}`, import.meta.url))));
 
-let before = 0;
-beforeAll(async () => {
-  await setTestBackend();
-});
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
+checkTensorLeaks();
 
 const f32 = (bits: number) => new Float32Array(new Uint32Array([bits]).buffer)[0]!;
 
