@@ -108,30 +108,20 @@ export function caitOptionsFromOfficial(kwargs: OfficialKwargs): CaiTOptions {
       throw new ConfigError(`cait_models ${key}=${JSON.stringify(v)} is not supported: only the official default class; compose the blocks directly instead`);
     }
   }
-  const qk = kwargs.qk_scale;
-  if (qk !== undefined && qk !== null && (typeof qk !== 'number' || !Number.isFinite(qk))) {
-    throw new ConfigError(`cait_models qk_scale must be a number or None, got ${JSON.stringify(qk)}`);
-  }
   const qkvBias = kwargs.qkv_bias ?? false;
   if (typeof qkvBias !== 'boolean') throw new ConfigError(`cait_models qkv_bias must be a boolean, got ${JSON.stringify(qkvBias)}`);
   const norm = parseNormLayer(kwargs.norm_layer);
   return {
     imgSize: kw.size('img_size', 224),
     patchSize: kw.size('patch_size', 16),
-    inChans: kw.int('in_chans', 3),
-    numClasses: kw.int('num_classes', 1000),
+    // Porting note: the official file uses DropPath without importing it, so drop_path_rate > 0 is a
+    // NameError there; we implement what it means (one constant rate for every self-attention block).
+    ...kw.vitCommon(),
     embedDim: kw.int('embed_dim', 768),
     depth: kw.int('depth', 12),
     numHeads: kw.int('num_heads', 12),
     mlpRatio: kw.num('mlp_ratio', 4),
     qkvBias,
-    // Python's `qk_scale or head_dim ** -0.5` (0 and None both mean the default) happens in the blocks.
-    qkScale: (qk as number | null | undefined) ?? null,
-    dropRate: kw.num('drop_rate', 0),
-    attnDropRate: kw.num('attn_drop_rate', 0),
-    // Porting note: the official file uses DropPath without importing it, so drop_path_rate > 0 is a
-    // NameError there; we implement what it means (one constant rate for every self-attention block).
-    dropPathRate: kw.num('drop_path_rate', 0),
     normLayer: norm.factory,
     normEps: norm.eps,
     actLayer: parseActLayer(kwargs.act_layer),

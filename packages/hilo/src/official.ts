@@ -62,23 +62,16 @@ export function litv2OptionsFromOfficial(kwargs: OfficialKwargs): LITv2Options {
   if (typeof alpha !== 'number') throw new ConfigError(`LITv2 official kwarg alpha must be a number (int(num_heads * alpha)), got ${JSON.stringify(alpha)}`);
   const patch = kw.pair('patch_size', 4);
   if (patch[0] !== patch[1]) throw new ConfigError(`LITv2 non-square patch_size ${JSON.stringify(patch)} is not supported`);
-  const qkScale = kwargs.qk_scale;
-  if (qkScale !== undefined && qkScale !== null && typeof qkScale !== 'number') {
-    throw new ConfigError(`LITv2 official kwarg qk_scale must be a number or None, got ${JSON.stringify(qkScale)}`);
-  }
   return {
+    ...kw.vitCommon(),
     imgSize: kw.pair('img_size', 224),
     patchSize: patch[0],
-    inChans: kw.int('in_chans', 3),
-    numClasses: kw.int('num_classes', 1000),
     embedDim: kw.int('embed_dim', 96),
     depths: depths as number[],
     numHeads: numHeads.slice(0, n) as number[],
     mlpRatio: kw.num('mlp_ratio', 4),
     qkvBias: kw.bool('qkv_bias', true),
-    qkScale: (qkScale as number | null | undefined) ?? null,
-    dropRate: kw.num('drop_rate', 0),
-    attnDropRate: kw.num('attn_drop_rate', 0),
+    // The official default drop-path rate is 0.1 (DeiT's is 0).
     dropPathRate: kw.num('drop_path_rate', 0.1),
     normLayer: parseNormLayer(kwargs.norm_layer).factory,
     patchNorm: kw.bool('patch_norm', true),

@@ -88,10 +88,6 @@ export function regionvitOptionsFromOfficial(kwargs: OfficialKwargs): RegionViTO
   } else {
     mlpRatio = kw.num('mlp_ratio', 4);
   }
-  const qk = kwargs.qk_scale;
-  if (qk !== undefined && qk !== null && (typeof qk !== 'number' || !Number.isFinite(qk))) {
-    throw new ConfigError(`RegionViT qk_scale must be a number or None, got ${JSON.stringify(qk)}`);
-  }
   const down = kwargs.downsampling;
   if (down === undefined || down === null) throw new ConfigError('RegionViT kwarg downsampling is required (the official default None fails)');
   if (!Array.isArray(down) || !down.every((d) => typeof d === 'string')) {
@@ -107,19 +103,15 @@ export function regionvitOptionsFromOfficial(kwargs: OfficialKwargs): RegionViTO
   }
   const norm = parseNormLayer(kwargs.norm_layer);
   return {
+    ...kw.vitCommon(),
     imgSize,
     patchSize,
-    inChans: kw.int('in_chans', 3),
     numClasses: Math.max(0, kw.int('num_classes', 1000)),
     embedDim,
     depth: kw.intList('depth', [12]),
     numHeads: kw.intList('num_heads', [12]),
     mlpRatio,
     qkvBias: kw.bool('qkv_bias', true),
-    qkScale: (qk as number | null | undefined) ?? null,
-    dropRate: kw.num('drop_rate', 0),
-    attnDropRate: kw.num('attn_drop_rate', 0),
-    dropPathRate: kw.num('drop_path_rate', 0),
     normLayer: norm.factory,
     normEps: norm.eps,
     kernelSizes: kw.intList('kernel_sizes', null),

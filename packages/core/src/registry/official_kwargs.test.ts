@@ -39,4 +39,18 @@ describe('official kwargs', () => {
     expect(() => parseTorchLayerNorm("<class 'torch.nn.BatchNorm2d'>", 'Toy')).toThrow(/Toy norm_layer .* is not supported: only \(partials of\) torch\.nn\.LayerNorm/);
     expect(() => parseTorchLayerNorm('functools.partial(torch.nn.LayerNorm, eps=-1)', 'Toy')).toThrow(/Toy norm_layer has an invalid eps/);
   });
+
+  it("reads the DeiT-signature kwargs (vitCommon): Python's defaults, qk_scale None → null, wrong types named", () => {
+    expect(kwargReader({}, 'ViT').vitCommon()).toEqual({ inChans: 3, numClasses: 1000, qkScale: null, dropRate: 0, attnDropRate: 0, dropPathRate: 0 });
+    expect(kwargReader({ in_chans: 1, num_classes: 10, qk_scale: 0.125, drop_rate: 0.1, attn_drop_rate: 0.2, drop_path_rate: 0.3 }, 'ViT').vitCommon()).toEqual({
+      inChans: 1,
+      numClasses: 10,
+      qkScale: 0.125,
+      dropRate: 0.1,
+      attnDropRate: 0.2,
+      dropPathRate: 0.3,
+    });
+    expect(kwargReader({ qk_scale: null }, 'ViT').vitCommon().qkScale).toBeNull();
+    expect(() => kwargReader({ qk_scale: 'auto' }, 'ViT').vitCommon()).toThrow(/^ViT kwarg qk_scale must be a number, got "auto"$/);
+  });
 });

@@ -6,6 +6,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
+import type { VisionTransformerOptions } from '../nn/factories.js';
 import type { Module } from '../nn/module.js';
 import type { OfficialKwargs } from './registry.js';
 
@@ -26,6 +27,12 @@ export interface KwargReader {
   list(key: string, fallback: unknown[] | null, noneReason?: string): unknown[];
   /** A list of integers (a single int is not a list). */
   intList(key: string, fallback: number[] | null, noneReason?: string): number[];
+  /**
+   * The DeiT-signature kwargs a ViT-family constructor reads the same way (`in_chans`,
+   * `num_classes`, `qk_scale`, the three dropout rates), as {@link VisionTransformerOptions} fields.
+   * `qk_scale` None or absent is null: Python's `qk_scale or head_dim ** -0.5` happens in the blocks.
+   */
+  vitCommon(): Pick<VisionTransformerOptions, 'inChans' | 'numClasses' | 'qkScale' | 'dropRate' | 'attnDropRate' | 'dropPathRate'>;
 }
 
 export function kwargReader(kwargs: OfficialKwargs, label: string): KwargReader {
@@ -72,6 +79,17 @@ export function kwargReader(kwargs: OfficialKwargs, label: string): KwargReader 
       const v = r.list(key, fallback, noneReason);
       if (!v.every((d) => typeof d === 'number' && Number.isInteger(d))) fail(key, 'a list of integers', v);
       return v as number[];
+    },
+    vitCommon() {
+      const qk = kwargs.qk_scale;
+      return {
+        inChans: r.int('in_chans', 3),
+        numClasses: r.int('num_classes', 1000),
+        qkScale: qk === undefined || qk === null ? null : r.num('qk_scale'),
+        dropRate: r.num('drop_rate', 0),
+        attnDropRate: r.num('attn_drop_rate', 0),
+        dropPathRate: r.num('drop_path_rate', 0),
+      };
     },
   };
   return r;
