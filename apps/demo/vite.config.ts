@@ -13,7 +13,8 @@ export default defineConfig({
   root: fileURLToPath(new URL('.', import.meta.url)),
   // Relative asset URLs: the built app works from any folder it is served from.
   base: './',
-  resolve: { alias },
+  // core's `#node-builtins` is its browser module here (the shared aliases map it to Node's for the tests).
+  resolve: { alias: [{ find: /^#node-builtins$/, replacement: fileURLToPath(new URL('../../packages/core/src/platform/browser.ts', import.meta.url)) }, ...alias] },
   define: { __VIT_VERSION__: JSON.stringify(packageVersion(fileURLToPath(new URL('../../packages/core', import.meta.url)))) },
   server: { host: '127.0.0.1', headers: isolation },
   preview: { host: '127.0.0.1', headers: isolation },
