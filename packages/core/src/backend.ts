@@ -169,7 +169,7 @@ async function tryWebGPU(ctx: Context): Promise<Attempt> {
   if (!probe.ok) return { ok: false, reason: probe.reason };
   const software = probe.software || SOFTWARE_ADAPTER.test(probe.adapter);
   if (software && !allowSoftware) {
-    // Not even a fallback: Chromium's SwiftShader WebGPU ran cait_nano slower than the cpu backend (docs/browser.md).
+    // Not even a fallback: Chromium's SwiftShader WebGPU ran every nano model slower than the cpu backend (docs/browser.md).
     return { ok: false, reason: `the only adapter is a CPU software renderer (${probe.adapter}), slower than wasm; ask for 'webgpu' by name to use it anyway` };
   }
   const reg = await registerWebGPUBackend();

@@ -2,8 +2,8 @@
  * Tests in a real browser: Debian's Chromium (or `VIT_CHROMIUM`; never a downloaded browser) driven
  * by playwright-core, pages bundled by esbuild the way a user's bundler does it, served from
  * 127.0.0.1. `describeBrowserParity` is every architecture package's GPU suite in the browser:
- * golden parity on WebGL and WebGPU. playwright-core and esbuild are optional peers, imported when
- * a browser test runs. Without Chromium the tests skip with the reason printed, unless
+ * golden parity on WebGL and WebGPU. playwright-core and esbuild are optional peers, imported by name
+ * when a browser test runs (so bundles of the GPU suites leave them out). Without Chromium the tests skip with the reason printed, unless
  * `VIT_BROWSER_TEST_REQUIRE=1` (CI sets it where it installed Chromium) makes that a failure.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { importByName } from '../platform/index.js';
 
 /** Debian's chromium (or VIT_CHROMIUM), if installed. */
 export const chromiumPath = (process.env.VIT_CHROMIUM ? [process.env.VIT_CHROMIUM] : ['/usr/bin/chromium', '/usr/bin/chromium-browser']).find((p) => existsSync(p));
@@ -38,7 +39,7 @@ export interface BundleOptions {
 
 /** Page bundles: ESM with esbuild's browser defaults (nothing external). */
 async function esbuildPage(input: { entryPoints: Record<string, string> } | { stdin: { contents: string; resolveDir: string } }, out: { outdir: string } | { outfile: string }, options: BundleOptions): Promise<void> {
-  const { build } = (await import(/* @vite-ignore */ 'esbuild')) as typeof import('esbuild');
+  const { build } = (await importByName('esbuild')) as typeof import('esbuild');
   const aliases: Record<string, string> = { ...sourceAliases, ...options.alias };
   await build({
     ...('stdin' in input ? { stdin: { ...input.stdin, loader: 'ts' as const, sourcefile: 'page.ts' } } : input),
@@ -70,7 +71,7 @@ export async function bundlePageSource(contents: string, resolveDir: string, out
  */
 export async function launchChromium<B>(extraArgs: string[] = []): Promise<B> {
   if (!chromiumPath) throw new Error(`VIT_BROWSER_TEST_REQUIRE=1 but ${chromiumMissing}`);
-  const { chromium } = (await import(/* @vite-ignore */ 'playwright-core')) as unknown as { chromium: { launch(o: Record<string, unknown>): Promise<B> } };
+  const { chromium } = (await importByName('playwright-core')) as { chromium: { launch(o: Record<string, unknown>): Promise<B> } };
   return chromium.launch({
     executablePath: chromiumPath,
     headless: true,
