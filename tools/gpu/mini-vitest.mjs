@@ -1,13 +1,13 @@
-// The part of vitest's API our `*.gpu.test.ts` files use (describe/it/beforeAll/afterAll/expect,
+// The part of vitest's API our `*.gpu.test.ts` files use (describe/it/beforeAll/afterAll/beforeEach/afterEach/expect,
 // `ctx.skip()`), so they run from a bundle on a machine without node_modules (the lent GPU
 // machine: tools/gpu/run-on-device.sh). Tests run in registration order, one at a time.
 import { isDeepStrictEqual, inspect } from 'node:util';
 
-const root = { name: '', children: [], beforeAll: [], afterAll: [] };
+const root = { name: '', children: [], beforeAll: [], afterAll: [], beforeEach: [], afterEach: [] };
 let current = root;
 
 export function describe(name, fn) {
-  const node = { name, children: [], beforeAll: [], afterAll: [] };
+  const node = { name, children: [], beforeAll: [], afterAll: [], beforeEach: [], afterEach: [] };
   current.children.push(node);
   const parent = current;
   current = node;
@@ -26,6 +26,12 @@ export function beforeAll(fn) {
 }
 export function afterAll(fn) {
   current.afterAll.push(fn);
+}
+export function beforeEach(fn) {
+  current.beforeEach.push(fn);
+}
+export function afterEach(fn) {
+  current.afterEach.push(fn);
 }
 
 class Skip extends Error {}
@@ -94,7 +100,9 @@ export function expect(actual, message) {
 /** Runs everything registered; returns counts. Prints one line per test. */
 export async function run({ out = console.log } = {}) {
   const counts = { passed: 0, failed: 0, skipped: 0, failures: [] };
-  const walk = async (node, path, inheritedFail) => {
+  // `each`: the beforeEach/afterEach hooks of the enclosing describes, outermost first.
+  const walk = async (node, path, inheritedFail, each = []) => {
+    const hooks = [...each, node];
     let setupError = inheritedFail;
     if (!setupError) {
       for (const f of node.beforeAll) {
@@ -119,11 +127,16 @@ export async function run({ out = console.log } = {}) {
         }
         const t = performance.now();
         try {
-          await c.test({
-            skip: () => {
-              throw new Skip();
-            },
-          });
+          for (const h of hooks) for (const f of h.beforeEach) await f();
+          try {
+            await c.test({
+              skip: () => {
+                throw new Skip();
+              },
+            });
+          } finally {
+            for (const h of [...hooks].reverse()) for (const f of h.afterEach) await f();
+          }
           counts.passed++;
           out(`  ✓ ${name} ${Math.round(performance.now() - t)}ms`);
         } catch (e) {
@@ -137,7 +150,7 @@ export async function run({ out = console.log } = {}) {
           }
         }
       } else {
-        await walk(c, [...path, node.name].filter(Boolean), setupError);
+        await walk(c, [...path, node.name].filter(Boolean), setupError, hooks);
       }
     }
     for (const f of node.afterAll) {
