@@ -13,7 +13,11 @@ export function vitTsup(entry: Record<string, string>) {
     entry,
     format: ['esm', 'cjs'],
     // Emits index.d.ts for `import` and index.d.cts for `require` (the package is type: module).
-    dts: true,
+    // core's `#node-builtins` resolves (package.json `imports`) to dist files that a clean build has
+    // not written yet: the declaration build reads the browser module's source instead. Only here:
+    // in tsconfig.json esbuild would follow the mapping too (the tests' child bundles, which need
+    // the Node module).
+    dts: { compilerOptions: { paths: { '#node-builtins': ['./src/platform/browser.ts'] } } },
     // Not shipped: they were 2.2 of core's 3.4 MB and pointed at sources the tarball does not hold.
     sourcemap: false,
     clean: true,
