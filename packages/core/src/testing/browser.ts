@@ -19,8 +19,17 @@ import { importByName } from '../platform/index.js';
 export const chromiumPath = (process.env.VIT_CHROMIUM ? [process.env.VIT_CHROMIUM] : ['/usr/bin/chromium', '/usr/bin/chromium-browser']).find((p) => existsSync(p));
 /** VIT_BROWSER_TEST_REQUIRE=1: a missing Chromium fails the test instead of skipping it. */
 export const browserRequired = process.env.VIT_BROWSER_TEST_REQUIRE === '1';
-/** Why the browser tests cannot run here, if they cannot. */
-export const chromiumMissing = chromiumPath ? undefined : 'Chromium is not installed (apt-get install chromium, or set VIT_CHROMIUM)';
+/**
+ * Why the browser tests cannot run here, if they cannot. VIT_BROWSER_TESTS=0 turns them off for a
+ * run where they would only repeat themselves (CI's second pass on the tensorflow backend: the page
+ * never runs on the Node backend under test).
+ */
+export const chromiumMissing =
+  process.env.VIT_BROWSER_TESTS === '0'
+    ? 'browser tests turned off for this run (VIT_BROWSER_TESTS=0)'
+    : chromiumPath
+      ? undefined
+      : 'Chromium is not installed (apt-get install chromium, or set VIT_CHROMIUM)';
 
 // Run from this repository's sources (vitest), pages bundle the sources too: the same code the
 // test process runs. From the published dist, packages resolve as a user's bundler resolves them.
