@@ -284,6 +284,7 @@ describe('model contract', () => {
     expect(m.stateDict()['norm2.weight']!.shape).toEqual([1, 32, 1, 1]);
     const plain = createModel<RegionViT>('regionvit_tiny_224', TINY).eval();
     tf.tidy(() => {
+      // (The logits of random weights move by ~1e-3 here; float noise is ~1e-7, so 1e-5 tells them apart without depending on the init.)
       // Same weights; the detection norms get a non-trivial affine (at weight 1 / bias 0 the next
       // stage's own LayerNorm2d would undo them).
       for (const [k, v] of Object.entries(plain.stateDict())) (v as tf.Variable).assign(m.stateDict()[k]!);
@@ -292,7 +293,7 @@ describe('model contract', () => {
       const t = m.trace(x);
       const maps = m.forwardIntermediates(x);
       maps.forEach((map, i) => expect(maxAbs(map, m.detNorms[i]!.forward(t.local[i]!))).toBeLessThan(1e-6));
-      expect(maxAbs(m.forward(x), plain.forward(x))).toBeGreaterThan(1e-3);
+      expect(maxAbs(m.forward(x), plain.forward(x))).toBeGreaterThan(1e-5);
     });
     plain.dispose();
     m.dispose();
