@@ -2,8 +2,8 @@
 // @vit/* to the sources): a program that require()s @vit/cait gets the CommonJS build of
 // @vit/core, and its own `import '@vit/core'` the ESM build. Both must see one registry and
 // number TF.js variables from one counter.
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { runProcess } from '@vit/core/testing';
 import { describe, expect, it } from 'vitest';
 
 const cliDir = fileURLToPath(new URL('..', import.meta.url));
@@ -32,8 +32,8 @@ console.log(JSON.stringify({
 `;
 
 describe('one registry for the CommonJS and ESM builds', () => {
-  it("require('@vit/cait') registers models that ESM @vit/core lists and builds", () => {
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: cliDir, encoding: 'utf8', timeout: 120_000 });
+  it("require('@vit/cait') registers models that ESM @vit/core lists and builds", async () => {
+    const r = await runProcess(process.execPath, ['--input-type=module', '-e', script], { cwd: cliDir, timeout: 120_000 });
     expect(r.stderr).not.toMatch(/Error/);
     expect(r.status).toBe(0);
     const res = JSON.parse(r.stdout.trim().split('\n').pop()!);

@@ -2,17 +2,16 @@ import '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTestBackend } from '@vit/core/testing';
+import { runProcess, setTestBackend, type ProcessResult } from '@vit/core/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { vit } from './__fixtures__/vit.js';
 import { EXIT } from './exit-codes.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 /** Runs the real `vit` entry point (src/bin.ts through vite-node) in a shell, so pipes and stderr are real. */
-function shell(command: string): { status: number | null; stdout: string; stderr: string } {
+function shell(command: string): Promise<ProcessResult> {
   const bin = `${join(root, '..', '..', 'node_modules', '.bin', 'vite-node')} -c vitest.config.ts src/bin.ts --`;
-  const r = spawnSync('bash', ['-o', 'pipefail', '-c', command.replaceAll('VIT', bin)], { cwd: root, encoding: 'utf8', timeout: 120_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  return runProcess('bash', ['-o', 'pipefail', '-c', command.replaceAll('VIT', bin)], { cwd: root, timeout: 120_000 });
 }
 
 function hasTfjsNode(): boolean {
@@ -42,19 +41,19 @@ describe('what the CLI prints', () => {
     expect((await vit('train', '--epochs')).err).toMatch(/--epochs needs a value/);
   });
 
-  it('`vit models | head -1` ends quietly when the reader goes away', () => {
-    const r = shell('VIT models | head -1');
+  it('`vit models | head -1` ends quietly when the reader goes away', async () => {
+    const r = await shell('VIT models | head -1');
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).not.toMatch(/EPIPE|Error/);
   }, 120_000);
 
-  it("no TensorFlow start-up log on the tensorflow backend (where tfjs-node is installed)", (ctx) => {
+  it("no TensorFlow start-up log on the tensorflow backend (where tfjs-node is installed)", async (ctx) => {
     if (!hasTfjsNode()) {
       console.log('skipped: @tensorflow/tfjs-node is not installed here (optional peer)');
       ctx.skip();
     }
-    const r = shell('VIT summary cait_nano --backend tensorflow');
+    const r = await shell('VIT summary cait_nano --backend tensorflow');
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/cait_nano/);
     expect(r.stderr).not.toMatch(/cpu_feature_guard|absl::InitializeLog|rebuild TensorFlow|looks like you are running TensorFlow\.js/);

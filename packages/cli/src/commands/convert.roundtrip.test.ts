@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { CAIT_VARIANTS } from '@vit/cait';
 import { createModel, findStateDict, getModelCard, listModels, loadSafetensorsFile, PthTensor, readPth, readSafetensorsFile, saveModelWeights, type PyDict } from '@vit/core';
-import { setTestBackend } from '@vit/core/testing';
+import { runProcess, setTestBackend } from '@vit/core/testing';
 import { MRLA_CONFIGS } from '@vit/mrla';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../main.js';
@@ -228,7 +228,7 @@ describe('every registered variant: what --to-pytorch writes converts back and f
 });
 
 describe('PyTorch accepts what we export', () => {
-  it('torch.load(weights_only=True), equal to the original state dict, load_state_dict(strict=True) into the official model', (ctx) => {
+  it('torch.load(weights_only=True), equal to the original state dict, load_state_dict(strict=True) into the official model', async (ctx) => {
     const why = torchAvailable();
     if (why) {
       console.log(`skipped: ${why}; the torch check of exported .pth files needs python3 with torch`);
@@ -236,11 +236,9 @@ describe('PyTorch accepts what we export', () => {
       return;
     }
     expect(torchJobs.length).toBeGreaterThan(0);
-    const r = spawnSync('python3', [join(HERE, '__fixtures__/torch_check.py')], {
+    const r = await runProcess('python3', [join(HERE, '__fixtures__/torch_check.py')], {
       input: JSON.stringify(torchJobs),
-      encoding: 'utf8',
       env: { ...process.env, REF_ROOT: join(REPO, '..', 'ref'), SHIM: join(REPO, '..', 'shared', 'perf', 'shim') },
-      maxBuffer: 64 << 20,
     });
     const lines = r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { exported: string; loaded?: number; equal?: boolean; official?: string; error?: string });
     const errors = lines.filter((l) => l.error);

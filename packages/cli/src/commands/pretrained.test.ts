@@ -32,7 +32,7 @@ import {
   type PretrainedSource,
   type VisionModel,
 } from '@vit/core';
-import { nchwToNhwc, setTestBackend } from '@vit/core/testing';
+import { nchwToNhwc, runProcess, setTestBackend } from '@vit/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../main.js';
 import { bundledFashionMnistDir, evalTransform } from '../data.js';
@@ -283,7 +283,7 @@ describe('pretrained weights', () => {
       'v, i = p.topk(5)',
       'print(json.dumps([{"class": int(a), "probability": float(b)} for a, b in zip(i, v)]))',
     ].join('\n');
-    const py = spawnSync('python3', ['-c', script], { encoding: 'utf8' });
+    const py = await runProcess('python3', ['-c', script]);
     expect(py.status, py.stderr).toBe(0);
     const theirs = JSON.parse(py.stdout) as Array<{ class: number; probability: number }>;
     expect(ours.map((t) => t.class)).toEqual(theirs.map((t) => t.class));

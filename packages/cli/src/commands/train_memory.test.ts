@@ -1,12 +1,11 @@
 import '@tensorflow/tfjs';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import '@vit/conv2former';
 import '@vit/mrla';
-import { setTestBackend } from '@vit/core/testing';
+import { runProcess, setTestBackend } from '@vit/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testBackend as backend, tinyConv2Former as tiny, vit } from '../__fixtures__/vit.js';
 import { EXIT } from '../exit-codes.js';
@@ -50,17 +49,17 @@ describe('vit train: --accum-steps, --micro-batch, --grad-checkpointing, running
     expect((await vit('bench', '--model', 'conv2former_nano', '--grad-checkpointing')).err).toMatch(/--grad-checkpointing applies to the training step: add --train/);
   });
 
-  it('out of memory on wasm: exit code 5, what ran out and what to try, and the new run folder removed', () => {
+  it('out of memory on wasm: exit code 5, what ran out and what to try, and the new run folder removed', async () => {
     const root = fileURLToPath(new URL('../..', import.meta.url));
     const out = join(dir, 'oom');
     // A 2048-channel stride-1 stem at 192 px and --micro-batch off: 2.25 GiB per activation, so the
     // heap is full at the stem's second map (the allocation that fails is an ordinary one, not a
     // wrap-around). At 128 px (1 GiB maps) the fused BatchNorm kernel keeps few enough of them that
     // the step fits and runs for minutes.
-    const r = spawnSync(
+    const r = await runProcess(
       join(root, '..', '..', 'node_modules', '.bin', 'vite-node'),
       ['-c', 'vitest.config.ts', 'src/bin.ts', '--', 'train', '--model', 'resnet10_mrlal_nano', '--model-opts', '{"stemWidth": 2048}', '--data', 'synthetic:20', '--batch-size', '8', '--img-size', '192', '--epochs', '1', '--micro-batch', 'off', '--backend', 'wasm', '--out', out],
-      { cwd: root, encoding: 'utf8', timeout: 300_000 },
+      { cwd: root, timeout: 300_000 },
     );
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(EXIT.MEMORY);
     expect(r.stderr).toMatch(/vit train: Out of memory: a training step at batch size 8 did not fit in the wasm backend's 4 GiB heap/);

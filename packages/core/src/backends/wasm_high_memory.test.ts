@@ -14,6 +14,10 @@ import { installWasmKernels } from './install.js';
 
 const TWO_GIB = 2 ** 31;
 
+// Each op runs synchronously for seconds: between them the worker answers vitest's RPC (a worker
+// silent for 60 s fails the run with `Timeout calling "onTaskUpdate"`).
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 function offsetOf(t: tf.Tensor): number {
   const b = tf.backend() as unknown as { dataIdMap: { get(id: object): { memoryOffset: number } } };
   return b.dataIdMap.get(t.dataId).memoryOffset;
@@ -57,17 +61,19 @@ describe('wasm kernels on buffers that straddle 2 GiB', () => {
         const crossed = [...ins, out].some((t) => offsetOf(t) < TWO_GIB && end(t) > TWO_GIB);
         results.push({ name, ins: ins.map((t) => t.dataSync() as Float32Array), shapes: ins.map((t) => t.shape), got: out.dataSync() as Float32Array, crossed });
         tf.dispose([...ins, out]);
+        await yieldToEventLoop();
       }
     } finally {
       tf.dispose(fillers);
     }
     await tf.setBackend('cpu');
-    results.forEach((r, i) => {
+    for (const [i, r] of results.entries()) {
+      await yieldToEventLoop();
       const want = tf.tidy(() => ops[i]![2](r.ins.map((d, j) => tf.tensor(d, r.shapes[j]))).dataSync());
       let worst = 0;
       for (let j = 0; j < want.length; j++) worst = Math.max(worst, Math.abs(r.got[j]! - want[j]!) / Math.max(1, Math.abs(want[j]!)));
       expect(worst, r.name).toBeLessThan(1e-5);
-    });
+    }
     // The allocator put these where the test wants them (the transposed product packs its operands
     // into scratch space of its own, which may land anywhere).
     const crossed = results.filter((r) => r.crossed).map((r) => r.name);

@@ -45,3 +45,4 @@ export * from './backend.js';
 export * from './nano.js';
 export * from './browser.js';
 export * from './leaks.js';
+export * from './process.js';

@@ -1,12 +1,12 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { OutOfMemoryError } from '../errors.js';
 import { Conv2d, LayerNorm2d, Linear, Module } from '../nn/index.js';
 import { AdamW } from '../optim/index.js';
 import { setTestBackend } from '../testing/backend.js';
+import { runProcess } from '../testing/process.js';
 import { TinyConvNet, snapshot, toySource } from './__fixtures__/toy.js';
 import { isOutOfMemory, Trainer } from './index.js';
 
@@ -143,10 +143,10 @@ describe('Trainer gradient accumulation and micro-batching', () => {
     expect(isOutOfMemory(new Error('Shapes do not match'))).toBe(false);
   });
 
-  it('on wasm, a step that cannot fit the 4 GiB heap ends with OutOfMemoryError (not a raw Aborted()) and leaves the backend usable', () => {
+  it('on wasm, a step that cannot fit the 4 GiB heap ends with OutOfMemoryError (not a raw Aborted()) and leaves the backend usable', async () => {
     // In a child process: an instance that did abort would be unusable afterwards.
     const script = fileURLToPath(new URL('./__fixtures__/wasm_oom.ts', import.meta.url));
-    const r = spawnSync(fileURLToPath(new URL('../../../../node_modules/.bin/vite-node', import.meta.url)), [script], { encoding: 'utf8', timeout: 180_000, cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+    const r = await runProcess(fileURLToPath(new URL('../../../../node_modules/.bin/vite-node', import.meta.url)), [script], { timeout: 180_000, cwd: fileURLToPath(new URL('../..', import.meta.url)) });
     const out = `${r.stdout}\n${r.stderr}`;
     const results = out.split('\n').filter((l) => l.startsWith('RESULT '));
     expect(results, out).toHaveLength(2);
