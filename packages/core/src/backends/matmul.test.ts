@@ -6,6 +6,8 @@ import { setTestWasm } from '../testing/backend.js';
 import { input, numDataIds, runOn, scaledError, type KernelInput, type KernelOutput } from './__fixtures__/kernel_harness.js';
 import { installCpuKernels, installWasmKernels, restoreStockKernels } from './install.js';
 import { enableWasmGemm, PER_BATCH_MIN_MACS, wasmGemm } from './matmul_wasm.js';
+import { relaxedSimd } from './wasm_asm.js';
+import { gemmModuleBytes, type GemmFn } from './wasm_gemm.js';
 
 // Compares wasm (with our kernels) against tfjs's stock cpu kernels on the same inputs; picks
 // its backends itself (see conv_grads.test.ts).
@@ -100,6 +102,34 @@ describe('BatchMatMul plumbing', () => {
   it('the SIMD kernel builds on the wasm backend', async () => {
     await tf.setBackend('wasm');
     expect(wasmGemm(tf.backend())).toBeTypeOf('function');
+  });
+
+  it('uses fused multiply-adds where relaxed SIMD compiles (Node 20: the flag we set), and they change a product by float rounding only', () => {
+    expect(relaxedSimd(), 'relaxed SIMD in this Node (--experimental-wasm-relaxed-simd set at run time)').toBe(true);
+    const memory = new WebAssembly.Memory({ initial: 64 });
+    const [m, n, k] = [37, 29, 301];
+    const [a, b, c1, c2, scratch] = [0, m * k * 4, (m * k + k * n) * 4, (m * k + k * n + m * n) * 4, (m * k + k * n + 2 * m * n) * 4];
+    const f = new Float32Array(memory.buffer);
+    for (let i = 0; i < m * k + k * n; i++) f[i] = Math.sin(i * 0.37) * 3;
+    const run = (fused: boolean, out: number) => {
+      const gemm = new WebAssembly.Instance(new WebAssembly.Module(gemmModuleBytes(false, fused)), { env: { memory } }).exports.gemm as GemmFn;
+      gemm(a, b, out, scratch, m, n, k, k * 4, 4, n * 4, 4, n * 4, 1, 0);
+      return f.slice(out / 4, out / 4 + m * n);
+    };
+    const fused = run(true, c1);
+    const plain = run(false, c2);
+    let worst = 0;
+    let differ = 0;
+    for (let i = 0; i < m * n; i++) {
+      let want = 0;
+      const row = Math.floor(i / n) * k;
+      for (let j = 0; j < k; j++) want += f[row + j]! * f[m * k + j * n + (i % n)]!;
+      worst = Math.max(worst, Math.abs(fused[i]! - want) / Math.max(1, Math.abs(want)), Math.abs(plain[i]! - want) / Math.max(1, Math.abs(want)));
+      if (fused[i] !== plain[i]) differ++;
+    }
+    expect(worst).toBeLessThan(1e-5);
+    // Where the CPU has FMA (x86-64 with FMA3, arm64) one rounding instead of two changes some sums.
+    expect(differ, 'the fused kernel rounds once per multiply-add').toBeGreaterThan(0);
   });
 
   it("the fallback's per-batch threshold sits between the tiny and the per-batch cases above", () => {

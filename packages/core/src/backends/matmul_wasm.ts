@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { scoped, sizeOf, stockKernel, type BackendLike, type Info, type Scope } from './kernel_util.js';
 import { gemmFor, type GemmFn } from './wasm_gemm.js';
+import { gemmPool, type GemmCall, type GemmPool } from './wasm_gemm_pool.js';
+import { wasmThreadsStatus } from './wasm_threads.js';
 
 /**
  * BatchMatMul for the wasm backend. tfjs-backend-wasm 4.22 sends a product to XNNPACK's
@@ -235,7 +237,53 @@ interface BatchDims {
   n: number;
 }
 
-/** Our kernel, once per output batch and K chunk; operands read in place through strides. */
+/** Products below this many multiply-adds stay on one thread (a wake-up costs more than they take). */
+export const GEMM_PARALLEL_MIN_MACS = 1 << 20;
+
+/**
+ * Builds per-thread lists of `gemm` calls. A thread repacks B's panels only when its previous call
+ * packed other ones (the same B pointer, K chunk and columns leave its scratch panels valid).
+ */
+class CallLists {
+  readonly lists: GemmCall[][];
+  private readonly packed: string[];
+  constructor(
+    threads: number,
+    private readonly scratch: number,
+    private readonly scratchBytes: number,
+  ) {
+    this.lists = Array.from({ length: threads }, () => []);
+    this.packed = new Array<string>(threads).fill('');
+  }
+  add(t: number, a: number, b: number, c: number, rows: number, cols: number, kk: number, st: Strides, acc: boolean): void {
+    if (rows <= 0 || cols <= 0) return;
+    const key = `${b}:${kk}:${cols}`;
+    const pack = this.packed[t] === key ? 0 : 1;
+    this.packed[t] = key;
+    this.lists[t]!.push([a, b, c, this.scratch + t * this.scratchBytes, rows, cols, kk, st.sam, st.sak, st.sbk, st.sbn, st.ldc, pack, acc ? 1 : 0]);
+  }
+}
+
+interface Strides {
+  sam: number;
+  sak: number;
+  sbk: number;
+  sbn: number;
+  ldc: number;
+}
+
+/** Threads our kernel may use on this backend now: the main thread and the pool's ready workers. */
+function gemmThreads(memory: WebAssembly.Memory | null): { threads: number; pool: GemmPool | null } {
+  const want = wasmThreadsStatus().threads ?? 1;
+  const pool = memory && want > 1 ? gemmPool(memory, want - 1) : null;
+  return { threads: pool ? 1 + pool.ready() : 1, pool };
+}
+
+/**
+ * Our kernel, once per output batch, K chunk and row chunk; operands read in place through
+ * strides. On several threads, each takes whole batches (many products) or a share of each
+ * product's rows (or, for a product of few rows, of its columns).
+ */
 function gemmBatches(
   backend: WasmBackend,
   gemm: GemmFn,
@@ -249,32 +297,38 @@ function gemmBatches(
   const w = backend.wasm;
   const kc = Math.min(k, GEMM_K_CHUNK);
   const mc = Math.min(m, GEMM_M_CHUNK);
-  const scratch = w._malloc((Math.ceil(n / 8) * 8 + Math.ceil(mc / 4) * 4) * kc * 4);
+  const { threads: available, pool } = batch * m * n * k >= GEMM_PARALLEL_MIN_MACS ? gemmThreads(wasmMemory(backend)) : { threads: 1, pool: null };
+  // Whole batches per thread where they divide well; else rows (columns when rows are few).
+  const byBatch = available > 1 && (batch >= 4 * available || (batch >= available && batch % available === 0));
+  const byCols = available > 1 && !byBatch && mc < 8 * available && n >= 16 * available;
+  const threads = available > 1 && (byBatch || byCols || mc >= 8 * available) ? available : 1;
+  const scratchBytes = (Math.ceil(n / 8) * 8 + Math.ceil(mc / 4) * 4) * kc * 4;
+  const scratch = w._malloc(scratchBytes * threads);
   const [aBase, bBase, cBase] = [a, b, out].map((t) => heapOffset(backend, t)) as [number, number, number];
   // Byte strides of A[i, k] and B[k, j] inside one batch.
-  const sam = tA ? 4 : k * 4;
-  const sak = tA ? m * 4 : 4;
-  const sbk = tB ? 4 : n * 4;
-  const sbn = tB ? k * 4 : 4;
-  try {
-    let packed = -1;
-    for (let i = 0; i < batch; i++) {
-      const ap = aBase + ia(i) * m * k * 4;
-      const jb = ib(i);
-      const bp = bBase + jb * k * n * 4;
-      const cp = cBase + i * m * n * 4;
-      for (let k0 = 0; k0 < k; k0 += kc) {
-        const kk = Math.min(kc, k - k0);
-        // B's panels are packed once per K chunk and reused by every row chunk, and by the next
-        // batch too when it shares B and K is one chunk.
-        const packB = kc < k || jb !== packed;
-        for (let m0 = 0; m0 < m; m0 += mc) {
-          const pack = packB && m0 === 0 ? 1 : 0;
-          gemm(ap + m0 * sam + k0 * sak, bp + k0 * sbk, cp + m0 * n * 4, scratch, Math.min(mc, m - m0), n, kk, sam, sak, sbk, sbn, n * 4, pack, k0 > 0 ? 1 : 0);
-        }
+  const st: Strides = { sam: tA ? 4 : k * 4, sak: tA ? m * 4 : 4, sbk: tB ? 4 : n * 4, sbn: tB ? k * 4 : 4, ldc: n * 4 };
+  const calls = new CallLists(threads, scratch, scratchBytes);
+  const rowShare = Math.ceil(mc / 4 / threads) * 4;
+  const colShare = Math.ceil(n / 8 / threads) * 8;
+  for (let i = 0; i < batch; i++) {
+    const ap = aBase + ia(i) * m * k * 4;
+    const bp = bBase + ib(i) * k * n * 4;
+    const cp = cBase + i * m * n * 4;
+    const bt = byBatch ? Math.floor((i * threads) / batch) : 0;
+    for (let k0 = 0; k0 < k; k0 += kc) {
+      const kk = Math.min(kc, k - k0);
+      for (let m0 = 0; m0 < m; m0 += mc) {
+        const rows = Math.min(mc, m - m0);
+        const [a0, b0, c0] = [ap + m0 * st.sam + k0 * st.sak, bp + k0 * st.sbk, cp + m0 * st.ldc];
+        if (threads === 1 || byBatch) calls.add(bt, a0, b0, c0, rows, n, kk, st, k0 > 0);
+        else if (byCols) for (let t = 0; t < threads; t++) calls.add(t, a0, b0 + t * colShare * st.sbn, c0 + t * colShare * 4, rows, Math.min(colShare, n - t * colShare), kk, st, k0 > 0);
+        else for (let t = 0; t < threads; t++) calls.add(t, a0 + t * rowShare * st.sam, b0, c0 + t * rowShare * st.ldc, Math.min(rowShare, rows - t * rowShare), n, kk, st, k0 > 0);
       }
-      packed = kc < k ? -1 : jb;
     }
+  }
+  try {
+    if (threads > 1 && pool) pool.run(gemm, calls.lists);
+    else for (const call of calls.lists[0]!) gemm(...call);
   } finally {
     w._free(scratch);
   }

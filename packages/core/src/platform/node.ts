@@ -7,8 +7,9 @@ import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as url from 'node:url';
+import * as v8 from 'node:v8';
 import * as workerThreads from 'node:worker_threads';
 import * as zlib from 'node:zlib';
 import type { NodeBuiltins } from './types.js';
 
-export const node: NodeBuiltins | undefined = { fs, path, os, crypto, url, zlib, workerThreads, require: createRequire(import.meta.url) };
+export const node: NodeBuiltins | undefined = { fs, path, os, crypto, url, zlib, workerThreads, v8, require: createRequire(import.meta.url) };

@@ -7,6 +7,7 @@ export interface NodeBuiltins {
   url: typeof import('node:url');
   zlib: typeof import('node:zlib');
   workerThreads: typeof import('node:worker_threads');
+  v8: typeof import('node:v8');
   /** `require` relative to @vit/core itself: finds the backends' files as this package resolves them. */
   require: NodeJS.Require;
 }

@@ -1,0 +1,104 @@
+import '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { initBackend } from '../backend.js';
+import { wasmGemm, wasmMemory } from './matmul_wasm.js';
+import { enableGemmThreads, gemmPool, gemmThreadLists } from './wasm_gemm_pool.js';
+
+// This file's process runs the threaded wasm build (2 threads), so our GEMM hands work to a worker.
+
+beforeAll(async () => {
+  await initBackend('wasm', { quiet: true, wasmThreads: 2, env: false });
+});
+
+/** The product on one thread and on two: the values must be the same bit for bit. */
+function both(f: () => tf.Tensor): { one: Float32Array; two: Float32Array; lists: number } {
+  const values = () => {
+    const t = f();
+    const v = t.dataSync() as Float32Array;
+    t.dispose();
+    return v;
+  };
+  enableGemmThreads(false);
+  const one = values();
+  enableGemmThreads(true);
+  const before = gemmThreadLists();
+  const two = values();
+  return { one, two, lists: gemmThreadLists() - before };
+}
+
+async function workersReady(): Promise<void> {
+  const pool = gemmPool(wasmMemory(tf.backend())!, 1)!;
+  expect(pool, 'a worker pool on the shared heap').not.toBeNull();
+  for (let i = 0; i < 200 && pool.ready() < 1; i++) await new Promise((r) => setTimeout(r, 25));
+  expect(pool.ready()).toBe(1);
+}
+
+describe('our wasm GEMM on two threads', () => {
+  // (Not checkTensorLeaks: it would set the test backend, cpu, in place of the threaded wasm one.)
+  let tensors = 0;
+  beforeEach(() => {
+    tensors = tf.memory().numTensors;
+  });
+  afterEach(() => {
+    expect(tf.memory().numTensors).toBe(tensors);
+  });
+
+  const cases: Array<[string, number[], number[], boolean, boolean]> = [
+    // Rows split: a Linear's input gradient (dy · Wᵀ).
+    ['rows: [1100, 96]·[384, 96]ᵀ', [1100, 96], [384, 96], false, true],
+    // Columns split: few rows (a filter gradient xᵀ · dy over many pixels, K in chunks).
+    ['columns: [3, 3000]ᵀ·[3000, 200]', [3000, 3], [3000, 200], true, false],
+    // Whole batches: attention's q · kᵀ.
+    ['batches: [12, 197, 32]·[12, 197, 32]ᵀ', [12, 197, 32], [12, 197, 32], false, true],
+    // A broadcast right operand, batch 3 (not divisible by 2: rows split).
+    ['broadcast: [3, 700, 64]ᵀ·[64, 130]', [3, 64, 700], [64, 130], true, false],
+  ];
+  for (const [name, as, bs, ta, tb] of cases) {
+    it(`${name}: equal bit for bit to one thread, close to the cpu backend`, async () => {
+      await workersReady();
+      const a = tf.randomNormal(as, 0, 1, 'float32', 1);
+      const b = tf.randomNormal(bs, 0, 1, 'float32', 2);
+      const f = () => tf.matMul(a, b, ta, tb);
+      const { one, two, lists } = both(f);
+      expect(lists, 'lists run by the worker').toBeGreaterThan(0);
+      expect(two).toEqual(one);
+      const av = a.arraySync();
+      const bv = b.arraySync();
+      tf.dispose([a, b]);
+      await tf.setBackend('cpu');
+      const want = tf.tidy(() => tf.matMul(tf.tensor(av as number[]), tf.tensor(bv as number[]), ta, tb).dataSync());
+      await tf.setBackend('wasm');
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(two[i]! - want[i]!) / Math.max(1, Math.abs(want[i]!)));
+      expect(worst).toBeLessThan(1e-4); // sums of up to 3000 products in another order
+    });
+  }
+
+  it('small products stay on the main thread', async () => {
+    await workersReady();
+    const a = tf.randomNormal([40, 30]);
+    const b = tf.randomNormal([50, 30]);
+    const before = gemmThreadLists();
+    tf.matMul(a, b, false, true).dispose();
+    expect(gemmThreadLists()).toBe(before);
+    tf.dispose([a, b]);
+  });
+
+  it("a worker's trap fails the product with an error (no hang, nothing left running)", async () => {
+    await workersReady();
+    const memory = wasmMemory(tf.backend())!;
+    const pool = gemmPool(memory, 1)!;
+    const gemm = wasmGemm(tf.backend())!;
+    const beyond = memory.buffer.byteLength + 4096; // past the heap: the kernel's first load traps
+    expect(() => pool.run(gemm, [[], [[beyond, beyond, beyond, beyond, 8, 8, 8, 32, 4, 32, 4, 32, 1, 0]]])).toThrow(/a worker thread failed/);
+    // The pool still works afterwards.
+    const a = tf.randomNormal([600, 64]);
+    const b = tf.randomNormal([300, 64]);
+    const before = gemmThreadLists();
+    tf.matMul(a, b, false, true).dispose();
+    expect(gemmThreadLists()).toBeGreaterThan(before);
+    tf.dispose([a, b]);
+  });
+});
