@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { asOutOfMemory, explain, plotExplanation, type ExplainMethod } from '@vit/core';
 import { JSON_OPTION, type Command } from '../command.js';
 import { EXIT, UsageError } from '../exit-codes.js';
+import { nonNegInt, num, oneOf } from '../flags.js';
 import { BACKEND_OPTION, useBackend } from '../setup.js';
 import { decodeSize, imageFiles, imageLoader, INFERENCE_OPTIONS, loadForInference } from '../inference.js';
 
@@ -38,12 +39,9 @@ export const explainCommand: Command = {
     const files = imageFiles(positionals);
     if (files.length !== 1) throw new UsageError(`give one image, got ${files.length}`);
     const file = files[0]!;
-    const method = (values.method ?? 'auto') as ExplainMethod;
-    if (!METHODS.includes(method)) throw new UsageError(`--method expects one of ${METHODS.join(', ')}, got '${String(values.method)}'`);
-    const classIndex = values.class === undefined ? undefined : Number(values.class);
-    if (classIndex !== undefined && !(Number.isInteger(classIndex) && classIndex >= 0)) throw new UsageError(`--class expects a class index (an integer ≥ 0), got '${String(values.class)}'`);
-    const alpha = values.alpha === undefined ? 0.5 : Number(values.alpha);
-    if (!(alpha >= 0 && alpha <= 1)) throw new UsageError(`--alpha expects a number in [0, 1], got '${String(values.alpha)}'`);
+    const method = oneOf(values.method, 'method', METHODS) ?? 'auto';
+    const classIndex = nonNegInt(values.class, 'class');
+    const alpha = num(values.alpha, 'alpha', (a) => a >= 0 && a <= 1, 'a number in [0, 1]') ?? 0.5;
     const out = resolve((values.out as string | undefined) ?? `${basename(file, extname(file))}.explain.png`);
     if (out === file) throw new UsageError(`--out ${out} would overwrite the image; give another file`);
     const backend = await useBackend((values.backend as string | undefined) ?? 'auto');
