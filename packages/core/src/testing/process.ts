@@ -3,14 +3,14 @@ import { spawn } from 'node:child_process';
 export interface ProcessResult {
   /** Exit code, or null when a signal ended the process (a timeout included). */
   status: number | null;
-  signal: NodeJS.Signals | null;
+  signal: string | null;
   stdout: string;
   stderr: string;
 }
 
 export interface RunProcessOptions {
   cwd?: string;
-  env?: NodeJS.ProcessEnv;
+  env?: Record<string, string | undefined>;
   /** Milliseconds before the process is killed (SIGKILL); none by default. */
   timeout?: number;
   /** Written to the child's stdin, which is then closed. */
