@@ -10,7 +10,7 @@ import {
 } from './conv_grads.js';
 import { BackendError } from './errors.js';
 import { forgetStock, rememberStock } from './kernel_util.js';
-import { batchMatMulWasm, fusedMatMulWasm } from './matmul_wasm.js';
+import { batchMatMulWasm, conv2dWasm, fusedMatMulWasm } from './matmul_wasm.js';
 import { segmentSumCpu, segmentSumWasm } from './segment_sum.js';
 import { BATCH_NORM, BATCH_NORM_GRAD, LAYER_NORM, LAYER_NORM_GRAD, batchNormGradWasm, batchNormWasm, layerNormGradWasm, layerNormWasm } from './wasm_norm.js';
 import {
@@ -122,6 +122,8 @@ const WASM_KERNELS: KernelReplacement[] = [
     "training BatchNorm's backward in one SIMD kernel (dx, dγ, dβ; the composed form is ~12 kernels), bit-identical to it",
     batchNormGradWasm as tf.KernelFunc,
   ),
+  wasm(tf.Conv2D, 'slow', '1×1 stride-1 convolutions as one product on our SIMD kernel when routeForwardProducts(true); the rest stock', (a) => conv2dWasm(a, false)),
+  wasm(tf.FusedConv2D, 'slow', 'as Conv2D, then bias and activation kernels', (a) => conv2dWasm(a, true)),
   wasm(tf._FusedMatMul, 'slow', 'transposed/batched cases through the BatchMatMul above, then bias and activation kernels', fusedMatMulWasm),
 ];
 

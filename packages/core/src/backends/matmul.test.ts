@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setTestWasm } from '../testing/backend.js';
 import { input, numDataIds, runOn, scaledError, type KernelInput, type KernelOutput } from './__fixtures__/kernel_harness.js';
 import { installCpuKernels, installWasmKernels, restoreStockKernels } from './install.js';
-import { enableWasmGemm, PER_BATCH_MIN_MACS, wasmGemm } from './matmul_wasm.js';
+import { enableWasmGemm, PER_BATCH_MIN_MACS, routeForwardProducts, wasmGemm } from './matmul_wasm.js';
 import { relaxedSimd } from './wasm_asm.js';
 import { gemmModuleBytes, type GemmFn } from './wasm_gemm.js';
 
@@ -166,4 +166,34 @@ describe('_FusedMatMul on wasm matches stock cpu', () => {
     const err = await compare(tf._FusedMatMul, { a, b, preluActivationWeights: alpha }, { transposeA: true, transposeB: false, activation: 'prelu' });
     expect(err).toBeLessThanOrEqual(TOL);
   });
+});
+
+describe('plain products and 1×1 convolutions on our kernel (routeForwardProducts) match stock cpu', () => {
+  beforeAll(() => routeForwardProducts(true));
+  afterAll(() => routeForwardProducts(false));
+  it('BatchMatMul [37, 300]·[300, 45] and a batch sharing its right operand', async () => {
+    expect(await compare(tf.BatchMatMul, { a: input([1, 37, 300], 41), b: input([1, 300, 45], 42) }, { transposeA: false, transposeB: false })).toBeLessThanOrEqual(TOL);
+    expect(await compare(tf.BatchMatMul, { a: input([3, 37, 30], 43), b: input([1, 30, 45], 44) }, { transposeA: false, transposeB: false })).toBeLessThanOrEqual(TOL);
+  });
+  it('_FusedMatMul with bias and relu', async () => {
+    const err = await compare(tf._FusedMatMul, { a: input([37, 30], 45), b: input([30, 21], 46), bias: input([21], 47) }, { transposeA: false, transposeB: false, activation: 'relu' });
+    expect(err).toBeLessThanOrEqual(TOL);
+  });
+  for (const [name, kernel, extra] of [
+    ['Conv2D', tf.Conv2D, {}],
+    ['FusedConv2D (bias, relu)', tf.FusedConv2D, { activation: 'relu' }],
+  ] as const) {
+    it(`${name} 1×1, stride 1, and a 3×3 one (stock)`, async () => {
+      for (const [kh, pad] of [
+        [1, 'same'],
+        [1, 'valid'],
+        [3, 'same'],
+      ] as const) {
+        const inputs: Record<string, KernelInput> = { x: input([2, 7, 9, 13], 48), filter: input([kh, kh, 13, 11], 49) };
+        if (kernel === tf.FusedConv2D) inputs.bias = input([11], 50);
+        const attrs = { strides: [1, 1], pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined, ...extra };
+        expect(await compare(kernel, inputs, attrs), `${kh}×${kh} ${pad}`).toBeLessThanOrEqual(TOL);
+      }
+    });
+  }
 });

@@ -59,6 +59,15 @@ export const GEMM_K_CHUNK = 256;
 export const GEMM_M_CHUNK = 2048;
 
 let gemmEnabled = true;
+let forwardOnOurs = false;
+
+/**
+ * Sends the plain products (batch 1, untransposed: Linear layers, 1×1 convolutions) to our kernel
+ * too, instead of XNNPACK. For benchmarks.
+ */
+export function routeForwardProducts(on: boolean): void {
+  forwardOnOurs = on;
+}
 
 /** Turns our SIMD kernel off (XNNPACK fallbacks only), for tests and benchmarks. */
 export function enableWasmGemm(enabled: boolean): void {
@@ -188,7 +197,19 @@ export function batchMatMulWasm(args: KernelArgs): Info {
   const batchB = sizeOf(outerB);
   const batch = sizeOf(outer);
   const outShape = [...outer, m, n];
-  if (batch * m * n === 0 || k === 0 || (batch === 1 && !transposeA && !transposeB)) return stock(tf.BatchMatMul, args);
+  const ours = forwardOnOurs && wasmGemm(backend) !== null;
+  if (batch * m * n === 0 || k === 0 || (batch === 1 && !transposeA && !transposeB && !ours)) return stock(tf.BatchMatMul, args);
+  if (batchB === 1 && batch === batchA && !transposeA && !transposeB && ours) {
+    // A right operand shared by the whole batch: one product of batch·m rows.
+    const out = backend.makeOutput(outShape, 'float32');
+    try {
+      gemmBatches(backend, wasmGemm(backend)!, a, b, out, false, false, { ia: () => 0, ib: () => 0, batch: 1, m: batch * m, k, n });
+    } catch (e) {
+      backend.disposeData(out.dataId);
+      throw e;
+    }
+    return out;
+  }
   if (batchB === 1 && batch === batchA && !transposeA && !transposeB) {
     // A right operand shared by the whole batch (x[B, N, C]·W[C, D]): one XNNPACK call.
     return scoped(backend, 'wasm', (s) => {
@@ -383,9 +404,41 @@ export function fusedMatMulWasm(args: KernelArgs): Info {
   const attrs = args.attrs as unknown as tf._FusedMatMulAttrs;
   const batchA = sizeOf(a.shape.slice(0, -2));
   const batchB = sizeOf(b.shape.slice(0, -2));
-  if ((!attrs.transposeA && !attrs.transposeB && batchA === 1 && batchB === 1) || !hasInternals(args.backend)) return stock(tf._FusedMatMul, args);
+  const plain = !attrs.transposeA && !attrs.transposeB && batchA === 1 && batchB === 1;
+  if ((plain && !forwardOnOurs) || !hasInternals(args.backend)) return stock(tf._FusedMatMul, args);
   return scoped(args.backend, 'wasm', (s) => {
     const y = s.adopt(batchMatMulWasm({ inputs: { a, b }, backend: args.backend, attrs: { transposeA: attrs.transposeA, transposeB: attrs.transposeB } }));
     return s.biasAndActivation(y, bias, attrs.activation, preluActivationWeights, attrs.leakyreluAlpha, '_FusedMatMul');
+  });
+}
+
+/**
+ * Conv2D / FusedConv2D: a 1×1, stride-1, unpadded NHWC convolution is the product
+ * [N·H·W, Ci]·[Ci, Co]; with `routeForwardProducts(true)` it runs on our kernel (then bias and
+ * activation kernels). Everything else: the stock (XNNPACK) kernel.
+ */
+export function conv2dWasm(args: KernelArgs, fused: boolean): Info {
+  const { x, filter, bias, preluActivationWeights } = args.inputs as { x: Info; filter: Info; bias?: Info; preluActivationWeights?: Info };
+  const attrs = args.attrs as unknown as tf.FusedConv2DAttrs;
+  const name = fused ? tf.FusedConv2D : tf.Conv2D;
+  const [kh, kw, ci, co] = filter.shape as [number, number, number, number];
+  const strides = typeof attrs.strides === 'number' ? [attrs.strides, attrs.strides] : attrs.strides;
+  const pointwise =
+    forwardOnOurs &&
+    kh === 1 &&
+    kw === 1 &&
+    strides[0] === 1 &&
+    strides[1] === 1 &&
+    (attrs.pad === 'valid' || attrs.pad === 'same' || (typeof attrs.pad === 'number' && attrs.pad === 0)) &&
+    (attrs.dataFormat ?? 'NHWC') === 'NHWC' &&
+    x.dtype === 'float32' &&
+    hasInternals(args.backend) &&
+    wasmGemm(args.backend) !== null;
+  if (!pointwise) return stock(name, args);
+  const [n, h, w] = x.shape as [number, number, number, number];
+  return scoped(args.backend, 'wasm', (s) => {
+    const y = s.adopt(batchMatMulWasm({ inputs: { a: s.reshape(x, [1, n * h * w, ci]), b: s.reshape(filter, [1, ci, co]) }, backend: args.backend, attrs: { transposeA: false, transposeB: false } }));
+    const z = s.biasAndActivation(y, bias, fused ? attrs.activation : undefined, preluActivationWeights, attrs.leakyreluAlpha, name);
+    return s.reshape(z, [n, h, w, co]);
   });
 }
