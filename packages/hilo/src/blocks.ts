@@ -30,6 +30,7 @@ import {
   type ActFactory,
   type NormFactory,
   type PatchEmbedOptions,
+  type TransformerBlockOptions,
 } from '@vit/core';
 
 /**
@@ -544,18 +545,10 @@ export class LITv2PatchEmbed extends CorePatchEmbed {
   }
 }
 
-export interface LITLayerOptions {
+export interface LITLayerOptions extends TransformerBlockOptions {
   depth: number;
-  numHeads?: number;
-  mlpRatio?: number;
-  qkvBias?: boolean;
-  qkScale?: number | null;
-  drop?: number;
-  attnDrop?: number;
   /** One rate for all blocks or one per block. */
   dropPath?: number | number[];
-  normLayer?: NormFactory;
-  actLayer?: ActFactory;
   /** Attention stage (`Block`) or ConvFFN-only stage (`ConvFFNBlock`). Default true. */
   hasMsa?: boolean;
   localWs?: number;
