@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  attentionScale,
+  attentionHeads,
   checkTokens,
   ConfigError,
   Dropout,
@@ -18,9 +18,9 @@ import {
   ShapeError,
   splitHeads,
   timmMlp,
-  type ActFactory,
   type MlpFactory,
   type NormFactory,
+  type TransformerBlockOptions,
 } from '@vit/core';
 
 /** What the blocks pass to an attention factory (the official `Attention_block(dim, ...)` call). */
@@ -38,12 +38,25 @@ export interface AttentionOptions {
 /** Builds the token mixer of a block: `(dim, options) → Module` whose forward maps `[B, N, C]`. */
 export type AttentionFactory = (dim: number, options: AttentionOptions) => Module;
 
-function resolveHeads(what: string, dim: number, numHeads: number): number {
-  if (!Number.isInteger(dim) || dim <= 0) throw new ConfigError(`${what} dim must be a positive integer, got ${dim}`);
-  if (!Number.isInteger(numHeads) || numHeads <= 0) throw new ConfigError(`${what} numHeads must be a positive integer, got ${numHeads}`);
-  // The official reshape (B, N, heads, C // heads) fails unless heads divides dim.
-  if (dim % numHeads !== 0) throw new ConfigError(`${what} dim (${dim}) must be divisible by numHeads (${numHeads})`);
-  return dim / numHeads;
+/**
+ * What both CaiT attentions share: `dim`, the head split and the logit scale. It registers no
+ * child, so each subclass registers its own in the official order.
+ */
+abstract class HeadedAttention extends Module {
+  readonly numHeads: number;
+  readonly headDim: number;
+  readonly scale: number;
+
+  constructor(
+    what: string,
+    readonly dim: number,
+    options: AttentionOptions,
+  ) {
+    super();
+    const { numHeads = 8, qkScale = null } = options;
+    this.numHeads = numHeads;
+    ({ headDim: this.headDim, scale: this.scale } = attentionHeads(what, dim, numHeads, qkScale));
+  }
 }
 
 /**
@@ -52,10 +65,7 @@ function resolveHeads(what: string, dim: number, numHeads: number): number {
  * softmax and `proj_w` after it, both with bias. Children `qkv`, `attn_drop`, `proj`, `proj_l`,
  * `proj_w`, `proj_drop` as the official state_dict.
  */
-export class TalkingHeadAttention extends Module {
-  readonly numHeads: number;
-  readonly headDim: number;
-  readonly scale: number;
+export class TalkingHeadAttention extends HeadedAttention {
   readonly qkv: Linear;
   readonly attn_drop: Dropout;
   readonly proj: Linear;
@@ -63,20 +73,14 @@ export class TalkingHeadAttention extends Module {
   readonly proj_w: Linear;
   readonly proj_drop: Dropout;
 
-  constructor(
-    readonly dim: number,
-    options: AttentionOptions = {},
-  ) {
-    super();
-    const { numHeads = 8, qkvBias = false, qkScale = null, attnDrop = 0, projDrop = 0 } = options;
-    this.numHeads = numHeads;
-    this.headDim = resolveHeads('TalkingHeadAttention', dim, numHeads);
-    this.scale = attentionScale(this.headDim, qkScale);
+  constructor(dim: number, options: AttentionOptions = {}) {
+    super('TalkingHeadAttention', dim, options);
+    const { qkvBias = false, attnDrop = 0, projDrop = 0 } = options;
     this.qkv = this.register('qkv', new Linear(dim, dim * 3, { bias: qkvBias }));
     this.attn_drop = this.register('attn_drop', new Dropout(attnDrop));
     this.proj = this.register('proj', new Linear(dim, dim));
-    this.proj_l = this.register('proj_l', new Linear(numHeads, numHeads));
-    this.proj_w = this.register('proj_w', new Linear(numHeads, numHeads));
+    this.proj_l = this.register('proj_l', new Linear(this.numHeads, this.numHeads));
+    this.proj_w = this.register('proj_w', new Linear(this.numHeads, this.numHeads));
     this.proj_drop = this.register('proj_drop', new Dropout(projDrop));
   }
 
@@ -131,10 +135,7 @@ export class TalkingHeadAttention extends Module {
  * token (the class token) only, keys and values from every token; returns the updated class token
  * `[B, 1, C]`. Children `q`, `k`, `v`, `attn_drop`, `proj`, `proj_drop`.
  */
-export class ClassAttention extends Module {
-  readonly numHeads: number;
-  readonly headDim: number;
-  readonly scale: number;
+export class ClassAttention extends HeadedAttention {
   readonly q: Linear;
   readonly k: Linear;
   readonly v: Linear;
@@ -142,15 +143,9 @@ export class ClassAttention extends Module {
   readonly proj: Linear;
   readonly proj_drop: Dropout;
 
-  constructor(
-    readonly dim: number,
-    options: AttentionOptions = {},
-  ) {
-    super();
-    const { numHeads = 8, qkvBias = false, qkScale = null, attnDrop = 0, projDrop = 0 } = options;
-    this.numHeads = numHeads;
-    this.headDim = resolveHeads('ClassAttention', dim, numHeads);
-    this.scale = attentionScale(this.headDim, qkScale);
+  constructor(dim: number, options: AttentionOptions = {}) {
+    super('ClassAttention', dim, options);
+    const { qkvBias = false, attnDrop = 0, projDrop = 0 } = options;
     this.q = this.register('q', new Linear(dim, dim, { bias: qkvBias }));
     this.k = this.register('k', new Linear(dim, dim, { bias: qkvBias }));
     this.v = this.register('v', new Linear(dim, dim, { bias: qkvBias }));
@@ -182,16 +177,8 @@ export class ClassAttention extends Module {
 }
 
 /** Default constructors of the official block signature (`dim, num_heads, mlp_ratio, …`). */
-export interface LayerScaleBlockOptions {
-  numHeads?: number;
-  mlpRatio?: number;
-  qkvBias?: boolean;
-  qkScale?: number | null;
-  /** Dropout after the attention projection and inside the MLP (official `drop`). */
-  drop?: number;
-  attnDrop?: number;
+export interface LayerScaleBlockOptions extends TransformerBlockOptions {
   dropPath?: number;
-  actLayer?: ActFactory;
   /** Default `nn.LayerNorm` (eps 1e-5) as the official block; CaiT models pass eps 1e-6. */
   normLayer?: NormFactory;
   attnBlock?: AttentionFactory;

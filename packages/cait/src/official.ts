@@ -19,9 +19,8 @@ import {
   defaultCheckpointFilter,
   GELU,
   kwargReader,
-  layerNorm,
+  layerNormFromTorch,
   loadAdaptedCheckpoint,
-  parseTorchLayerNorm,
   registerArchitecture,
   ReLU,
   Sigmoid,
@@ -33,9 +32,9 @@ import {
   type AttentionSpec,
   type Explainer,
   type Module,
-  type NormFactory,
   type OfficialKwargs,
   type PytorchLoadResult,
+  type TorchLayerNorm,
   expectModel,
   goldenFeatures,
 } from '@vit/core';
@@ -73,9 +72,8 @@ const DEFAULT_CLASSES: Record<string, RegExp> = {
  * eps=1e-06)"`, `"<class 'torch.nn.modules.normalization.LayerNorm'>"`, null (the constructor
  * default `nn.LayerNorm`, eps 1e-5).
  */
-export function parseNormLayer(v: unknown): { eps: number; elementwiseAffine: boolean; factory: NormFactory } {
-  const { eps, elementwiseAffine } = parseTorchLayerNorm(v, 'cait_models');
-  return { eps, elementwiseAffine, factory: layerNorm(eps, { elementwiseAffine }) };
+export function parseNormLayer(v: unknown): TorchLayerNorm {
+  return layerNormFromTorch(v, 'cait_models');
 }
 
 /** Reads an act_layer (`"<class 'torch.nn.modules.activation.GELU'>"`, `"torch.nn.GELU"`…). */

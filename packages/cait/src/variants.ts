@@ -1,13 +1,16 @@
-import { checkModelOptions, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants } from '@vit/core';
+import { createSpecVariant, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants, type SpecModel } from '@vit/core';
 import { CAIT_VARIANTS, type CaiTVariant } from './configs.js';
-import { CAIT_DEFAULTS, CaiT, type CaiTOptions } from './model.js';
+import { CAIT_DEFAULTS, CaiT } from './model.js';
 
-const OPTION_NAMES = new Set(Object.keys(CAIT_DEFAULTS));
+const MODEL: SpecModel<CaiTVariant, CaiT> = {
+  typeName: 'CaiT',
+  optionNames: new Set(Object.keys(CAIT_DEFAULTS)),
+  build: (options) => new CaiT(options),
+};
 
-/** Builds a registered variant; `overrides` may change any {@link CaiTOptions} field. */
+/** Builds a registered variant; `overrides` may change any `CaiTOptions` field. */
 export function createCaiTVariant(variant: CaiTVariant, overrides: CreateModelOptions = {}): CaiT {
-  checkModelOptions(overrides, OPTION_NAMES, 'CaiT');
-  return new CaiT({ ...variant.options, ...(overrides as CaiTOptions) });
+  return createSpecVariant(MODEL, variant, overrides);
 }
 
 const PAPER = 'Going deeper with Image Transformers (Touvron, Cord, Sablayrolles, Synnaeve, Jégou; ICCV 2021, arXiv:2103.17239)';
@@ -37,9 +40,7 @@ function pretrainedTags(name: string, v: CaiTVariant, card: ModelCard): Pretrain
 /** Registers every variant of {@link CAIT_VARIANTS} with its model card (idempotent). */
 export function registerCaiTModels(): void {
   registerSpecVariants(CAIT_VARIANTS as Record<string, CaiTVariant>, {
-    typeName: 'CaiT',
-    optionNames: OPTION_NAMES,
-    build: (options) => new CaiT(options),
+    ...MODEL,
     card: (name, v) => ({
       arch: 'cait',
       // timm's CaiT cfg: crop 1.0 (the official README's eval transform), bicubic, ImageNet mean/std.

@@ -1,13 +1,16 @@
-import { checkModelOptions, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants } from '@vit/core';
+import { createSpecVariant, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants, type SpecModel } from '@vit/core';
 import { CONV2FORMER_VARIANTS, type Conv2FormerVariant } from './configs.js';
-import { CONV2FORMER_DEFAULTS, Conv2Former, type Conv2FormerOptions } from './model.js';
+import { CONV2FORMER_DEFAULTS, Conv2Former } from './model.js';
 
-const OPTION_NAMES = new Set(Object.keys(CONV2FORMER_DEFAULTS));
+const MODEL: SpecModel<Conv2FormerVariant, Conv2Former> = {
+  typeName: 'Conv2Former',
+  optionNames: new Set(Object.keys(CONV2FORMER_DEFAULTS)),
+  build: (options) => new Conv2Former(options),
+};
 
-/** Builds a registered variant; `overrides` may change any {@link Conv2FormerOptions} field. */
+/** Builds a registered variant; `overrides` may change any `Conv2FormerOptions` field. */
 export function createConv2FormerVariant(variant: Conv2FormerVariant, overrides: CreateModelOptions = {}): Conv2Former {
-  checkModelOptions(overrides, OPTION_NAMES, 'Conv2Former');
-  return new Conv2Former({ ...variant.options, ...(overrides as Conv2FormerOptions) });
+  return createSpecVariant(MODEL, variant, overrides);
 }
 
 function pretrainedTags(v: Conv2FormerVariant, card: ModelCard): PretrainedTag[] {
@@ -28,9 +31,7 @@ function pretrainedTags(v: Conv2FormerVariant, card: ModelCard): PretrainedTag[]
 /** Registers every variant of {@link CONV2FORMER_VARIANTS} with its model card (idempotent). */
 export function registerConv2FormerModels(): void {
   registerSpecVariants(CONV2FORMER_VARIANTS as Record<string, Conv2FormerVariant>, {
-    typeName: 'Conv2Former',
-    optionNames: OPTION_NAMES,
-    build: (options) => new Conv2Former(options),
+    ...MODEL,
     card: {
       arch: 'conv2former',
       firstConv: 'downsample_layers.0.0',

@@ -30,6 +30,7 @@ import {
   type ActFactory,
   type NormFactory,
   type PatchEmbedOptions,
+  type TransformerBlockOptions,
 } from '@vit/core';
 
 /**
@@ -321,6 +322,22 @@ export function mlpHidden(dim: number, ratio: number): number {
   return h;
 }
 
+/**
+ * The ConvFFN half both LITv2 blocks end with, registered on `block` in the official order:
+ * `drop_path`, `norm2`, `mlp` (default `DWMlp(dim, int(dim·mlpRatio))`).
+ */
+function registerConvFFN(block: Module, dim: number, options: ConvFFNBlockOptions): { dropPath: Module; norm2: Module; mlp: Module } {
+  const { mlpRatio = 4, drop = 0, dropPath = 0 } = options;
+  return {
+    dropPath: block.register('drop_path', dropPath > 0 ? new DropPath(dropPath) : new Identity()),
+    norm2: block.register('norm2', (options.normLayer ?? defaultNorm)(dim)),
+    mlp: block.register(
+      'mlp',
+      options.mlpLayer ? options.mlpLayer(dim) : new DWMlp(dim, { hiddenFeatures: mlpHidden(dim, mlpRatio), actLayer: options.actLayer, drop }),
+    ),
+  };
+}
+
 /** Early-stage block without attention: `x + drop_path(mlp(norm2(x)))`. Children `norm2`, `mlp`. */
 export class ConvFFNBlock extends Module {
   readonly norm2: Module;
@@ -333,14 +350,7 @@ export class ConvFFNBlock extends Module {
   ) {
     super();
     positiveInt('ConvFFNBlock dim', dim);
-    const { mlpRatio = 4, drop = 0, dropPath = 0 } = options;
-    this.dropPath = dropPath > 0 ? new DropPath(dropPath) : new Identity();
-    this.register('drop_path', this.dropPath);
-    this.norm2 = this.register('norm2', (options.normLayer ?? defaultNorm)(dim));
-    this.mlp = this.register(
-      'mlp',
-      options.mlpLayer ? options.mlpLayer(dim) : new DWMlp(dim, { hiddenFeatures: mlpHidden(dim, mlpRatio), actLayer: options.actLayer, drop }),
-    );
+    ({ dropPath: this.dropPath, norm2: this.norm2, mlp: this.mlp } = registerConvFFN(this, dim, options));
   }
 
   override forward(x: tf.Tensor): tf.Tensor {
@@ -375,9 +385,7 @@ export class Block extends Module {
   ) {
     super();
     positiveInt('Block dim', dim);
-    const { mlpRatio = 4, drop = 0, dropPath = 0 } = options;
-    const norm = options.normLayer ?? defaultNorm;
-    this.norm1 = this.register('norm1', norm(dim));
+    this.norm1 = this.register('norm1', (options.normLayer ?? defaultNorm)(dim));
     // Porting note: the official HiLo accepts attn_drop/proj_drop and applies neither.
     this.attn = this.register(
       'attn',
@@ -392,13 +400,7 @@ export class Block extends Module {
             padToWindow: options.padToWindow,
           }),
     );
-    this.dropPath = dropPath > 0 ? new DropPath(dropPath) : new Identity();
-    this.register('drop_path', this.dropPath);
-    this.norm2 = this.register('norm2', norm(dim));
-    this.mlp = this.register(
-      'mlp',
-      options.mlpLayer ? options.mlpLayer(dim) : new DWMlp(dim, { hiddenFeatures: mlpHidden(dim, mlpRatio), actLayer: options.actLayer, drop }),
-    );
+    ({ dropPath: this.dropPath, norm2: this.norm2, mlp: this.mlp } = registerConvFFN(this, dim, options));
   }
 
   override forward(x: tf.Tensor): tf.Tensor {
@@ -544,18 +546,10 @@ export class LITv2PatchEmbed extends CorePatchEmbed {
   }
 }
 
-export interface LITLayerOptions {
+export interface LITLayerOptions extends TransformerBlockOptions {
   depth: number;
-  numHeads?: number;
-  mlpRatio?: number;
-  qkvBias?: boolean;
-  qkScale?: number | null;
-  drop?: number;
-  attnDrop?: number;
   /** One rate for all blocks or one per block. */
   dropPath?: number | number[];
-  normLayer?: NormFactory;
-  actLayer?: ActFactory;
   /** Attention stage (`Block`) or ConvFFN-only stage (`ConvFFNBlock`). Default true. */
   hasMsa?: boolean;
   localWs?: number;

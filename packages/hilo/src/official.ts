@@ -2,14 +2,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   ConfigError,
   kwargReader,
-  layerNorm,
-  parseTorchLayerNorm,
+  layerNormFromTorch,
   registerArchitecture,
   type ArchitectureAdapter,
   type CamTarget,
   type Module,
-  type NormFactory,
   type OfficialKwargs,
+  type TorchLayerNorm,
   expectModel,
   goldenFeatures,
 } from '@vit/core';
@@ -34,9 +33,8 @@ export const IGNORED_OFFICIAL_KWARGS = ['ape', 'use_checkpoint', 'attn_drop_rate
  * `"functools.partial(<class '…LayerNorm'>, eps=1e-06)"`, `"torch.nn.LayerNorm"`, or null/absent
  * (the default `nn.LayerNorm`, eps 1e-5). Only (partials of) LayerNorm make sense on tokens.
  */
-export function parseNormLayer(v: unknown): { eps: number; elementwiseAffine: boolean; factory: NormFactory } {
-  const { eps, elementwiseAffine } = parseTorchLayerNorm(v, 'LITv2');
-  return { eps, elementwiseAffine, factory: layerNorm(eps, { elementwiseAffine }) };
+export function parseNormLayer(v: unknown): TorchLayerNorm {
+  return layerNormFromTorch(v, 'LITv2');
 }
 
 /**

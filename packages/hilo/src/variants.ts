@@ -1,13 +1,16 @@
-import { checkModelOptions, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants } from '@vit/core';
+import { createSpecVariant, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants, type SpecModel } from '@vit/core';
 import { LITV2_VARIANTS, type LITv2Variant } from './configs.js';
-import { LITV2_DEFAULTS, LITv2, type LITv2Options } from './model.js';
+import { LITV2_DEFAULTS, LITv2 } from './model.js';
 
-const OPTION_NAMES = new Set(Object.keys(LITV2_DEFAULTS));
+const MODEL: SpecModel<LITv2Variant, LITv2> = {
+  typeName: 'LITv2',
+  optionNames: new Set(Object.keys(LITV2_DEFAULTS)),
+  build: (options) => new LITv2(options),
+};
 
-/** Builds a registered variant; `overrides` may change any {@link LITv2Options} field. */
+/** Builds a registered variant; `overrides` may change any `LITv2Options` field. */
 export function createLITv2Variant(variant: LITv2Variant, overrides: CreateModelOptions = {}): LITv2 {
-  checkModelOptions(overrides, OPTION_NAMES, 'LITv2');
-  return new LITv2({ ...variant.options, ...(overrides as LITv2Options) });
+  return createSpecVariant(MODEL, variant, overrides);
 }
 
 const PAPER = 'Fast Vision Transformers with HiLo Attention (Pan, Cai, Zhuang; NeurIPS 2022, arXiv:2205.13213)';
@@ -34,9 +37,7 @@ function pretrainedTags(name: string, v: LITv2Variant, card: ModelCard): Pretrai
 /** Registers every variant of {@link LITV2_VARIANTS} with its model card (idempotent). */
 export function registerLITv2Models(): void {
   registerSpecVariants(LITV2_VARIANTS as Record<string, LITv2Variant>, {
-    typeName: 'LITv2',
-    optionNames: OPTION_NAMES,
-    build: (options) => new LITv2(options),
+    ...MODEL,
     card: {
       arch: 'litv2',
       firstConv: 'patch_embed.proj',

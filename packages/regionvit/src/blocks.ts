@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  attentionScale,
+  attentionHeads,
   checkMap,
   checkTokens,
   ConfigError,
@@ -35,6 +35,7 @@ import {
   type ActFactory,
   type MlpFactory,
   type NormFactory,
+  type TransformerBlockOptions,
 } from '@vit/core';
 
 /** A large negative logit for masked pairs (see the Porting note where it is used). */
@@ -253,13 +254,8 @@ export class AttentionWithRelPos extends Module implements RegionAttentionModule
   ) {
     super();
     const { numHeads = 8, qkvBias = false, qkScale = null, attnDrop = 0, projDrop = 0, windowSize = null, numClsTokens = 1 } = options;
-    positiveInt('AttentionWithRelPos dim', dim);
-    positiveInt('AttentionWithRelPos numHeads', numHeads);
-    // The official reshape (B, N, 3, heads, C // heads) fails unless heads divides the width.
-    if (dim % numHeads !== 0) throw new ConfigError(`AttentionWithRelPos dim (${dim}) must be divisible by numHeads (${numHeads})`);
     this.numHeads = numHeads;
-    this.headDim = dim / numHeads;
-    this.scale = attentionScale(this.headDim, qkScale);
+    ({ headDim: this.headDim, scale: this.scale } = attentionHeads('AttentionWithRelPos', dim, numHeads, qkScale));
     this.numClsTokens = numClsTokens;
     this.windowSize = windowSize;
     // Official registration order: rel_pos is a direct parameter, listed before the children.
@@ -381,20 +377,15 @@ export function truncNormal02(shape: number[]): tf.Tensor {
 // The regional-to-local block
 // ---------------------------------------------------------------------------------------------
 
-export interface R2LBlockOptions {
+export interface R2LBlockOptions extends TransformerBlockOptions {
   /** Window side ws (the official `kernel_size`). */
   windowSize: number;
   numHeads: number;
   /** Hidden width = int(outputChannels · mlpRatio). Official default 1. */
   mlpRatio?: number;
-  qkvBias?: boolean;
-  qkScale?: number | null;
-  actLayer?: ActFactory;
   /** Token norm; official default `nn.LayerNorm` (eps 1e-5); the model passes its `norm_layer`. */
   normLayer?: NormFactory;
   dropPath?: number;
-  attnDrop?: number;
-  drop?: number;
   /** Regional self-attention first (`norm0`); the model always sets it. */
   clsAttn?: boolean;
   /** Attention factory (default {@link relPosAttention}). */

@@ -16,17 +16,16 @@ import {
   ConfigError,
   defaultCheckpointFilter,
   kwargReader,
-  layerNorm,
+  layerNormFromTorch,
   loadAdaptedCheckpoint,
-  parseTorchLayerNorm,
   registerArchitecture,
   type AdaptedCheckpoint,
   type ArchitectureAdapter,
   type CamTarget,
   type Module,
-  type NormFactory,
   type OfficialKwargs,
   type PytorchLoadResult,
+  type TorchLayerNorm,
   expectModel,
   goldenFeatures,
 } from '@vit/core';
@@ -50,9 +49,8 @@ const KNOWN_KWARGS = new Set([
  * eps=1e-06)"`, `"<class 'torch.nn.modules.normalization.LayerNorm'>"` (eps 1e-5), or null (the
  * official default, eps 1e-6).
  */
-export function parseNormLayer(v: unknown): { eps: number; elementwiseAffine: boolean; factory: NormFactory } {
-  const { eps, elementwiseAffine } = parseTorchLayerNorm(v, 'RegionViT', 1e-6);
-  return { eps, elementwiseAffine, factory: layerNorm(eps, { elementwiseAffine }) };
+export function parseNormLayer(v: unknown): TorchLayerNorm {
+  return layerNormFromTorch(v, 'RegionViT', 1e-6);
 }
 
 /**

@@ -1,21 +1,17 @@
-import { checkModelOptions, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants } from '@vit/core';
+import { createSpecVariant, pretrainedTag, type CreateModelOptions, type ModelCard, type PretrainedTag, registerSpecVariants, type SpecModel } from '@vit/core';
 import { REGIONVIT_VARIANTS, type RegionViTVariant } from './configs.js';
-import { REGIONVIT_DEFAULTS, RegionViT, type RegionViTOptions } from './model.js';
+import { REGIONVIT_DEFAULTS, RegionViT } from './model.js';
 
-/** Every option name {@link RegionViT} takes (what `createModel` overrides may set). */
-const OPTION_NAMES = new Set([
-  ...Object.keys(REGIONVIT_DEFAULTS),
-  'normLayer',
-  'kernelSizes',
-  'downsampling',
-  'attnLayer',
-  'mlpLayer',
-]);
+const MODEL: SpecModel<RegionViTVariant, RegionViT> = {
+  typeName: 'RegionViT',
+  /** Every option name {@link RegionViT} takes (what `createModel` overrides may set). */
+  optionNames: new Set([...Object.keys(REGIONVIT_DEFAULTS), 'normLayer', 'kernelSizes', 'downsampling', 'attnLayer', 'mlpLayer']),
+  build: (options) => new RegionViT(options),
+};
 
-/** Builds a registered variant; `overrides` may change any {@link RegionViTOptions} field. */
+/** Builds a registered variant; `overrides` may change any `RegionViTOptions` field. */
 export function createRegionViTVariant(variant: RegionViTVariant, overrides: CreateModelOptions = {}): RegionViT {
-  checkModelOptions(overrides, OPTION_NAMES, 'RegionViT');
-  return new RegionViT({ ...variant.options, ...(overrides as RegionViTOptions) });
+  return createSpecVariant(MODEL, variant, overrides);
 }
 
 const PAPER = 'RegionViT: Regional-to-Local Attention for Vision Transformers (Chen, Panda, Fan; ICLR 2022, arXiv:2106.02689)';
@@ -38,9 +34,7 @@ function pretrainedTags(v: RegionViTVariant, card: ModelCard): PretrainedTag[] {
 /** Registers every variant of {@link REGIONVIT_VARIANTS} with its model card (idempotent). */
 export function registerRegionViTModels(): void {
   registerSpecVariants(REGIONVIT_VARIANTS as Record<string, RegionViTVariant>, {
-    typeName: 'RegionViT',
-    optionNames: OPTION_NAMES,
-    build: (options) => new RegionViT(options),
+    ...MODEL,
     card: (name, v) => {
       const released = v.weightsUrl
         ? `ImageNet-1k weights: createPretrainedModel('${name}') (from ${v.weightsUrl}).`

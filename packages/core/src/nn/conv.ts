@@ -207,6 +207,44 @@ function subsample(y: tf.Tensor4D, sh: number, sw: number): tf.Tensor4D {
   return out;
 }
 
+/**
+ * What the 2-D convolution modules share ({@link Conv2d}, `DeformConv2d`): the channels, the groups
+ * and the kernel geometry as `[h, w]` pairs (`what` names the module in the errors), and PyTorch's
+ * output size. It registers nothing: each subclass checks its configuration and adds its own
+ * parameters.
+ */
+export abstract class Conv2dGeometry extends Module {
+  readonly kernelSize: [number, number];
+  readonly stride: [number, number];
+  readonly padding: [number, number];
+  readonly dilation: [number, number];
+  readonly groups: number;
+
+  constructor(
+    what: string,
+    readonly inChannels: number,
+    readonly outChannels: number,
+    kernelSize: Pair,
+    spec: Conv2dSpec,
+  ) {
+    super();
+    this.kernelSize = toPair(kernelSize, `${what} kernelSize`);
+    this.stride = toPair(spec.stride ?? 1, `${what} stride`);
+    this.padding = toPair(spec.padding ?? 0, `${what} padding`);
+    this.dilation = toPair(spec.dilation ?? 1, `${what} dilation`);
+    this.groups = spec.groups ?? 1;
+  }
+
+  /** Output spatial size for an input of h×w (PyTorch's floor rule). */
+  outputSize(h: number, w: number): [number, number] {
+    const [kh, kw] = this.kernelSize;
+    return [
+      convOutputSize(h, kh, this.stride[0], this.padding[0], this.dilation[0]),
+      convOutputSize(w, kw, this.stride[1], this.padding[1], this.dilation[1]),
+    ];
+  }
+}
+
 export interface Conv2dOptions extends Conv2dSpec {
   bias?: boolean;
   /** Seeds the default initialisation (weight with `seed`, bias with `seed + 1`). */
@@ -218,29 +256,14 @@ export interface Conv2dOptions extends Conv2dSpec {
  * (kind 'depthwise') when `groups === inChannels > 1`. Default init as PyTorch: U(±1/√fan_in),
  * fan_in = in/groups·kh·kw, for weight and bias.
  */
-export class Conv2d extends Module {
+export class Conv2d extends Conv2dGeometry {
   readonly weight: tf.Variable;
   readonly bias: tf.Variable | null;
-  readonly kernelSize: [number, number];
-  readonly stride: [number, number];
-  readonly padding: [number, number];
-  readonly dilation: [number, number];
-  readonly groups: number;
   readonly depthwise: boolean;
 
-  constructor(
-    readonly inChannels: number,
-    readonly outChannels: number,
-    kernelSize: Pair,
-    options: Conv2dOptions = {},
-  ) {
-    super();
+  constructor(inChannels: number, outChannels: number, kernelSize: Pair, options: Conv2dOptions = {}) {
+    super('Conv2d', inChannels, outChannels, kernelSize, options);
     const { bias = true, groups = 1, seed } = options;
-    this.kernelSize = toPair(kernelSize, 'Conv2d kernelSize');
-    this.stride = toPair(options.stride ?? 1, 'Conv2d stride');
-    this.padding = toPair(options.padding ?? 0, 'Conv2d padding');
-    this.dilation = toPair(options.dilation ?? 1, 'Conv2d dilation');
-    this.groups = groups;
     checkConvConfig('Conv2d', inChannels, outChannels, groups, [...this.kernelSize, ...this.stride, ...this.dilation], this.padding);
     this.depthwise = groups > 1 && groups === inChannels;
     const [kh, kw] = this.kernelSize;
@@ -253,15 +276,6 @@ export class Conv2d extends Module {
     this.bias = bias
       ? this.addParameter('bias', uniform([outChannels], { low: -bound, high: bound, seed: seed === undefined ? undefined : seed + 1 }))
       : null;
-  }
-
-  /** Output spatial size for an input of h×w (PyTorch's floor rule). */
-  outputSize(h: number, w: number): [number, number] {
-    const [kh, kw] = this.kernelSize;
-    return [
-      convOutputSize(h, kh, this.stride[0], this.padding[0], this.dilation[0]),
-      convOutputSize(w, kw, this.stride[1], this.padding[1], this.dilation[1]),
-    ];
   }
 
   override forward(x: tf.Tensor): tf.Tensor {

@@ -5,10 +5,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
 import { deformConv2d } from '../ops/deform.js';
-import { Conv2d, convOutputSize, toPair, type Pair } from './conv.js';
+import { Conv2d, Conv2dGeometry, type Pair } from './conv.js';
 import { assignInit, kaimingUniform, uniform, zeros } from './init.js';
 import { checkMap, positiveInt } from './input.js';
-import { Module } from './module.js';
 
 export interface DeformConv2dOptions {
   stride?: Pair;
@@ -29,23 +28,13 @@ export interface DeformConv2dOptions {
  * `bias`; `forward(x, offset, mask?)` on NHWC with offsets `[B, Ho, Wo, 2·dg·kh·kw]` (and an
  * optional DCNv2 mask `[B, Ho, Wo, dg·kh·kw]`, used as given). Runs core's `deformConv2d`.
  */
-export class DeformConv2d extends Module {
+export class DeformConv2d extends Conv2dGeometry {
   readonly weight: tf.Variable;
   readonly bias: tf.Variable;
-  readonly kernelSize: [number, number];
-  readonly stride: [number, number];
-  readonly padding: [number, number];
-  readonly dilation: [number, number];
-  readonly groups: number;
   readonly deformableGroups: number;
 
-  constructor(
-    readonly inChannels: number,
-    readonly outChannels: number,
-    kernelSize: Pair,
-    options: DeformConv2dOptions = {},
-  ) {
-    super();
+  constructor(inChannels: number, outChannels: number, kernelSize: Pair, options: DeformConv2dOptions = {}) {
+    super('DeformConv2d', inChannels, outChannels, kernelSize, options);
     const { groups = 1, deformableGroups = 1, bias = true } = options;
     positiveInt(`${this.typeName} inChannels`, inChannels);
     positiveInt(`${this.typeName} outChannels`, outChannels);
@@ -54,14 +43,9 @@ export class DeformConv2d extends Module {
     if (inChannels % groups !== 0) throw new ConfigError(`in_channels ${inChannels} must be divisible by groups ${groups}`);
     if (outChannels % groups !== 0) throw new ConfigError(`out_channels ${outChannels} must be divisible by groups ${groups}`);
     if (inChannels % deformableGroups !== 0) throw new ConfigError(`in_channels ${inChannels} must be divisible by deformable_groups ${deformableGroups}`);
-    this.kernelSize = toPair(kernelSize, 'DeformConv2d kernelSize');
-    this.stride = toPair(options.stride ?? 1, 'DeformConv2d stride');
-    this.padding = toPair(options.padding ?? 0, 'DeformConv2d padding');
-    this.dilation = toPair(options.dilation ?? 1, 'DeformConv2d dilation');
     if ([...this.kernelSize, ...this.stride, ...this.dilation].some((v) => v <= 0) || this.padding.some((v) => v < 0)) {
       throw new ConfigError(`DeformConv2d: kernel size, stride and dilation must be positive and padding >= 0`);
     }
-    this.groups = groups;
     this.deformableGroups = deformableGroups;
     const [kh, kw] = this.kernelSize;
     const fanIn = (inChannels / groups) * kh * kw;
@@ -69,14 +53,6 @@ export class DeformConv2d extends Module {
     this.weight = this.addParameter('weight', kaimingUniform([kh, kw, inChannels / groups, outChannels], fanIn, { a: Math.sqrt(5) }), { kind: 'conv2d' });
     const bound = 1 / Math.sqrt(fanIn);
     this.bias = this.addParameter('bias', bias ? uniform([outChannels], { low: -bound, high: bound }) : zeros([outChannels]), { trainable: bias });
-  }
-
-  /** Output spatial size for an h×w input (PyTorch's floor rule). */
-  outputSize(h: number, w: number): [number, number] {
-    return [
-      convOutputSize(h, this.kernelSize[0], this.stride[0], this.padding[0], this.dilation[0]),
-      convOutputSize(w, this.kernelSize[1], this.stride[1], this.padding[1], this.dilation[1]),
-    ];
   }
 
   override forward(x: tf.Tensor, offset?: tf.Tensor, mask?: tf.Tensor | null): tf.Tensor {

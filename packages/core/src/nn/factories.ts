@@ -34,6 +34,27 @@ export interface VisionTransformerOptions {
 /** Builds an activation module. */
 export type ActFactory = () => Module;
 
+/**
+ * The keyword arguments of DeiT's `Block(dim, num_heads, mlp_ratio, qkv_bias, qk_scale, drop,
+ * attn_drop, drop_path, act_layer, norm_layer)` that the transformer blocks share (CaiT's
+ * LayerScale blocks, RegionViT's R2L block, a LITv2 stage). Each block's options extend these; where
+ * a block applies one differently (LITv2's HiLo applies no attention dropout) its own docs say so.
+ */
+export interface TransformerBlockOptions {
+  numHeads?: number;
+  mlpRatio?: number;
+  qkvBias?: boolean;
+  /** Overrides the `head_dim ** -0.5` logit scale (null/0: the default, Python's `qk_scale or …`). */
+  qkScale?: number | null;
+  /** Dropout after the attention projection and inside the MLP (official `drop`). */
+  drop?: number;
+  /** Attention-weight dropout (official `attn_drop`). */
+  attnDrop?: number;
+  actLayer?: ActFactory;
+  /** The token norm. */
+  normLayer?: NormFactory;
+}
+
 export interface MlpFactoryOptions {
   hiddenFeatures: number;
   /** Default: `inFeatures`. */

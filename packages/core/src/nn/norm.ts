@@ -6,6 +6,26 @@ import { positiveInt } from './input.js';
 import { Module } from './module.js';
 
 
+/**
+ * What the norms share: `eps` and the elementwise affine pair, `weight` (ones) then `bias` (zeros)
+ * of `shape`, each present or `null` (PyTorch's `elementwise_affine`/`affine`, `bias`). Subclasses
+ * register their buffers after it, so the parameter order is PyTorch's.
+ */
+export abstract class AffineNorm extends Module {
+  readonly weight: tf.Variable | null;
+  readonly bias: tf.Variable | null;
+
+  constructor(
+    readonly eps: number,
+    shape: number[],
+    affine: { weight: boolean; bias: boolean },
+  ) {
+    super();
+    this.weight = affine.weight ? this.addParameter('weight', tf.ones(shape)) : null;
+    this.bias = affine.bias ? this.addParameter('bias', tf.zeros(shape)) : null;
+  }
+}
+
 export interface LayerNormOptions {
   eps?: number;
   elementwiseAffine?: boolean;
@@ -13,21 +33,14 @@ export interface LayerNormOptions {
 }
 
 /** `nn.LayerNorm(normalizedShape)` over the last axis (weight 1, bias 0). */
-export class LayerNorm extends Module {
-  readonly eps: number;
-  readonly weight: tf.Variable | null;
-  readonly bias: tf.Variable | null;
-
+export class LayerNorm extends AffineNorm {
   constructor(
     readonly normalizedShape: number,
     options: LayerNormOptions = {},
   ) {
-    super();
     positiveInt('LayerNorm normalizedShape', normalizedShape);
     const { eps = 1e-5, elementwiseAffine = true, bias = true } = options;
-    this.eps = eps;
-    this.weight = elementwiseAffine ? this.addParameter('weight', tf.ones([normalizedShape])) : null;
-    this.bias = elementwiseAffine && bias ? this.addParameter('bias', tf.zeros([normalizedShape])) : null;
+    super(eps, [normalizedShape], { weight: elementwiseAffine, bias: elementwiseAffine && bias });
   }
 
   override forward(x: tf.Tensor): tf.Tensor {
@@ -51,28 +64,25 @@ export interface LayerNorm2dOptions {
  * The channels-first LayerNorm of ConvNeXt/Conv2Former/RegionViT, applied to NHWC maps: per pixel,
  * mean and biased variance over C. Default eps 1e-6 (ConvNeXt's; RegionViT uses 1e-5).
  */
-export class LayerNorm2d extends Module {
-  readonly eps: number;
-  readonly weight: tf.Variable;
-  readonly bias: tf.Variable;
+export class LayerNorm2d extends AffineNorm {
+  declare readonly weight: tf.Variable;
+  declare readonly bias: tf.Variable;
   readonly paramShape: number[];
 
   constructor(
     readonly numChannels: number,
     options: LayerNorm2dOptions = {},
   ) {
-    super();
     positiveInt('LayerNorm2d numChannels', numChannels);
-    this.eps = options.eps ?? 1e-6;
-    this.paramShape = options.paramShape ? [...options.paramShape] : [numChannels];
-    const nonUnit = this.paramShape.filter((d) => d !== 1);
+    const paramShape = options.paramShape ? [...options.paramShape] : [numChannels];
+    const nonUnit = paramShape.filter((d) => d !== 1);
     if (!(nonUnit.length === 1 && nonUnit[0] === numChannels) && !(numChannels === 1 && nonUnit.length === 0)) {
       throw new ConfigError(
-        `LayerNorm2d paramShape must hold ${numChannels} values along one axis (e.g. [${numChannels}] or [1, ${numChannels}, 1, 1]), got [${this.paramShape.join(', ')}]`,
+        `LayerNorm2d paramShape must hold ${numChannels} values along one axis (e.g. [${numChannels}] or [1, ${numChannels}, 1, 1]), got [${paramShape.join(', ')}]`,
       );
     }
-    this.weight = this.addParameter('weight', tf.ones(this.paramShape));
-    this.bias = this.addParameter('bias', tf.zeros(this.paramShape));
+    super(options.eps ?? 1e-6, paramShape, { weight: true, bias: true });
+    this.paramShape = paramShape;
   }
 
   override forward(x: tf.Tensor): tf.Tensor {
@@ -100,11 +110,8 @@ export interface BatchNorm2dOptions {
  * rule). Eval: running stats. No `num_batches_tracked` (the loader ignores that key; momentum is
  * never None here).
  */
-export class BatchNorm2d extends Module {
-  readonly eps: number;
+export class BatchNorm2d extends AffineNorm {
   readonly momentum: number;
-  readonly weight: tf.Variable | null;
-  readonly bias: tf.Variable | null;
   readonly running_mean: tf.Variable | null;
   readonly running_var: tf.Variable | null;
 
@@ -112,14 +119,11 @@ export class BatchNorm2d extends Module {
     readonly numFeatures: number,
     options: BatchNorm2dOptions = {},
   ) {
-    super();
     positiveInt('BatchNorm2d numFeatures', numFeatures);
     const { eps = 1e-5, momentum = 0.1, affine = true, trackRunningStats = true } = options;
     if (!(momentum >= 0 && momentum <= 1)) throw new ConfigError(`BatchNorm2d momentum must be in [0, 1], got ${momentum}`);
-    this.eps = eps;
+    super(eps, [numFeatures], { weight: affine, bias: affine });
     this.momentum = momentum;
-    this.weight = affine ? this.addParameter('weight', tf.ones([numFeatures])) : null;
-    this.bias = affine ? this.addParameter('bias', tf.zeros([numFeatures])) : null;
     this.running_mean = trackRunningStats ? this.addBuffer('running_mean', tf.zeros([numFeatures])) : null;
     this.running_var = trackRunningStats ? this.addBuffer('running_var', tf.ones([numFeatures])) : null;
   }
@@ -173,26 +177,19 @@ export interface GroupNormOptions {
  * `nn.GroupNorm` on NHWC: per sample and group, statistics over H, W and the group's channels
  * (channels c·G/C… are contiguous, as in PyTorch). GroupNorm(1, C) normalises over C,H,W jointly.
  */
-export class GroupNorm extends Module {
-  readonly eps: number;
-  readonly weight: tf.Variable | null;
-  readonly bias: tf.Variable | null;
-
+export class GroupNorm extends AffineNorm {
   constructor(
     readonly numGroups: number,
     readonly numChannels: number,
     options: GroupNormOptions = {},
   ) {
-    super();
     positiveInt('GroupNorm numGroups', numGroups);
     positiveInt('GroupNorm numChannels', numChannels);
     if (numChannels % numGroups !== 0) {
       throw new ConfigError(`GroupNorm numChannels (${numChannels}) must be divisible by numGroups (${numGroups})`);
     }
     const { eps = 1e-5, affine = true } = options;
-    this.eps = eps;
-    this.weight = affine ? this.addParameter('weight', tf.ones([numChannels])) : null;
-    this.bias = affine ? this.addParameter('bias', tf.zeros([numChannels])) : null;
+    super(eps, [numChannels], { weight: affine, bias: affine });
   }
 
   override forward(x: tf.Tensor): tf.Tensor {

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
+import { positiveInt } from '../nn/input.js';
 
 /** float32's lowest value: what PyTorch code fills masked logits with (`torch.finfo(float32).min`). */
 export const FLOAT32_MIN = -3.4028234663852886e38;
@@ -116,4 +117,18 @@ export function scaledDotProductAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tens
 /** Python's `qk_scale or head_dim ** -0.5`: a falsy qk_scale (None, 0) falls back to the default. */
 export function attentionScale(headDim: number, qkScale: number | null | undefined): number {
   return qkScale ? qkScale : headDim ** -0.5;
+}
+
+/**
+ * The head split of a multi-head attention as the official constructors make it: `dim` and
+ * `numHeads` positive integers, `numHeads` dividing `dim` (their `reshape(B, N, heads, C // heads)`
+ * fails otherwise); the head width and the logit scale ({@link attentionScale}). `what` names the
+ * module in the errors.
+ */
+export function attentionHeads(what: string, dim: number, numHeads: number, qkScale?: number | null): { headDim: number; scale: number } {
+  positiveInt(`${what} dim`, dim);
+  positiveInt(`${what} numHeads`, numHeads);
+  if (dim % numHeads !== 0) throw new ConfigError(`${what} dim (${dim}) must be divisible by numHeads (${numHeads})`);
+  const headDim = dim / numHeads;
+  return { headDim, scale: attentionScale(headDim, qkScale) };
 }

@@ -6,7 +6,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
-import type { VisionTransformerOptions } from '../nn/factories.js';
+import { layerNorm, type NormFactory, type VisionTransformerOptions } from '../nn/factories.js';
 import type { Module } from '../nn/module.js';
 import type { OfficialKwargs } from './registry.js';
 
@@ -148,6 +148,19 @@ export function parseTorchLayerNorm(v: unknown, label: string, defaultEps = 1e-5
   }
   if (/elementwise_affine\s*=\s*False/.test(v)) elementwiseAffine = false;
   return { eps, elementwiseAffine };
+}
+
+/** A norm_layer read by {@link layerNormFromTorch}: its eps and affinity, and the factory that builds it. */
+export interface TorchLayerNorm {
+  eps: number;
+  elementwiseAffine: boolean;
+  factory: NormFactory;
+}
+
+/** {@link parseTorchLayerNorm}, with the factory that builds that norm (`layerNorm(eps, { elementwiseAffine })`). */
+export function layerNormFromTorch(v: unknown, label: string, defaultEps = 1e-5): TorchLayerNorm {
+  const { eps, elementwiseAffine } = parseTorchLayerNorm(v, label, defaultEps);
+  return { eps, elementwiseAffine, factory: layerNorm(eps, { elementwiseAffine }) };
 }
 
 /** `model` as a `type`, or a ConfigError naming the caller and what came (adapters take any Module). */

@@ -97,12 +97,28 @@ export function variantCard(
 /** The fields of a card that the architecture fixes (or defaults) for all its variants. */
 export type ArchitectureCard = Partial<ModelCard> & Pick<ModelCard, 'arch' | 'firstConv' | 'classifier'>;
 
-/** How an architecture registers its {@link VariantSpec} variants: its model and its cards' fields. */
-export interface SpecRegistration<V extends VariantSpec> {
+/**
+ * An architecture's model as its {@link VariantSpec} variants are built: its name (for messages),
+ * every option it takes, and how to build it.
+ */
+export interface SpecModel<V extends VariantSpec, M extends Module = Module> {
   typeName: string;
   optionNames: Iterable<string>;
   /** Builds the model from a variant's options with the user's overrides on top. */
-  build(options: V['options'] & CreateModelOptions): Module;
+  build(options: V['options'] & CreateModelOptions): M;
+}
+
+/**
+ * Builds a variant as its registered factory does: refuses override names the model does not take
+ * ({@link checkModelOptions}), then builds from the variant's options with `overrides` on top.
+ */
+export function createSpecVariant<V extends VariantSpec, M extends Module>(model: SpecModel<V, M>, variant: V, overrides: CreateModelOptions = {}): M {
+  checkModelOptions(overrides, model.optionNames, model.typeName);
+  return model.build({ ...variant.options, ...overrides });
+}
+
+/** How an architecture registers its {@link VariantSpec} variants: its model and its cards' fields. */
+export interface SpecRegistration<V extends VariantSpec> extends SpecModel<V> {
   /** The architecture's card fields, fixed or per variant. */
   card: ArchitectureCard | ((name: string, variant: V) => ArchitectureCard);
   /** The published weights of a variant without shipped nano weights (default none). */
