@@ -122,7 +122,7 @@ const WASM_KERNELS: KernelReplacement[] = [
     "training BatchNorm's backward in one SIMD kernel (dx, dγ, dβ; the composed form is ~12 kernels), bit-identical to it",
     batchNormGradWasm as tf.KernelFunc,
   ),
-  wasm(tf.Conv2D, 'slow', '1×1 stride-1 convolutions as one product on our SIMD kernel when routeForwardProducts(true); the rest stock', (a) => conv2dWasm(a, false)),
+  wasm(tf.Conv2D, 'slow', '1×1 stride-1 convolutions as one product on our SIMD kernel (fused multiply-adds, worker threads; routeForwardProducts); the rest stock', (a) => conv2dWasm(a, false)),
   wasm(tf.FusedConv2D, 'slow', 'as Conv2D, then bias and activation kernels', (a) => conv2dWasm(a, true)),
   wasm(tf._FusedMatMul, 'slow', 'transposed/batched cases through the BatchMatMul above, then bias and activation kernels', fusedMatMulWasm),
 ];

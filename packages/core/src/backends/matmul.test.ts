@@ -113,7 +113,7 @@ describe('BatchMatMul plumbing', () => {
     for (let i = 0; i < m * k + k * n; i++) f[i] = Math.sin(i * 0.37) * 3;
     const run = (fused: boolean, out: number) => {
       const gemm = new WebAssembly.Instance(new WebAssembly.Module(gemmModuleBytes(false, fused)), { env: { memory } }).exports.gemm as GemmFn;
-      gemm(a, b, out, scratch, m, n, k, k * 4, 4, n * 4, 4, n * 4, 1, 0);
+      gemm(a, b, out, scratch, m, n, k, k * 4, 4, n * 4, 4, n * 4, 1, 0, 0);
       return f.slice(out / 4, out / 4 + m * n);
     };
     const fused = run(true, c1);
@@ -169,8 +169,8 @@ describe('_FusedMatMul on wasm matches stock cpu', () => {
 });
 
 describe('plain products and 1×1 convolutions on our kernel (routeForwardProducts) match stock cpu', () => {
+  // The default; the XNNPACK route (false) is what the tests above cover with the kernel off.
   beforeAll(() => routeForwardProducts(true));
-  afterAll(() => routeForwardProducts(false));
   it('BatchMatMul [37, 300]·[300, 45] and a batch sharing its right operand', async () => {
     expect(await compare(tf.BatchMatMul, { a: input([1, 37, 300], 41), b: input([1, 300, 45], 42) }, { transposeA: false, transposeB: false })).toBeLessThanOrEqual(TOL);
     expect(await compare(tf.BatchMatMul, { a: input([3, 37, 30], 43), b: input([1, 30, 45], 44) }, { transposeA: false, transposeB: false })).toBeLessThanOrEqual(TOL);

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { sizeOf, stockKernel, type BackendLike, type Info } from './kernel_util.js';
 import { heapOffset, heapView, wasmMemory, type WasmBackend } from './matmul_wasm.js';
 import { colSumFor } from './wasm_reduce.js';
+import { parallelElementwise, type PoolKernel } from './wasm_pool.js';
 import { erfScalar, geluFor, geluGradScalar, geluScalar, unaryFor } from './wasm_unary.js';
 
 /**
@@ -234,12 +235,15 @@ function simdElementwise(
   inputs: Info[],
   simd: (...offsetsAndCount: number[]) => void,
   scalar: (...values: number[]) => number,
+  kernel: PoolKernel,
 ): Info {
   const backend = args.backend as WasmCopyBackend & WasmBackend;
   const shape = inputs[0]!.shape;
   const out = backend.makeOutput([...shape], 'float32');
   const n = sizeOf(shape);
-  simd(...inputs.map((t) => heapOffset(backend, t)), heapOffset(backend, out), n);
+  const pointers = [...inputs.map((t) => heapOffset(backend, t)), heapOffset(backend, out)];
+  // On the pool's threads where it has them and n is large; else here.
+  if (!parallelElementwise(wasmMemory(backend), kernel, pointers, n)) simd(...pointers, n);
   if (n % 4) {
     const xs = inputs.map((t) => heapView(backend, t));
     const ys = heapView(backend, out);
@@ -254,7 +258,7 @@ function unary(args: KernelArgs, op: 'exp' | 'erf'): Info | Info[] {
   const memory = wasmMemory(args.backend);
   const fn = memory ? unaryFor(memory, op) : null;
   if (!fn || x.dtype !== 'float32') return stock(op === 'exp' ? tf.Exp : tf.Erf, args);
-  return simdElementwise(args, [x], fn as (...a: number[]) => void, op === 'exp' ? Math.exp : erfScalar);
+  return simdElementwise(args, [x], fn as (...a: number[]) => void, op === 'exp' ? Math.exp : erfScalar, op);
 }
 
 export const expWasm = (args: KernelArgs) => unary(args, 'exp');
@@ -270,7 +274,7 @@ export function geluWasm(args: KernelArgs): Info {
   const memory = wasmMemory(args.backend);
   const fn = memory ? geluFor(memory, false) : null;
   if (!fn || x.dtype !== 'float32') throw new Error(`${GELU_ERF}: needs a float32 input on the wasm backend with SIMD`);
-  return simdElementwise(args, [x], fn as (...a: number[]) => void, geluScalar);
+  return simdElementwise(args, [x], fn as (...a: number[]) => void, geluScalar, 'gelu');
 }
 
 /** dx = dy·GELU'(x) in one SIMD pass. */
@@ -279,7 +283,7 @@ export function geluGradWasm(args: KernelArgs): Info {
   const memory = wasmMemory(args.backend);
   const fn = memory ? geluFor(memory, true) : null;
   if (!fn || x.dtype !== 'float32' || dy.dtype !== 'float32') throw new Error(`${GELU_ERF_GRAD}: needs float32 inputs on the wasm backend with SIMD`);
-  return simdElementwise(args, [x, dy], fn as (...a: number[]) => void, geluGradScalar as (...v: number[]) => number);
+  return simdElementwise(args, [x, dy], fn as (...a: number[]) => void, geluGradScalar as (...v: number[]) => number, 'gelu_grad');
 }
 
 /** Whether the fused GELU kernels can run here (wasm with SIMD: our assembler's modules instantiate). */

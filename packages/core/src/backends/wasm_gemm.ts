@@ -36,7 +36,7 @@ import {
   relaxedSimd,
 } from './wasm_asm.js';
 
-const PARAMS = ['a', 'b', 'c', 'scratch', 'M', 'N', 'K', 'sam', 'sak', 'sbk', 'sbn', 'ldc', 'pack', 'acc'];
+const PARAMS = ['a', 'b', 'c', 'scratch', 'M', 'N', 'K', 'sam', 'sak', 'sbk', 'sbn', 'ldc', 'pack', 'acc', 'bias'];
 
 function gemmBody(fused = false): number[] {
   const c = new Code(PARAMS);
@@ -243,7 +243,20 @@ function gemmBody(fused = false): number[] {
     q.get('bp').get('p').get('K').mul().i32(5).op(0x74).add().set('bpp');
     q.i32(0).set('i');
     q.while(lt('i', 'M'), () => {
-      for (let r = 0; r < 8; r++) zero(`x${r}`);
+      // The accumulators start at zero, or at bias[j0 … j0 + 7] (every row) when a bias is given
+      // and C is not accumulated into: the bias add costs no pass over C.
+      c.if(
+        (s) => s.get('bias').op(0x45).op(0x45).get('acc').op(0x45).op(0x71), // bias != 0 && acc == 0
+        (s) => {
+          for (let r = 0; r < 4; r++) {
+            s.get('bias').get('j0').i32(2).op(0x74).add().simd(V128_LOAD, ...mem(2)).set(`x${2 * r}`);
+            s.get('bias').get('j0').i32(2).op(0x74).add().simd(V128_LOAD, ...mem(2, 16)).set(`x${2 * r + 1}`);
+          }
+        },
+        () => {
+          for (let r = 0; r < 8; r++) zero(`x${r}`);
+        },
+      );
       // aptr = ap + (i/4)·K·16 (i is a multiple of 4), aend = aptr + K·16
       c.get('ap').get('i').get('K').mul().i32(2).op(0x74).add().set('aptr');
       c.get('aptr').get('K').i32(4).op(0x74).add().set('aend');
@@ -289,7 +302,9 @@ function gemmModule(shared = false, fused = relaxedSimd()): Uint8Array<ArrayBuff
  * `gemm(a, b, c, scratch, M, N, K, sam, sak, sbk, sbn, ldc, pack, acc)`: byte addresses and byte
  * strides in the shared memory; `scratch` holds (⌈N/8⌉·8 + ⌈M/4⌉·4)·K floats; `pack = 0` reuses
  * the B panels packed by the previous call (same B); `acc = 1` adds to C instead of overwriting
- * it (for splitting a long K into cache-sized chunks).
+ * it (for splitting a long K into cache-sized chunks); `bias` (a byte address, or 0 for none),
+ * where `acc = 0`, is added to every row: ⌈N/8⌉·8 floats are read, so pad it where N is not a
+ * multiple of 8.
  */
 export type GemmFn = (
   a: number,
@@ -306,6 +321,7 @@ export type GemmFn = (
   ldc: number,
   pack: number,
   acc: number,
+  bias: number,
 ) => void;
 
 const instances = new WeakMap<WebAssembly.Memory, GemmFn | null>();

@@ -172,10 +172,13 @@ export type UnaryFn = (x: number, y: number, n: number) => void;
 
 const cache = new WeakMap<WebAssembly.Memory, Map<string, ((...args: number[]) => void) | null>>();
 
+/** The module of `unaryFor(…, op)`, exporting `unary` (for other threads' instances). */
+export const unaryModuleBytes = (op: 'exp' | 'erf', shared: boolean) => moduleBytes('unary', PARAMS, body(op), shared);
+
 export function unaryFor(memory: WebAssembly.Memory, op: 'exp' | 'erf'): UnaryFn | null {
   let m = cache.get(memory);
   if (!m) cache.set(memory, (m = new Map()));
-  if (!m.has(op)) m.set(op, instantiate<UnaryFn>((shared) => moduleBytes('unary', PARAMS, body(op), shared), memory, 'unary'));
+  if (!m.has(op)) m.set(op, instantiate<UnaryFn>((shared) => unaryModuleBytes(op, shared), memory, 'unary'));
   return m.get(op) as UnaryFn | null;
 }
 
@@ -257,16 +260,16 @@ function geluBody(grad: boolean): number[] {
 export type GeluFn = (x: number, y: number, n: number) => void;
 export type GeluGradFn = (x: number, dy: number, dx: number, n: number) => void;
 
+/** The module of `geluFor(…, grad)`, exporting `gelu` / `gelu_grad` (for other threads' instances). */
+export const geluModuleBytes = (grad: boolean, shared: boolean) => moduleBytes(grad ? 'gelu_grad' : 'gelu', grad ? ['x', 'g', 'y', 'n'] : ['x', 'y', 'n'], geluBody(grad), shared);
+
 export function geluFor(memory: WebAssembly.Memory, grad: false): GeluFn | null;
 export function geluFor(memory: WebAssembly.Memory, grad: true): GeluGradFn | null;
 export function geluFor(memory: WebAssembly.Memory, grad: boolean): GeluFn | GeluGradFn | null {
   let m = cache.get(memory);
   if (!m) cache.set(memory, (m = new Map()));
   const key = grad ? 'gelu_grad' : 'gelu';
-  if (!m.has(key)) {
-    const params = grad ? ['x', 'g', 'y', 'n'] : ['x', 'y', 'n'];
-    m.set(key, instantiate<(...args: number[]) => void>((shared) => moduleBytes(key, params, geluBody(grad), shared), memory, key));
-  }
+  if (!m.has(key)) m.set(key, instantiate<(...args: number[]) => void>((shared) => geluModuleBytes(grad, shared), memory, key));
   return m.get(key) as GeluFn | GeluGradFn | null;
 }
 

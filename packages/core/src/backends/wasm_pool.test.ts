@@ -3,8 +3,9 @@ import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend.js';
-import { wasmGemm, wasmMemory } from './matmul_wasm.js';
-import { enableGemmThreads, gemmPool, gemmThreadLists } from './wasm_gemm_pool.js';
+import { routeForwardProducts, wasmMemory } from './matmul_wasm.js';
+import { ELEMENTWISE_PARALLEL_MIN, enableKernelThreads, kernelPool, kernelThreadLists } from './wasm_pool.js';
+import { GELU_ERF, GELU_ERF_GRAD } from './wasm_copy.js';
 
 // This file's process runs the threaded wasm build (2 threads), so our GEMM hands work to a worker.
 
@@ -20,22 +21,22 @@ function both(f: () => tf.Tensor): { one: Float32Array; two: Float32Array; lists
     t.dispose();
     return v;
   };
-  enableGemmThreads(false);
+  enableKernelThreads(false);
   const one = values();
-  enableGemmThreads(true);
-  const before = gemmThreadLists();
+  enableKernelThreads(true);
+  const before = kernelThreadLists();
   const two = values();
-  return { one, two, lists: gemmThreadLists() - before };
+  return { one, two, lists: kernelThreadLists() - before };
 }
 
 async function workersReady(): Promise<void> {
-  const pool = gemmPool(wasmMemory(tf.backend())!, 1)!;
+  const pool = kernelPool(wasmMemory(tf.backend())!, 1)!;
   expect(pool, 'a worker pool on the shared heap').not.toBeNull();
   for (let i = 0; i < 200 && pool.ready() < 1; i++) await new Promise((r) => setTimeout(r, 25));
   expect(pool.ready()).toBe(1);
 }
 
-describe('our wasm GEMM on two threads', () => {
+describe('our wasm kernels on two threads', () => {
   // (Not checkTensorLeaks: it would set the test backend, cpu, in place of the threaded wasm one.)
   let tensors = 0;
   beforeEach(() => {
@@ -76,29 +77,70 @@ describe('our wasm GEMM on two threads', () => {
     });
   }
 
+  it('Linear layers with a bias (fused into the kernel), rows and columns split: equal to one thread', async () => {
+    await workersReady();
+    routeForwardProducts(true); // (the default)
+    {
+      for (const [m, k, n] of [
+        [1100, 96, 50],
+        [6, 3000, 203],
+      ]) {
+        const a = tf.randomNormal([m!, k!], 0, 1, 'float32', 3);
+        const w = tf.randomNormal([k!, n!], 0, 1, 'float32', 4);
+        const bias = tf.randomNormal([n!], 0, 1, 'float32', 5);
+        const { one, two, lists } = both(() => tf.fused.matMul({ a, b: w, bias }));
+        expect(lists).toBeGreaterThan(0);
+        expect(two).toEqual(one);
+        const want = tf.tidy(() => tf.add(tf.matMul(a, w), bias).dataSync());
+        let worst = 0;
+        for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(two[i]! - want[i]!) / Math.max(1, Math.abs(want[i]!)));
+        expect(worst, `[${m}, ${k}]·[${k}, ${n}] + bias`).toBeLessThan(1e-4);
+        tf.dispose([a, w, bias]);
+      }
+    }
+  });
+
+  it('exp, erf, GELU and its gradient over ranges of elements: equal bit for bit to one thread', async () => {
+    await workersReady();
+    const n = ELEMENTWISE_PARALLEL_MIN * 3 + 7; // ragged: the last range and the JS tail
+    const x = tf.randomNormal([n], 0, 2, 'float32', 6);
+    const dy = tf.randomNormal([n], 0, 1, 'float32', 7);
+    const ops: Array<[string, () => tf.Tensor]> = [
+      ['exp', () => tf.exp(x)],
+      ['erf', () => tf.erf(x)],
+      [GELU_ERF, () => tf.engine().runKernel(GELU_ERF, { x }) as tf.Tensor],
+      [GELU_ERF_GRAD, () => tf.engine().runKernel(GELU_ERF_GRAD, { x, dy }) as tf.Tensor],
+    ];
+    for (const [name, f] of ops) {
+      const { one, two, lists } = both(f);
+      expect(lists, name).toBeGreaterThan(0);
+      expect(two, name).toEqual(one);
+    }
+    tf.dispose([x, dy]);
+  });
+
   it('small products stay on the main thread', async () => {
     await workersReady();
     const a = tf.randomNormal([40, 30]);
     const b = tf.randomNormal([50, 30]);
-    const before = gemmThreadLists();
+    const before = kernelThreadLists();
     tf.matMul(a, b, false, true).dispose();
-    expect(gemmThreadLists()).toBe(before);
+    expect(kernelThreadLists()).toBe(before);
     tf.dispose([a, b]);
   });
 
   it("a worker's trap fails the product with an error (no hang, nothing left running)", async () => {
     await workersReady();
     const memory = wasmMemory(tf.backend())!;
-    const pool = gemmPool(memory, 1)!;
-    const gemm = wasmGemm(tf.backend())!;
+    const pool = kernelPool(memory, 1)!;
     const beyond = memory.buffer.byteLength + 4096; // past the heap: the kernel's first load traps
-    expect(() => pool.run(gemm, [[], [[beyond, beyond, beyond, beyond, 8, 8, 8, 32, 4, 32, 4, 32, 1, 0]]])).toThrow(/a worker thread failed/);
+    expect(() => pool.run([[], [['gemm', beyond, beyond, beyond, beyond, 8, 8, 8, 32, 4, 32, 4, 32, 1, 0, 0]]])).toThrow(/a worker thread failed/);
     // The pool still works afterwards.
     const a = tf.randomNormal([600, 64]);
     const b = tf.randomNormal([300, 64]);
-    const before = gemmThreadLists();
+    const before = kernelThreadLists();
     tf.matMul(a, b, false, true).dispose();
-    expect(gemmThreadLists()).toBeGreaterThan(before);
+    expect(kernelThreadLists()).toBeGreaterThan(before);
     tf.dispose([a, b]);
   });
 });

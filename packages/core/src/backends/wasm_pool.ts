@@ -1,0 +1,234 @@
+import { nodeBuiltins } from '../platform/index.js';
+import { isShared } from './wasm_asm.js';
+import { gemmModuleBytes } from './wasm_gemm.js';
+import { wasmThreadsStatus } from './wasm_threads.js';
+import { geluModuleBytes, unaryModuleBytes } from './wasm_unary.js';
+
+/*
+ * Our kernels on every core. XNNPACK's operators run on the threaded build's pthread pool, but
+ * ours (the GEMM of every transposed and batched product, the 1×1 convolutions and Linear layers,
+ * GELU, exp, erf) ran on the main thread alone, so a training step on 2 cores spent most of its
+ * time on one. Here the main thread hands lists of kernel calls to Node worker threads that
+ * instantiate the same modules on the same shared heap, runs its own list, and waits for theirs
+ * (`Atomics.wait`; a list is far longer than a wake-up). Each list writes its own part of the
+ * output (rows, columns or batches of a product, a range of elements) and keeps each output
+ * element's arithmetic, so results equal the one-thread kernels' bit for bit. Where a worker has
+ * not started yet (they start on first use) or cannot, the main thread runs its list too.
+ *
+ * Node only: a browser's main thread may not block in `Atomics.wait`, and the single-threaded
+ * build's heap is not shared.
+ */
+
+/** The kernels a pool runs: the module (shared-memory import) and its exported function. */
+const KERNELS = {
+  gemm: [() => gemmModuleBytes(true), 'gemm'],
+  exp: [() => unaryModuleBytes('exp', true), 'unary'],
+  erf: [() => unaryModuleBytes('erf', true), 'unary'],
+  gelu: [() => geluModuleBytes(false, true), 'gelu'],
+  gelu_grad: [() => geluModuleBytes(true, true), 'gelu_grad'],
+} as const;
+export type PoolKernel = keyof typeof KERNELS;
+const NAMES = Object.keys(KERNELS) as PoolKernel[];
+
+/** One call: the kernel and its (i32) arguments. */
+export type PoolCall = [PoolKernel, ...number[]];
+
+/** Int32 slots per call: the kernel's index, then up to 15 arguments. */
+const ARGS = 16;
+/** Calls per worker per round (the control buffer's capacity; longer lists run here). */
+const CAPACITY = 4096;
+/** Int32 slots per worker in the control block (128 bytes: no two workers share a cache line). */
+const SLOT = 32;
+const SEQ = 0;
+const DONE = 1;
+const READY = 2;
+const FAILED = 3;
+const COUNT = 4;
+
+/** The worker: instantiate the kernels on the shared heap, then run each list it is given. */
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { modules, memory, control, calls, index, capacity, args, slot } = workerData;
+const ctl = new Int32Array(control, index * slot * 4, slot);
+const list = new Int32Array(calls, index * capacity * args * 4, capacity * args);
+const fns = modules.map(([module, name]) => new WebAssembly.Instance(module, { env: { memory } }).exports[name]);
+Atomics.store(ctl, ${READY}, 1);
+let seen = 0;
+for (;;) {
+  Atomics.wait(ctl, ${SEQ}, seen);
+  seen = Atomics.load(ctl, ${SEQ});
+  try {
+    const n = ctl[${COUNT}];
+    for (let i = 0; i < n; i++) {
+      const o = i * args;
+      fns[list[o]](list[o + 1], list[o + 2], list[o + 3], list[o + 4], list[o + 5], list[o + 6], list[o + 7], list[o + 8], list[o + 9], list[o + 10], list[o + 11], list[o + 12], list[o + 13], list[o + 14], list[o + 15]);
+    }
+  } catch (e) {
+    Atomics.store(ctl, ${FAILED}, 1);
+  }
+  Atomics.store(ctl, ${DONE}, seen);
+  Atomics.notify(ctl, ${DONE});
+}
+`;
+
+interface NodeWorker {
+  unref(): void;
+  terminate(): Promise<number>;
+  on(event: 'error' | 'exit', fn: (e?: unknown) => void): void;
+}
+
+type Fn = (...args: number[]) => void;
+
+export class KernelPool {
+  private readonly control: Int32Array;
+  private readonly calls: Int32Array;
+  private readonly workers: NodeWorker[] = [];
+  private readonly local: Fn[];
+  private dead = false;
+
+  constructor(memory: WebAssembly.Memory, workers: number) {
+    const wt = nodeBuiltins()!.workerThreads;
+    const control = new SharedArrayBuffer(workers * SLOT * 4);
+    const calls = new SharedArrayBuffer(workers * CAPACITY * ARGS * 4);
+    this.control = new Int32Array(control);
+    this.calls = new Int32Array(calls);
+    const modules = NAMES.map((k) => [new WebAssembly.Module(KERNELS[k][0]()), KERNELS[k][1]] as const);
+    this.local = modules.map(([module, name]) => new WebAssembly.Instance(module, { env: { memory } }).exports[name] as Fn);
+    for (let index = 0; index < workers; index++) {
+      const w = new wt.Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { modules, memory, control, calls, index, capacity: CAPACITY, args: ARGS, slot: SLOT },
+      }) as unknown as NodeWorker;
+      // Never keeps the process alive; an error only takes this worker out of the pool.
+      w.unref();
+      w.on('error', () => Atomics.store(this.control, index * SLOT + READY, 0));
+      w.on('exit', () => Atomics.store(this.control, index * SLOT + READY, 0));
+      this.workers.push(w);
+    }
+  }
+
+  /** Workers that have started and can take a list now. */
+  ready(): number {
+    let n = 0;
+    for (let i = 0; i < this.workers.length; i++) if (!this.dead && Atomics.load(this.control, i * SLOT + READY) === 1) n++;
+    return n;
+  }
+
+  /**
+   * Runs `lists[0]` here and each further list on a ready worker (here as well where none is
+   * free), and returns when all are done.
+   */
+  run(lists: PoolCall[][]): void {
+    const busy: number[] = [];
+    const local: PoolCall[][] = [lists[0] ?? []];
+    let w = 0;
+    for (const list of lists.slice(1)) {
+      while (w < this.workers.length && Atomics.load(this.control, w * SLOT + READY) !== 1) w++;
+      if (this.dead || w >= this.workers.length || list.length > CAPACITY) {
+        local.push(list);
+        continue;
+      }
+      const base = w * CAPACITY * ARGS;
+      list.forEach(([kernel, ...args], i) => {
+        this.calls[base + i * ARGS] = NAMES.indexOf(kernel);
+        this.calls.set(args, base + i * ARGS + 1);
+      });
+      const slot = w * SLOT;
+      this.control[slot + COUNT] = list.length;
+      Atomics.add(this.control, slot + SEQ, 1);
+      Atomics.notify(this.control, slot + SEQ);
+      busy.push(w++);
+      dispatched++;
+    }
+    let error: unknown;
+    try {
+      for (const list of local) for (const [kernel, ...args] of list) this.local[NAMES.indexOf(kernel)]!(...args);
+    } catch (e) {
+      error = e;
+    }
+    // Wait for every worker even after an error here: they write into buffers the caller frees.
+    let failed = false;
+    for (const i of busy) {
+      const slot = i * SLOT;
+      const seq = Atomics.load(this.control, slot + SEQ);
+      while (Atomics.load(this.control, slot + DONE) !== seq) Atomics.wait(this.control, slot + DONE, Atomics.load(this.control, slot + DONE), 1000);
+      if (Atomics.exchange(this.control, slot + FAILED, 0) === 1) failed = true;
+    }
+    if (error !== undefined) throw error;
+    if (failed) throw new Error('wasm kernels: a worker thread failed to run its part of an op');
+  }
+
+  /** Stops the workers (tests; the pool of a backend lives as long as the process). */
+  async close(): Promise<void> {
+    this.dead = true;
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+const pools = new WeakMap<WebAssembly.Memory, KernelPool | null>();
+let enabled = true;
+let dispatched = 0;
+
+/** Turns the worker threads of our kernels off (everything on the main thread) or on again: for tests and benchmarks. */
+export function enableKernelThreads(on: boolean): void {
+  enabled = on;
+}
+
+/** Lists of calls handed to worker threads so far, in this process (tests: proof that they ran). */
+export function kernelThreadLists(): number {
+  return dispatched;
+}
+
+/**
+ * The pool of `workers` threads for this (shared) heap, made on first use; null where there is
+ * none to be had (a browser, a heap that is not shared, a single thread, `VIT_WASM_KERNEL_THREADS=1`).
+ */
+export function kernelPool(memory: WebAssembly.Memory, workers: number): KernelPool | null {
+  if (!enabled) return null;
+  let pool = pools.get(memory);
+  if (pool === undefined) {
+    pool = null;
+    if (workers >= 1 && isShared(memory) && nodeBuiltins() && process.env.VIT_WASM_KERNEL_THREADS !== '1') {
+      try {
+        pool = new KernelPool(memory, workers);
+      } catch {
+        pool = null;
+      }
+    }
+    pools.set(memory, pool);
+  }
+  return pool;
+}
+
+/**
+ * Threads our kernels may use on this heap now: the main thread and the pool's ready workers (the
+ * pool has as many threads as the wasm backend's XNNPACK pool).
+ */
+export function kernelThreads(memory: WebAssembly.Memory | null): { threads: number; pool: KernelPool | null } {
+  const want = wasmThreadsStatus().threads ?? 1;
+  const pool = memory && want > 1 ? kernelPool(memory, want - 1) : null;
+  return { threads: pool ? 1 + pool.ready() : 1, pool };
+}
+
+/** Elementwise ops below this many elements stay on one thread. */
+export const ELEMENTWISE_PARALLEL_MIN = 1 << 16;
+
+/**
+ * Runs an elementwise SIMD kernel `(…inputs, output, n)` over `n` elements, split in ranges of
+ * whole vectors over the pool's threads where it is worth it; false where it is not (the caller
+ * runs it itself). The kernels handle ⌊n/4⌋·4 elements, as on one thread.
+ */
+export function parallelElementwise(memory: WebAssembly.Memory | null, kernel: PoolKernel, pointers: number[], n: number): boolean {
+  if (n < ELEMENTWISE_PARALLEL_MIN) return false;
+  const { threads, pool } = kernelThreads(memory);
+  if (!pool || threads < 2) return false;
+  const share = Math.ceil(n / 4 / threads) * 4;
+  const lists: PoolCall[][] = [];
+  for (let t = 0; t < threads; t++) {
+    const start = t * share;
+    const count = Math.min(share, n - start);
+    lists.push(count > 0 ? [[kernel, ...pointers.map((p) => p + start * 4), count]] : []);
+  }
+  pool.run(lists);
+  return true;
+}
