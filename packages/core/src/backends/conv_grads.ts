@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Scope, scoped, stockKernel, type Info } from './kernel_util.js';
 import { heapOffset, heapView, wasmMemory, type WasmBackend } from './matmul_wasm.js';
-import { dwConvFor, dwFilterFor } from './wasm_dwconv.js';
+import { dwConvFor, dwFilterFor, runDwConv } from './wasm_dwconv.js';
 
 /**
  * Convolution backward kernels composed of forward kernels that every backend runs fast
@@ -236,7 +236,7 @@ export function depthwiseBackpropInput(args: Parameters<tf.KernelFunc>[0], backe
       const be = args.backend as WasmBackend;
       const flippedW = s.reverse(filter, [0, 1]);
       const dx = s.adopt(be.makeOutput([g.n, g.h, g.w, c], 'float32'));
-      simd(heapOffset(be, padded), heapOffset(be, flippedW), heapOffset(be, dx), g.n, padded.shape[1]!, padded.shape[2]!, kh, kw, g.h, g.w, g.dh);
+      runDwConv(memory!, c, simd, heapOffset(be, padded), heapOffset(be, flippedW), heapOffset(be, dx), g.n, padded.shape[1]!, padded.shape[2]!, kh, kw, g.h, g.w, g.dh);
       return dx;
     }
     // Each of the C·m dy channels is convolved with its own flipped filter tap set; the m
@@ -328,7 +328,7 @@ function depthwiseForwardWasm(args: Parameters<tf.KernelFunc>[0], fused: boolean
       [0, 0],
     ]);
     const y = s.adopt(be.makeOutput([g.n, g.oh, g.ow, g.ci], 'float32'));
-    simd(heapOffset(be, xp), heapOffset(be, filter), heapOffset(be, y), g.n, xp.shape[1]!, xp.shape[2]!, g.kh, g.kw, g.oh, g.ow, g.dh);
+    runDwConv(memory!, g.ci, simd, heapOffset(be, xp), heapOffset(be, filter), heapOffset(be, y), g.n, xp.shape[1]!, xp.shape[2]!, g.kh, g.kw, g.oh, g.ow, g.dh);
     return s.biasAndActivation(y, bias, activation, preluActivationWeights, attrs.leakyreluAlpha, name);
   });
 }

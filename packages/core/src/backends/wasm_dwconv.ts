@@ -17,6 +17,7 @@
  */
 
 import { Code, F32X4_ADD, F32X4_MUL, I32, V128, V128_CONST, V128_LOAD, V128_STORE, instantiate, mem, moduleBytes } from './wasm_asm.js';
+import { kernelThreads, type PoolCall } from './wasm_pool.js';
 
 const lt = (x: string, y: string) => (q: Code) => q.get(x).get(y).op(0x48); // i32.lt_s
 const le = (q: Code) => q.op(0x4c); // i32.le_s
@@ -223,10 +224,35 @@ function cached<T>(memory: WebAssembly.Memory, key: string, build: (shared: bool
   return m.get(key) as T | null;
 }
 
+const dwConvModule = (channels: number) => (shared: boolean) => moduleBytes('dwconv', CONV_PARAMS, convBody(channels), shared);
+
 /** The forward kernel for `channels` (a multiple of 4), or null. */
 export function dwConvFor(memory: WebAssembly.Memory, channels: number): DwConvFn | null {
   if (channels % 4 !== 0 || channels <= 0) return null;
-  return cached<DwConvFn>(memory, `conv${channels}`, (shared) => moduleBytes('dwconv', CONV_PARAMS, convBody(channels), shared), 'dwconv');
+  return cached<DwConvFn>(memory, `conv${channels}`, dwConvModule(channels), 'dwconv');
+}
+
+/** Convolutions below this many multiply-adds stay on one thread. */
+const DW_PARALLEL_MIN_MACS = 1 << 20;
+
+/**
+ * `fn(x, w, y, n, h, wd, kh, kw, oh, ow, dil)` (a kernel of `dwConvFor(memory, channels)`), with the
+ * images shared out over the kernel pool's threads where there are several and enough work.
+ */
+export function runDwConv(memory: WebAssembly.Memory, channels: number, fn: DwConvFn, ...a: Parameters<DwConvFn>): void {
+  const [x, w, y, n, h, wd, kh, kw, oh, ow, dil] = a;
+  const { threads, pool } = n >= 2 && n * oh * ow * channels * kh * kw >= DW_PARALLEL_MIN_MACS ? kernelThreads(memory) : { threads: 1, pool: null };
+  if (!pool || threads < 2) return fn(...a);
+  const key = `dwconv:${channels}` as const;
+  pool.register(key, dwConvModule(channels), 'dwconv');
+  const share = Math.ceil(n / threads);
+  const lists: PoolCall[][] = [];
+  for (let t = 0; t < threads; t++) {
+    const n0 = t * share;
+    const count = Math.min(share, n - n0);
+    lists.push(count > 0 ? [[key, x + n0 * h * wd * channels * 4, w, y + n0 * oh * ow * channels * 4, count, h, wd, kh, kw, oh, ow, dil]] : []);
+  }
+  pool.run(lists);
 }
 
 /** The filter-gradient kernel for `channels` (a multiple of 4) and dilation `dil`, or null. */

@@ -119,6 +119,19 @@ describe('our wasm kernels on two threads', () => {
     tf.dispose([x, dy]);
   });
 
+  it('depthwise 7×7 convolution and its input gradient, images shared out: equal bit for bit to one thread', async () => {
+    await workersReady();
+    const x = tf.randomNormal([4, 20, 20, 64], 0, 1, 'float32', 8);
+    const w = tf.randomNormal([7, 7, 64, 1], 0, 0.2, 'float32', 9);
+    const fwd = both(() => tf.depthwiseConv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'));
+    expect(fwd.lists).toBeGreaterThan(0);
+    expect(fwd.two).toEqual(fwd.one);
+    const grad = both(() => tf.grad((t: tf.Tensor4D) => tf.sum(tf.square(tf.depthwiseConv2d(t, w as tf.Tensor4D, 1, 'same'))))(x as tf.Tensor4D));
+    expect(grad.lists).toBeGreaterThan(0);
+    expect(grad.two).toEqual(grad.one);
+    tf.dispose([x, w]);
+  });
+
   it('small products stay on the main thread', async () => {
     await workersReady();
     const a = tf.randomNormal([40, 30]);

@@ -19,7 +19,7 @@ import { geluModuleBytes, unaryModuleBytes } from './wasm_unary.js';
  * build's heap is not shared.
  */
 
-/** The kernels a pool runs: the module (shared-memory import) and its exported function. */
+/** The kernels every pool runs: the module (shared-memory import) and its exported function. */
 const KERNELS = {
   gemm: [() => gemmModuleBytes(true), 'gemm'],
   exp: [() => unaryModuleBytes('exp', true), 'unary'],
@@ -27,8 +27,8 @@ const KERNELS = {
   gelu: [() => geluModuleBytes(false, true), 'gelu'],
   gelu_grad: [() => geluModuleBytes(true, true), 'gelu_grad'],
 } as const;
-export type PoolKernel = keyof typeof KERNELS;
-const NAMES = Object.keys(KERNELS) as PoolKernel[];
+/** A built-in kernel, or one registered with `KernelPool.register` (e.g. `dwconv:64`). */
+export type PoolKernel = keyof typeof KERNELS | `${string}:${string}`;
 
 /** One call: the kernel and its (i32) arguments. */
 export type PoolCall = [PoolKernel, ...number[]];
@@ -47,8 +47,8 @@ const COUNT = 4;
 
 /** The worker: instantiate the kernels on the shared heap, then run each list it is given. */
 const WORKER_SOURCE = `
-const { workerData } = require('node:worker_threads');
-const { modules, memory, control, calls, index, capacity, args, slot } = workerData;
+const { workerData, receiveMessageOnPort } = require('node:worker_threads');
+const { modules, memory, control, calls, index, capacity, args, slot, port } = workerData;
 const ctl = new Int32Array(control, index * slot * 4, slot);
 const list = new Int32Array(calls, index * capacity * args * 4, capacity * args);
 const fns = modules.map(([module, name]) => new WebAssembly.Instance(module, { env: { memory } }).exports[name]);
@@ -58,6 +58,8 @@ for (;;) {
   Atomics.wait(ctl, ${SEQ}, seen);
   seen = Atomics.load(ctl, ${SEQ});
   try {
+    // Kernels registered since: posted before the list that needs them.
+    for (let m; (m = receiveMessageOnPort(port)); ) fns[m.message.index] = new WebAssembly.Instance(m.message.module, { env: { memory } }).exports[m.message.name];
     const n = ctl[${COUNT}];
     for (let i = 0; i < n; i++) {
       const o = i * args;
@@ -70,6 +72,11 @@ for (;;) {
   Atomics.notify(ctl, ${DONE});
 }
 `;
+
+interface NodePort {
+  postMessage(message: unknown): void;
+  close(): void;
+}
 
 interface NodeWorker {
   unref(): void;
@@ -84,6 +91,8 @@ export class KernelPool {
   private readonly calls: Int32Array;
   private readonly workers: NodeWorker[] = [];
   private readonly local: Fn[];
+  private readonly index = new Map<PoolKernel, number>();
+  private readonly ports: NodePort[] = [];
   private dead = false;
 
   constructor(memory: WebAssembly.Memory, workers: number) {
@@ -92,19 +101,41 @@ export class KernelPool {
     const calls = new SharedArrayBuffer(workers * CAPACITY * ARGS * 4);
     this.control = new Int32Array(control);
     this.calls = new Int32Array(calls);
-    const modules = NAMES.map((k) => [new WebAssembly.Module(KERNELS[k][0]()), KERNELS[k][1]] as const);
+    const names = Object.keys(KERNELS) as Array<keyof typeof KERNELS>;
+    const modules = names.map((k) => [new WebAssembly.Module(KERNELS[k][0]()), KERNELS[k][1]] as const);
+    names.forEach((k, i) => this.index.set(k, i));
+    this.memory = memory;
     this.local = modules.map(([module, name]) => new WebAssembly.Instance(module, { env: { memory } }).exports[name] as Fn);
     for (let index = 0; index < workers; index++) {
+      const { port1, port2 } = new wt.MessageChannel();
       const w = new wt.Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { modules, memory, control, calls, index, capacity: CAPACITY, args: ARGS, slot: SLOT },
+        workerData: { modules, memory, control, calls, index, capacity: CAPACITY, args: ARGS, slot: SLOT, port: port2 },
+        transferList: [port2],
       }) as unknown as NodeWorker;
+      (port1 as unknown as { unref(): void }).unref();
+      this.ports.push(port1 as unknown as NodePort);
       // Never keeps the process alive; an error only takes this worker out of the pool.
       w.unref();
       w.on('error', () => Atomics.store(this.control, index * SLOT + READY, 0));
       w.on('exit', () => Atomics.store(this.control, index * SLOT + READY, 0));
       this.workers.push(w);
     }
+  }
+
+  private readonly memory: WebAssembly.Memory;
+
+  /**
+   * Adds a kernel (`key` such as `dwconv:64`: a module built for one shape) to this pool, once:
+   * `build(true)` makes its module for the shared heap, `name` is its exported function.
+   */
+  register(key: PoolKernel, build: (shared: boolean) => Uint8Array<ArrayBuffer>, name: string): void {
+    if (this.index.has(key)) return;
+    const module = new WebAssembly.Module(build(true));
+    const index = this.local.length;
+    this.local.push(new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports[name] as Fn);
+    this.index.set(key, index);
+    for (const port of this.ports) port.postMessage({ index, module, name });
   }
 
   /** Workers that have started and can take a list now. */
@@ -130,7 +161,7 @@ export class KernelPool {
       }
       const base = w * CAPACITY * ARGS;
       list.forEach(([kernel, ...args], i) => {
-        this.calls[base + i * ARGS] = NAMES.indexOf(kernel);
+        this.calls[base + i * ARGS] = this.kernelIndex(kernel);
         this.calls.set(args, base + i * ARGS + 1);
       });
       const slot = w * SLOT;
@@ -142,7 +173,7 @@ export class KernelPool {
     }
     let error: unknown;
     try {
-      for (const list of local) for (const [kernel, ...args] of list) this.local[NAMES.indexOf(kernel)]!(...args);
+      for (const list of local) for (const [kernel, ...args] of list) this.local[this.kernelIndex(kernel)]!(...args);
     } catch (e) {
       error = e;
     }
@@ -158,9 +189,16 @@ export class KernelPool {
     if (failed) throw new Error('wasm kernels: a worker thread failed to run its part of an op');
   }
 
+  private kernelIndex(kernel: PoolKernel): number {
+    const i = this.index.get(kernel);
+    if (i === undefined) throw new Error(`wasm kernels: '${kernel}' is not registered with the pool`);
+    return i;
+  }
+
   /** Stops the workers (tests; the pool of a backend lives as long as the process). */
   async close(): Promise<void> {
     this.dead = true;
+    for (const port of this.ports) port.close();
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }
