@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { sizeOf, type Info } from './kernel_util.js';
 import { heapOffset, wasmMemory, type WasmBackend } from './matmul_wasm.js';
+import { ELEMENTWISE_PARALLEL_MIN, kernelThreads, type PoolCall } from './wasm_pool.js';
 import {
   Code,
   F32,
@@ -592,7 +593,20 @@ export function layerNormWasm(args: KernelArgs): Info[] {
   const rstd = backend.makeOutput(statShape, 'float32');
   // Offsets after every allocation (one may have moved nothing, but grown the heap).
   const off = (t: Info | undefined) => (t ? heapOffset(backend, t) : 0);
-  fn(off(x), off(gamma), off(beta), off(y), off(mean), off(rstd), rows, c, f32AsI32(eps));
+  const { threads, pool } = rows * c >= ELEMENTWISE_PARALLEL_MIN ? kernelThreads(memory) : { threads: 1, pool: null };
+  if (pool && threads > 1 && rows >= threads) {
+    // Rows shared out over the pool's threads (each row's arithmetic unchanged).
+    const key = `ln_fwd:${+!!gamma}${+!!beta}` as const;
+    pool.register(key, (shared) => moduleBytes('ln', FWD_PARAMS, forwardBody(!!gamma, !!beta), shared), 'ln');
+    const share = Math.ceil(rows / threads);
+    const lists: PoolCall[][] = [];
+    for (let t = 0; t < threads; t++) {
+      const r0 = t * share;
+      const count = Math.min(share, rows - r0);
+      lists.push(count > 0 ? [[key, off(x) + r0 * c * 4, off(gamma), off(beta), off(y) + r0 * c * 4, off(mean) + r0 * 4, off(rstd) + r0 * 4, count, c, f32AsI32(eps)]] : []);
+    }
+    pool.run(lists);
+  } else fn(off(x), off(gamma), off(beta), off(y), off(mean), off(rstd), rows, c, f32AsI32(eps));
   return [y, mean, rstd];
 }
 

@@ -6,6 +6,7 @@ import { initBackend } from '../backend.js';
 import { routeForwardProducts, wasmMemory } from './matmul_wasm.js';
 import { ELEMENTWISE_PARALLEL_MIN, enableKernelThreads, kernelPool, kernelThreadLists } from './wasm_pool.js';
 import { GELU_ERF, GELU_ERF_GRAD } from './wasm_copy.js';
+import { LAYER_NORM } from './wasm_norm.js';
 
 // This file's process runs the threaded wasm build (2 threads), so our GEMM hands work to a worker.
 
@@ -126,10 +127,31 @@ describe('our wasm kernels on two threads', () => {
     const fwd = both(() => tf.depthwiseConv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'));
     expect(fwd.lists).toBeGreaterThan(0);
     expect(fwd.two).toEqual(fwd.one);
-    const grad = both(() => tf.grad((t: tf.Tensor4D) => tf.sum(tf.square(tf.depthwiseConv2d(t, w as tf.Tensor4D, 1, 'same'))))(x as tf.Tensor4D));
+    const grad = both(() => tf.grad((t: tf.Tensor) => tf.sum(tf.square(tf.depthwiseConv2d(t as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'))))(x));
     expect(grad.lists).toBeGreaterThan(0);
     expect(grad.two).toEqual(grad.one);
     tf.dispose([x, w]);
+  });
+
+  it('LayerNorm forward, rows shared out: equal bit for bit to one thread', async () => {
+    await workersReady();
+    const x = tf.randomNormal([3001, 96], 0, 2, 'float32', 10);
+    const g = tf.randomNormal([96], 1, 0.1, 'float32', 11);
+    const b = tf.randomNormal([96], 0, 0.1, 'float32', 12);
+    for (const [name, ins] of [
+      ['γ, β', { x, gamma: g, beta: b }],
+      ['no affine', { x }],
+    ] as const) {
+      const r = both(() =>
+        tf.tidy(() => {
+          const [y, mean, rstd] = tf.engine().runKernel(LAYER_NORM, ins as unknown as tf.NamedTensorMap, { eps: 1e-6 }) as tf.Tensor[];
+          return tf.concat([tf.reshape(y!, [-1]), tf.reshape(mean!, [-1]), tf.reshape(rstd!, [-1])]);
+        }),
+      );
+      expect(r.lists, name).toBeGreaterThan(0);
+      expect(r.two, name).toEqual(r.one);
+    }
+    tf.dispose([x, g, b]);
   });
 
   it('small products stay on the main thread', async () => {
