@@ -17,7 +17,7 @@
  */
 
 import { Code, F32X4_ADD, F32X4_MUL, I32, V128, V128_CONST, V128_LOAD, V128_STORE, instantiate, mem, moduleBytes } from './wasm_asm.js';
-import { kernelThreads, type PoolCall } from './wasm_pool.js';
+import { kernelThreads, shareOut } from './wasm_pool.js';
 
 const lt = (x: string, y: string) => (q: Code) => q.get(x).get(y).op(0x48); // i32.lt_s
 const le = (q: Code) => q.op(0x4c); // i32.le_s
@@ -245,14 +245,7 @@ export function runDwConv(memory: WebAssembly.Memory, channels: number, fn: DwCo
   if (!pool || threads < 2) return fn(...a);
   const key = `dwconv:${channels}` as const;
   pool.register(key, dwConvModule(channels), 'dwconv');
-  const share = Math.ceil(n / threads);
-  const lists: PoolCall[][] = [];
-  for (let t = 0; t < threads; t++) {
-    const n0 = t * share;
-    const count = Math.min(share, n - n0);
-    lists.push(count > 0 ? [[key, x + n0 * h * wd * channels * 4, w, y + n0 * oh * ow * channels * 4, count, h, wd, kh, kw, oh, ow, dil]] : []);
-  }
-  pool.run(lists);
+  shareOut(pool, threads, n, 1, (n0, count) => [key, x + n0 * h * wd * channels * 4, w, y + n0 * oh * ow * channels * 4, count, h, wd, kh, kw, oh, ow, dil]);
 }
 
 /** The filter-gradient kernel for `channels` (a multiple of 4) and dilation `dil`, or null. */

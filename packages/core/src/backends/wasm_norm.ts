@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { sizeOf, type Info } from './kernel_util.js';
 import { heapOffset, wasmMemory, type WasmBackend } from './matmul_wasm.js';
-import { ELEMENTWISE_PARALLEL_MIN, kernelThreads, type PoolCall } from './wasm_pool.js';
+import { ELEMENTWISE_PARALLEL_MIN, kernelThreads, shareOut } from './wasm_pool.js';
 import {
   Code,
   F32,
@@ -598,14 +598,7 @@ export function layerNormWasm(args: KernelArgs): Info[] {
     // Rows shared out over the pool's threads (each row's arithmetic unchanged).
     const key = `ln_fwd:${+!!gamma}${+!!beta}` as const;
     pool.register(key, (shared) => moduleBytes('ln', FWD_PARAMS, forwardBody(!!gamma, !!beta), shared), 'ln');
-    const share = Math.ceil(rows / threads);
-    const lists: PoolCall[][] = [];
-    for (let t = 0; t < threads; t++) {
-      const r0 = t * share;
-      const count = Math.min(share, rows - r0);
-      lists.push(count > 0 ? [[key, off(x) + r0 * c * 4, off(gamma), off(beta), off(y) + r0 * c * 4, off(mean) + r0 * 4, off(rstd) + r0 * 4, count, c, f32AsI32(eps)]] : []);
-    }
-    pool.run(lists);
+    shareOut(pool, threads, rows, 1, (r0, count) => [key, off(x) + r0 * c * 4, off(gamma), off(beta), off(y) + r0 * c * 4, off(mean) + r0 * 4, off(rstd) + r0 * 4, count, c, f32AsI32(eps)]);
   } else fn(off(x), off(gamma), off(beta), off(y), off(mean), off(rstd), rows, c, f32AsI32(eps));
   return [y, mean, rstd];
 }

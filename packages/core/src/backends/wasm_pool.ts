@@ -248,6 +248,21 @@ export function kernelThreads(memory: WebAssembly.Memory | null): { threads: num
   return { threads: pool ? 1 + pool.ready() : 1, pool };
 }
 
+/**
+ * Runs `call(start, count)` for consecutive ranges of `0 … n` (range starts a multiple of `align`),
+ * one range per thread of `pool`.
+ */
+export function shareOut(pool: KernelPool, threads: number, n: number, align: number, call: (start: number, count: number) => PoolCall): void {
+  const share = Math.ceil(n / align / threads) * align;
+  const lists: PoolCall[][] = [];
+  for (let t = 0; t < threads; t++) {
+    const start = t * share;
+    const count = Math.min(share, n - start);
+    lists.push(count > 0 ? [call(start, count)] : []);
+  }
+  pool.run(lists);
+}
+
 /** Elementwise ops below this many elements stay on one thread. */
 export const ELEMENTWISE_PARALLEL_MIN = 1 << 16;
 
@@ -260,13 +275,6 @@ export function parallelElementwise(memory: WebAssembly.Memory | null, kernel: P
   if (n < ELEMENTWISE_PARALLEL_MIN) return false;
   const { threads, pool } = kernelThreads(memory);
   if (!pool || threads < 2) return false;
-  const share = Math.ceil(n / 4 / threads) * 4;
-  const lists: PoolCall[][] = [];
-  for (let t = 0; t < threads; t++) {
-    const start = t * share;
-    const count = Math.min(share, n - start);
-    lists.push(count > 0 ? [[kernel, ...pointers.map((p) => p + start * 4), count]] : []);
-  }
-  pool.run(lists);
+  shareOut(pool, threads, n, 4, (start, count) => [kernel, ...pointers.map((p) => p + start * 4), count]);
   return true;
 }
