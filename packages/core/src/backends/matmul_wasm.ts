@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { scoped, sizeOf, stockKernel, type BackendLike, type Info, type Scope } from './kernel_util.js';
 import { gemmFor, type GemmFn } from './wasm_gemm.js';
-import { kernelThreads, type PoolCall } from './wasm_pool.js';
+import { keepsUpWithXnnpack, kernelThreads, type PoolCall } from './wasm_pool.js';
 
 /**
  * BatchMatMul for the wasm backend. tfjs-backend-wasm 4.22 sends a product to XNNPACK's
@@ -62,12 +62,23 @@ let forwardOnOurs = true;
 
 /**
  * Whether the plain products (batch 1, untransposed: Linear layers, 1×1 stride-1 convolutions) run
- * on our kernel (default) or on XNNPACK's. Ours, with fused multiply-adds and our worker threads,
+ * on our kernel (default, wherever ours has as many threads as XNNPACK: not on a browser page
+ * with threads) or on XNNPACK's. Ours, with fused multiply-adds and our worker threads,
  * measured 1.1–1.6× XNNPACK's speed on the 1×1 convolutions of ConvNeXt-style blocks and 1.35–1.8×
  * on large matMuls (2 threads, 2 cores); `false` is for comparisons.
  */
 export function routeForwardProducts(on: boolean): void {
   forwardOnOurs = on;
+}
+
+/**
+ * Whether a plain product goes to our kernel: routed there (the default), and ours runs on as
+ * many threads as XNNPACK (in a browser page with threads XNNPACK keeps them).
+ */
+function plainOnOurs(backend: unknown): boolean {
+  if (!forwardOnOurs || !wasmGemm(backend)) return false;
+  const memory = wasmMemory(backend);
+  return memory !== null && keepsUpWithXnnpack(memory);
 }
 
 /** Turns our SIMD kernel off (XNNPACK fallbacks only), for tests and benchmarks. */
@@ -198,7 +209,7 @@ export function batchMatMulWasm(args: KernelArgs): Info {
   const batchB = sizeOf(outerB);
   const batch = sizeOf(outer);
   const outShape = [...outer, m, n];
-  const ours = forwardOnOurs && wasmGemm(backend) !== null;
+  const ours = plainOnOurs(backend);
   if (batch * m * n === 0 || k === 0 || (batch === 1 && !transposeA && !transposeB && !ours)) return stock(tf.BatchMatMul, args);
   if (batchB === 1 && batch === batchA && !transposeA && !transposeB && ours) {
     // A right operand shared by the whole batch: one product of batch·m rows.
@@ -425,7 +436,7 @@ export function fusedMatMulWasm(args: KernelArgs): Info {
   const batchA = sizeOf(a.shape.slice(0, -2));
   const batchB = sizeOf(b.shape.slice(0, -2));
   const plain = !attrs.transposeA && !attrs.transposeB && batchA === 1 && batchB === 1;
-  if ((plain && !forwardOnOurs) || !hasInternals(args.backend)) return stock(tf._FusedMatMul, args);
+  if ((plain && !plainOnOurs(args.backend)) || !hasInternals(args.backend)) return stock(tf._FusedMatMul, args);
   const gemm = wasmGemm(args.backend);
   if (plain && gemm && a.dtype === 'float32' && b.dtype === 'float32') {
     const [m, k] = a.shape.slice(-2) as [number, number];
@@ -456,7 +467,6 @@ export function conv2dWasm(args: KernelArgs, fused: boolean): Info {
   const [kh, kw, ci, co] = filter.shape as [number, number, number, number];
   const strides = typeof attrs.strides === 'number' ? [attrs.strides, attrs.strides] : attrs.strides;
   const pointwise =
-    forwardOnOurs &&
     kh === 1 &&
     kw === 1 &&
     strides[0] === 1 &&
@@ -464,8 +474,7 @@ export function conv2dWasm(args: KernelArgs, fused: boolean): Info {
     (attrs.pad === 'valid' || attrs.pad === 'same' || (typeof attrs.pad === 'number' && attrs.pad === 0)) &&
     (attrs.dataFormat ?? 'NHWC') === 'NHWC' &&
     x.dtype === 'float32' &&
-    hasInternals(args.backend) &&
-    wasmGemm(args.backend) !== null;
+    plainOnOurs(args.backend);
   if (!pointwise) return stock(name, args);
   const [n, h, w] = x.shape as [number, number, number, number];
   const fuse = perColumn(bias, co);

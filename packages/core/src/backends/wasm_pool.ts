@@ -226,7 +226,7 @@ export function kernelPool(memory: WebAssembly.Memory, workers: number): KernelP
   let pool = pools.get(memory);
   if (pool === undefined) {
     pool = null;
-    if (workers >= 1 && isShared(memory) && nodeBuiltins() && process.env.VIT_WASM_KERNEL_THREADS !== '1') {
+    if (workers >= 1 && poolPossible(memory)) {
       try {
         pool = new KernelPool(memory, workers);
       } catch {
@@ -261,6 +261,25 @@ export function shareOut(pool: KernelPool, threads: number, n: number, align: nu
     lists.push(count > 0 ? [call(start, count)] : []);
   }
   pool.run(lists);
+}
+
+/**
+ * Whether our kernels have as many threads on this heap as XNNPACK has: then our GEMM (with FMA)
+ * is the faster one for plain products too. Not on a browser page with threads, where ours run on
+ * the main thread alone and XNNPACK on all of them.
+ */
+export function keepsUpWithXnnpack(memory: WebAssembly.Memory): boolean {
+  const xnnpack = wasmThreadsStatus().threads ?? 1;
+  return (xnnpack > 1 && poolPossible(memory) ? xnnpack : 1) >= xnnpack;
+}
+
+/**
+ * Whether this heap can have a pool (Node, a shared heap, not turned off by the environment).
+ * Independent of `enableKernelThreads` and of whether the workers have started, so which kernel
+ * runs a product never depends on timing.
+ */
+function poolPossible(memory: WebAssembly.Memory): boolean {
+  return isShared(memory) && !!nodeBuiltins() && process.env.VIT_WASM_KERNEL_THREADS !== '1';
 }
 
 /** Elementwise ops below this many elements stay on one thread. */
