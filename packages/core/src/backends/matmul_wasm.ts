@@ -318,7 +318,7 @@ function gemmBatches(
   const w = backend.wasm;
   const kc = Math.min(k, GEMM_K_CHUNK);
   const mc = Math.min(m, GEMM_M_CHUNK);
-  const { threads: available, pool } = batch * m * n * k >= GEMM_PARALLEL_MIN_MACS ? kernelThreads(wasmMemory(backend)) : { threads: 1, pool: null };
+  const { threads: available, pool } = kernelThreads(wasmMemory(backend), batch * m * n * k >= GEMM_PARALLEL_MIN_MACS);
   // Whole batches per thread where they divide well; else rows, or columns where there are fewer
   // rows than columns (each thread packs all of B for a share of the rows, all of A for a share
   // of the columns: the smaller operand is the one packed twice).

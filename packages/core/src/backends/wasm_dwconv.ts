@@ -241,7 +241,7 @@ const DW_PARALLEL_MIN_MACS = 1 << 20;
  */
 export function runDwConv(memory: WebAssembly.Memory, channels: number, fn: DwConvFn, ...a: Parameters<DwConvFn>): void {
   const [x, w, y, n, h, wd, kh, kw, oh, ow, dil] = a;
-  const { threads, pool } = n >= 2 && n * oh * ow * channels * kh * kw >= DW_PARALLEL_MIN_MACS ? kernelThreads(memory) : { threads: 1, pool: null };
+  const { threads, pool } = kernelThreads(memory, n >= 2 && n * oh * ow * channels * kh * kw >= DW_PARALLEL_MIN_MACS);
   if (!pool || threads < 2) return fn(...a);
   const key = `dwconv:${channels}` as const;
   pool.register(key, dwConvModule(channels), 'dwconv');

@@ -593,7 +593,7 @@ export function layerNormWasm(args: KernelArgs): Info[] {
   const rstd = backend.makeOutput(statShape, 'float32');
   // Offsets after every allocation (one may have moved nothing, but grown the heap).
   const off = (t: Info | undefined) => (t ? heapOffset(backend, t) : 0);
-  const { threads, pool } = rows * c >= ELEMENTWISE_PARALLEL_MIN ? kernelThreads(memory) : { threads: 1, pool: null };
+  const { threads, pool } = kernelThreads(memory, rows * c >= ELEMENTWISE_PARALLEL_MIN);
   if (pool && threads > 1 && rows >= threads) {
     // Rows shared out over the pool's threads (each row's arithmetic unchanged).
     const key = `ln_fwd:${+!!gamma}${+!!beta}` as const;

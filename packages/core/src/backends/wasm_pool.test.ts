@@ -30,6 +30,16 @@ function both(f: () => tf.Tensor): { one: Float32Array; two: Float32Array; lists
   return { one, two, lists: kernelThreadLists() - before };
 }
 
+/** Lists handed to the worker while one product a·bᵀ of random operands of these shapes ran. */
+function listsForProduct(as: number[], bs: number[]): number {
+  const a = tf.randomNormal(as);
+  const b = tf.randomNormal(bs);
+  const before = kernelThreadLists();
+  tf.matMul(a, b, false, true).dispose();
+  tf.dispose([a, b]);
+  return kernelThreadLists() - before;
+}
+
 async function workersReady(): Promise<void> {
   const pool = kernelPool(wasmMemory(tf.backend())!, 1)!;
   expect(pool, 'a worker pool on the shared heap').not.toBeNull();
@@ -156,12 +166,7 @@ describe('our wasm kernels on two threads', () => {
 
   it('small products stay on the main thread', async () => {
     await workersReady();
-    const a = tf.randomNormal([40, 30]);
-    const b = tf.randomNormal([50, 30]);
-    const before = kernelThreadLists();
-    tf.matMul(a, b, false, true).dispose();
-    expect(kernelThreadLists()).toBe(before);
-    tf.dispose([a, b]);
+    expect(listsForProduct([40, 30], [50, 30])).toBe(0);
   });
 
   it("a worker's trap fails the product with an error (no hang, nothing left running)", async () => {
@@ -171,11 +176,6 @@ describe('our wasm kernels on two threads', () => {
     const beyond = memory.buffer.byteLength + 4096; // past the heap: the kernel's first load traps
     expect(() => pool.run([[], [['gemm', beyond, beyond, beyond, beyond, 8, 8, 8, 32, 4, 32, 4, 32, 1, 0, 0]]])).toThrow(/a worker thread failed/);
     // The pool still works afterwards.
-    const a = tf.randomNormal([600, 64]);
-    const b = tf.randomNormal([300, 64]);
-    const before = kernelThreadLists();
-    tf.matMul(a, b, false, true).dispose();
-    expect(kernelThreadLists()).toBeGreaterThan(before);
-    tf.dispose([a, b]);
+    expect(listsForProduct([600, 64], [300, 64])).toBeGreaterThan(0);
   });
 });

@@ -240,9 +240,11 @@ export function kernelPool(memory: WebAssembly.Memory, workers: number): KernelP
 
 /**
  * Threads our kernels may use on this heap now: the main thread and the pool's ready workers (the
- * pool has as many threads as the wasm backend's XNNPACK pool).
+ * pool has as many threads as the wasm backend's XNNPACK pool); one, and no pool, when the op is
+ * too small to be worth a wake-up (`worthIt` false).
  */
-export function kernelThreads(memory: WebAssembly.Memory | null): { threads: number; pool: KernelPool | null } {
+export function kernelThreads(memory: WebAssembly.Memory | null, worthIt = true): { threads: number; pool: KernelPool | null } {
+  if (!worthIt) return { threads: 1, pool: null };
   const want = wasmThreadsStatus().threads ?? 1;
   const pool = memory && want > 1 ? kernelPool(memory, want - 1) : null;
   return { threads: pool ? 1 + pool.ready() : 1, pool };
@@ -291,8 +293,7 @@ export const ELEMENTWISE_PARALLEL_MIN = 1 << 16;
  * runs it itself). The kernels handle ⌊n/4⌋·4 elements, as on one thread.
  */
 export function parallelElementwise(memory: WebAssembly.Memory | null, kernel: PoolKernel, pointers: number[], n: number): boolean {
-  if (n < ELEMENTWISE_PARALLEL_MIN) return false;
-  const { threads, pool } = kernelThreads(memory);
+  const { threads, pool } = kernelThreads(memory, n >= ELEMENTWISE_PARALLEL_MIN);
   if (!pool || threads < 2) return false;
   shareOut(pool, threads, n, 4, (start, count) => [kernel, ...pointers.map((p) => p + start * 4), count]);
   return true;

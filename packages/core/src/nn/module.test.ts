@@ -1,9 +1,9 @@
 import '@tensorflow/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, WeightLoadError } from '../errors.js';
 import { Module } from './module.js';
-import { setTestBackend } from '../testing/backend.js';
+import { checkTensorLeaks } from '../testing/leaks.js';
 
 class Leaf extends Module {
   weight: tf.Variable;
@@ -65,16 +65,7 @@ class Shared extends Module {
 }
 
 describe('Module', () => {
-  let start = 0;
-  beforeAll(async () => {
-    await setTestBackend();
-  });
-  beforeEach(() => {
-    start = tf.memory().numTensors;
-  });
-  afterEach(() => {
-    expect(tf.memory().numTensors).toBe(start);
-  });
+  checkTensorLeaks();
 
   it('names parameters with PyTorch-style dotted paths in registration order', () => {
     const n = new Net();
