@@ -194,11 +194,13 @@ export function sizeOf(shape: readonly number[]): number {
 const fusedReady = new WeakMap<object, Map<string, boolean>>();
 
 /**
- * Whether the current backend is wasm with our fused kernels `names` registered and their SIMD
- * modules loading there (`available`, checked once per backend instance). Ops with a fused wasm
- * kernel (exact GELU, LayerNorm) run their composed form everywhere else.
+ * Whether the current backend runs our fused kernels `names`: wasm with them registered and their
+ * SIMD modules loading there (`available`, checked once per backend instance), or tensorflow
+ * (tfjs-node) with them registered (`installTensorflowKernels`: training BatchNorm). Ops with a
+ * fused kernel (exact GELU, LayerNorm, training BatchNorm) run their composed form everywhere else.
  */
-export function fusedWasmReady(names: readonly string[], available: (backend: unknown) => boolean): boolean {
+export function fusedKernelsReady(names: readonly string[], available: (backend: unknown) => boolean): boolean {
+  if (tf.getBackend() === 'tensorflow') return names.every((n) => !!tf.getKernel(n, 'tensorflow'));
   if (tf.getBackend() !== 'wasm' || names.some((n) => !tf.getKernel(n, 'wasm'))) return false;
   const backend = tf.backend() as object;
   let m = fusedReady.get(backend);

@@ -4,9 +4,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   batchNormBackwardComposed,
-  batchNormBackwardWasm,
+  batchNormBackwardFused,
   batchNormForwardComposed,
-  batchNormForwardWasm,
+  batchNormForwardFused,
   batchNormTrain,
   layerNormBackwardComposed,
   layerNormBackwardWasm,
@@ -158,14 +158,14 @@ function compareBatchNorm(shape: [number, number, number, number], eps: number, 
     const dy = tf.tensor4d(values(n, seed + 1), shape);
     const g = tf.tensor1d(values(c, seed + 2, 1, 1));
     const b = tf.tensor1d(values(c, seed + 3));
-    const fused = batchNormForwardWasm(x, g, b, eps);
+    const fused = batchNormForwardFused(x, g, b, eps);
     const ref = batchNormForwardComposed(x, g, b, eps);
     const what = `[${shape}] eps ${eps}`;
     expect(bitDiffs(fused.y, ref.y), `y ${what}`).toBe(0);
     expect(bitDiffs(fused.mean, tf.reshape(ref.mean, [c])), `μ ${what}`).toBe(0);
     expect(bitDiffs(fused.variance, tf.reshape(ref.variance, [c])), `σ² ${what}`).toBe(0);
     expect(bitDiffs(fused.rstd, tf.reshape(ref.rstd, [c])), `1/σ ${what}`).toBe(0);
-    const grads = batchNormBackwardWasm(dy, x, fused.mean, fused.rstd, g);
+    const grads = batchNormBackwardFused(dy, x, fused.mean, fused.rstd, g);
     const refGrads = batchNormBackwardComposed(dy, x, ref.mean, ref.rstd, g);
     expect(grads.length).toBe(3);
     grads.forEach((t, i) => expect(bitDiffs(t, refGrads[i]!), `gradient ${i} ${what}`).toBe(0));

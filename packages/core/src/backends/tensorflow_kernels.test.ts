@@ -3,10 +3,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { stockKernel } from './kernel_util.js';
 import { installTensorflowKernels } from './tensorflow_kernels.js';
+import { BATCH_NORM, BATCH_NORM_GRAD } from './wasm_norm.js';
 
 // Our stride-1 conv gradients on tfjs-node against TensorFlow's own kernels. Runs where
 // @tensorflow/tfjs-node loads (CI builds it from the local TensorFlow wheel); skips elsewhere.
 // A variable specifier: tfjs-node is an optional peer, so its types may be absent at typecheck.
+// oneDNN off (before libtensorflow starts): with it on only the 1×1 gradients are ours.
+process.env.TF_ENABLE_ONEDNN_OPTS = '0';
 const tfNodeSpec = '@tensorflow/tfjs-node';
 const tfNode = await import(tfNodeSpec).then(
   () => null,
@@ -14,10 +17,11 @@ const tfNode = await import(tfNodeSpec).then(
 );
 
 describe.skipIf(tfNode !== null)('tensorflow backend conv gradient kernels', () => {
-  it('match TensorFlow for stride-1 3×3 (same and valid, rectangular, odd sizes) and leave stride 2 and 1×1 to TF', async () => {
+  it('match TensorFlow for stride-1 3×3 (same and valid, rectangular, odd sizes) 1×1 (same and valid) as matrix products, and leave stride 2 to TF', async () => {
     await tf.setBackend('tensorflow');
-    expect(installTensorflowKernels()).toEqual([tf.Conv2DBackpropInput, tf.Conv2DBackpropFilter]);
-    expect(installTensorflowKernels()).toEqual([tf.Conv2DBackpropInput, tf.Conv2DBackpropFilter]);
+    const ours = [tf.Conv2DBackpropInput, tf.Conv2DBackpropFilter, BATCH_NORM, BATCH_NORM_GRAD];
+    expect(installTensorflowKernels()).toEqual(ours);
+    expect(installTensorflowKernels()).toEqual(ours);
     const be = tf.backend();
     const cases: Array<[number[], number[], number, 'same' | 'valid']> = [
       [[2, 9, 7, 5], [3, 3, 5, 6], 1, 'same'],
@@ -25,6 +29,8 @@ describe.skipIf(tfNode !== null)('tensorflow backend conv gradient kernels', () 
       [[2, 6, 11, 3], [5, 3, 3, 2], 1, 'same'],
       [[2, 9, 9, 4], [3, 3, 4, 6], 2, 'same'],
       [[2, 8, 8, 4], [1, 1, 4, 6], 1, 'valid'],
+      [[3, 5, 7, 9], [1, 1, 9, 4], 1, 'same'],
+      [[2, 9, 9, 4], [1, 1, 4, 6], 2, 'same'],
     ];
     const before = tf.memory().numTensors;
     for (const [xs, ws, s, pad] of cases) {
@@ -52,5 +58,22 @@ describe.skipIf(tfNode !== null)('tensorflow backend conv gradient kernels', () 
       });
     }
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('leaves 3×3 gradients to TensorFlow when its oneDNN kernels are asked for', async () => {
+    await tf.setBackend('tensorflow');
+    installTensorflowKernels();
+    const x = tf.randomNormal([2, 6, 6, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
+    const w = tf.randomNormal([3, 3, 3, 4], 0, 1, 'float32', 2) as tf.Tensor4D;
+    const kernelsOf = () => tf.profile(() => tf.grad((xi: tf.Tensor) => tf.sum(tf.conv2d(xi as tf.Tensor4D, w, 1, 'same')))(x)).then((p) => p.kernelNames);
+    try {
+      // Ours writes dX as a padded forward conv of the flipped filter.
+      expect(await kernelsOf()).toContain(tf.Reverse);
+      process.env.TF_ENABLE_ONEDNN_OPTS = '1';
+      expect(await kernelsOf()).not.toContain(tf.Reverse);
+    } finally {
+      process.env.TF_ENABLE_ONEDNN_OPTS = '0';
+      tf.dispose([x, w]);
+    }
   });
 });

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
 import { Module } from './module.js';
-import { fusedWasmReady } from '../backends/kernel_util.js';
+import { fusedKernelsReady } from '../backends/kernel_util.js';
 import { GELU_ERF, GELU_ERF_GRAD, geluWasmAvailable } from '../backends/wasm_copy.js';
 
 export type GeluApproximate = 'none' | 'tanh';
@@ -27,7 +27,7 @@ export function gelu(x: tf.Tensor, approximate: GeluApproximate = 'none'): tf.Te
  * The forward runs the composed form's kernels, so values are bit-identical to it.
  */
 export function geluErf(x: tf.Tensor): tf.Tensor {
-  const fused = x.dtype === 'float32' && fusedWasmReady([GELU_ERF, GELU_ERF_GRAD], geluWasmAvailable);
+  const fused = x.dtype === 'float32' && fusedKernelsReady([GELU_ERF, GELU_ERF_GRAD], geluWasmAvailable);
   const op = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([xi]);
     return {

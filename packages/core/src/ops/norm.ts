@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { fusedWasmReady } from '../backends/kernel_util.js';
+import { fusedKernelsReady } from '../backends/kernel_util.js';
 import { BATCH_NORM, BATCH_NORM_GRAD, LAYER_NORM, LAYER_NORM_GRAD, batchNormWasmAvailable, layerNormWasmAvailable } from '../backends/wasm_norm.js';
 
 /**
@@ -44,8 +44,12 @@ export function batchNormForwardComposed(x: tf.Tensor, gamma: tf.Tensor, beta: t
   return { y: tf.add(tf.mul(tf.sub(x, mean), tf.mul(rstd, gamma)), beta), mean, variance, rstd };
 }
 
-/** The forward in one SIMD kernel on wasm (backends/wasm_norm.ts), bit-identical to the composed one; statistics `[C]`. */
-export function batchNormForwardWasm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): BatchNormForward {
+/**
+ * The forward as our fused kernel: one SIMD kernel on wasm (backends/wasm_norm.ts), TensorFlow's
+ * FusedBatchNormV3 on tensorflow (backends/tensorflow_kernels.ts); y bit-identical to the composed
+ * one on both; statistics `[C]`.
+ */
+export function batchNormForwardFused(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): BatchNormForward {
   const [y, mean, variance, rstd] = tf.engine().runKernel(BATCH_NORM, { x, gamma, beta }, { eps } as unknown as tf.NamedAttrMap) as tf.Tensor[];
   return { y: y!, mean: mean!, variance: variance!, rstd: rstd! };
 }
@@ -69,8 +73,8 @@ export function batchNormBackwardComposed(dy: tf.Tensor, x: tf.Tensor, mean: tf.
   });
 }
 
-/** The backward in one SIMD kernel on wasm, bit-identical to the composed one. */
-export function batchNormBackwardWasm(dy: tf.Tensor, x: tf.Tensor, mean: tf.Tensor, rstd: tf.Tensor, gamma: tf.Tensor): tf.Tensor[] {
+/** The backward as our fused kernel: bit-identical to the composed one on wasm, equal to rounding on tensorflow. */
+export function batchNormBackwardFused(dy: tf.Tensor, x: tf.Tensor, mean: tf.Tensor, rstd: tf.Tensor, gamma: tf.Tensor): tf.Tensor[] {
   const c = x.shape[3]!;
   return tf.tidy(() => {
     const [m, r] = [tf.reshape(mean, [c]), tf.reshape(rstd, [c])];
@@ -81,15 +85,16 @@ export function batchNormBackwardWasm(dy: tf.Tensor, x: tf.Tensor, mean: tf.Tens
 /**
  * BatchNorm of an NHWC map with batch statistics over N, H, W (training mode), `gamma`/`beta`
  * `[C]` or null. Backward (PyTorch's): with x̂ recomputed from the saved x, μ, 1/σ,
- * dβ = Σdy, dγ = Σdy·x̂, dx = γ/σ·(dy − dβ/N − x̂·dγ/N). On wasm each direction is one SIMD kernel.
+ * dβ = Σdy, dγ = Σdy·x̂, dx = γ/σ·(dy − dβ/N − x̂·dγ/N). On wasm each direction is one SIMD kernel,
+ * on tensorflow one TensorFlow op (FusedBatchNormV3 and its gradient).
  */
 export function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor | null, beta: tf.Tensor | null, eps: number): BatchNormTrainResult {
   const c = x.shape[3];
   let stats: [tf.Tensor1D, tf.Tensor1D] | undefined;
   const g = gamma ?? tf.ones([c]);
   const b = beta ?? tf.zeros([c]);
-  const fused = x.size > 0 && [x, g, b].every((t) => t.dtype === 'float32') && fusedWasmReady([BATCH_NORM, BATCH_NORM_GRAD], batchNormWasmAvailable);
-  const [forward, backward] = fused ? [batchNormForwardWasm, batchNormBackwardWasm] : [batchNormForwardComposed, batchNormBackwardComposed];
+  const fused = x.size > 0 && [x, g, b].every((t) => t.dtype === 'float32') && fusedKernelsReady([BATCH_NORM, BATCH_NORM_GRAD], batchNormWasmAvailable);
+  const [forward, backward] = fused ? [batchNormForwardFused, batchNormBackwardFused] : [batchNormForwardComposed, batchNormBackwardComposed];
   const op = tf.customGrad(((xi: tf.Tensor, gi: tf.Tensor, bi: tf.Tensor, save: tf.GradSaveFunc) => {
     const { y, mean, variance, rstd } = forward(xi, gi, bi, eps);
     stats = [tf.keep(tf.reshape(mean, [c])), tf.keep(tf.reshape(variance, [c]))];
@@ -197,7 +202,7 @@ export function layerNormLastAxis(x: tf.Tensor, gamma: tf.Tensor | null, beta: t
     x.rank > 0 &&
     x.shape[x.rank - 1]! > 0 &&
     inputs.every((t) => t.dtype === 'float32') &&
-    fusedWasmReady([LAYER_NORM, LAYER_NORM_GRAD], layerNormWasmAvailable);
+    fusedKernelsReady([LAYER_NORM, LAYER_NORM_GRAD], layerNormWasmAvailable);
   const [forward, backward] = fused ? [layerNormForwardWasm, layerNormBackwardWasm] : [layerNormForwardComposed, layerNormBackwardComposed];
   const op = tf.customGrad(((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const save = args.pop() as tf.GradSaveFunc;
