@@ -114,10 +114,6 @@ async function tryTensorflow(ctx: Context): Promise<Attempt> {
   // libtensorflow logs its start-up (CPU features, absl) to stderr unless told not to; `quiet`
   // asks for no banners. A value the user set is kept.
   if (ctx.options.quiet && typeof process !== 'undefined' && process.env && process.env.TF_CPP_MIN_LOG_LEVEL === undefined) process.env.TF_CPP_MIN_LOG_LEVEL = '2';
-  // TensorFlow's oneDNN kernels (runtime-dispatched AVX2/AVX-512; the wheel's own are built for
-  // AVX) are off by default on CPUs without AVX-512. On: depthwise convs 4–10× faster, training
-  // steps 7–15% faster (docs/performance.md). Read when libtensorflow starts; a value the user set is kept.
-  if (typeof process !== 'undefined' && process.env && process.env.TF_ENABLE_ONEDNN_OPTS === undefined) process.env.TF_ENABLE_ONEDNN_OPTS = '1';
   const problems: string[] = [];
   let loaded: string | undefined;
   if (!tf.findBackendFactory('tensorflow')) {

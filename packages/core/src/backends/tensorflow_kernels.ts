@@ -10,15 +10,16 @@ import { BATCH_NORM, BATCH_NORM_GRAD } from './wasm_norm.js';
  * a matrix product, and its gradients are two more: TF's dX kernel for it was 1.2–8× slower than
  * the product (batch 32: 4×4, 512 → 2048 channels 138 → 17 ms; 8×8, 256 → 1024 43 → 11 ms), its dW
  * up to 1.5×. For stride > 1 TF's are as fast or faster, and they are kept; with TensorFlow's
- * oneDNN kernels on (`TF_ENABLE_ONEDNN_OPTS=1`, our default) its 3×3 gradients are as fast as
- * the forward convolution, and only the 1×1 ones are replaced. Same compositions as
+ * oneDNN kernels on (`TF_ENABLE_ONEDNN_OPTS=1`) its 3×3 gradients are as fast as the forward
+ * convolution, and only the 1×1 ones are replaced. Same compositions as
  * the wasm kernels (conv_grads.ts), run on tfjs-node's kernels; equal to TF's results to 1e-6
  * relative. Only the geometry tfjs-node's convs support reaches here ('valid', 'same'; dilation 1).
  */
 
 /**
- * Whether TensorFlow's oneDNN kernels were asked for (`TF_ENABLE_ONEDNN_OPTS`, which `initBackend`
- * sets to 1 when unset; libtensorflow reads it when it starts).
+ * Whether TensorFlow's oneDNN kernels were asked for (`TF_ENABLE_ONEDNN_OPTS=1`, read when
+ * libtensorflow starts). Not our default: libtensorflow then logs a line to stderr at start-up
+ * that `TF_CPP_MIN_LOG_LEVEL` does not silence (docs/backends.md).
  */
 export function oneDnnRequested(): boolean {
   const v = typeof process !== 'undefined' ? process.env?.TF_ENABLE_ONEDNN_OPTS : undefined;
