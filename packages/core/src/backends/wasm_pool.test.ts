@@ -143,6 +143,46 @@ describe('our wasm kernels on two threads', () => {
     tf.dispose([x, w]);
   });
 
+  it('3×3 stride-1 convolution filter gradient on our kernel (one product per filter row): equal bit for bit to one thread, close to the cpu backend', async () => {
+    await workersReady();
+    const xs = [3, 9, 11, 24];
+    const ws = [3, 3, 24, 40];
+    const values = (shape: number[], std: number, seed: number) => tf.tidy(() => tf.randomNormal(shape, 0, std, 'float32', seed).dataSync() as Float32Array);
+    const xv = values(xs, 1, 10);
+    const wv = values(ws, 0.2, 11);
+    const dyv = values([3, 9, 11, 40], 1, 12);
+    // y, dX and dW of a 'same' conv (and of a 'valid' one), through the engine's gradient.
+    const grads = (pad: 'same' | 'valid', dy: Float32Array) => {
+      const x = tf.tensor4d(xv, xs as [number, number, number, number]);
+      const w = tf.tensor4d(wv, ws as [number, number, number, number]);
+      const out = tf.tidy(() => {
+        const y = tf.conv2d(x, w, 1, pad);
+        const probe = tf.tensor(dy.subarray(0, y.size), y.shape);
+        const [gx, gw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, pad), probe)))([x, w]);
+        return tf.concat([tf.reshape(y, [-1]), tf.reshape(gx!, [-1]), tf.reshape(gw!, [-1])]);
+      });
+      tf.dispose([x, w]);
+      return out;
+    };
+    for (const pad of ['same', 'valid'] as const) {
+      const r = both(() => grads(pad, dyv));
+      expect(r.lists, pad).toBeGreaterThan(0);
+      expect(r.two, pad).toEqual(r.one);
+      await tf.setBackend('cpu');
+      const ref = grads(pad, dyv);
+      const want = ref.dataSync() as Float32Array;
+      ref.dispose();
+      await tf.setBackend('wasm');
+      let err = 0;
+      let scale = 1;
+      for (let i = 0; i < want.length; i++) {
+        err = Math.max(err, Math.abs(r.two[i]! - want[i]!));
+        scale = Math.max(scale, Math.abs(want[i]!));
+      }
+      expect(err / scale, pad).toBeLessThan(1e-5);
+    }
+  });
+
   it('LayerNorm forward, rows shared out: equal bit for bit to one thread', async () => {
     await workersReady();
     const x = tf.randomNormal([3001, 96], 0, 2, 'float32', 10);
