@@ -315,7 +315,6 @@ function gemmBatches(
   { ia, ib, batch, m, k, n }: BatchDims,
   bias?: Info,
 ): void {
-  const w = backend.wasm;
   const kc = Math.min(k, GEMM_K_CHUNK);
   const mc = Math.min(m, GEMM_M_CHUNK);
   const { threads: available, pool } = kernelThreads(wasmMemory(backend), batch * m * n * k >= GEMM_PARALLEL_MIN_MACS);
@@ -326,9 +325,8 @@ function gemmBatches(
   const byCols = available > 1 && !byBatch && n >= 16 * available && (mc < 8 * available || mc < n);
   const threads = available > 1 && (byBatch || byCols || mc >= 8 * available) ? available : 1;
   const npad = Math.ceil(n / 8) * 8;
-  const scratchBytes = (npad + Math.ceil(mc / 4) * 4) * kc * 4;
   // The kernel reads the bias 8 columns at a time: a copy padded to ⌈n/8⌉·8 after the scratch.
-  const scratch = w._malloc(scratchBytes * threads + (bias ? npad * 4 : 0));
+  const { scratch, bytes: scratchBytes } = gemmScratch(backend, threads, mc, n, kc, bias ? npad * 4 : 0);
   let biasPtr = 0;
   if (bias) {
     biasPtr = scratch + scratchBytes * threads;
@@ -502,9 +500,10 @@ export interface ShiftGemm {
   rowStride: number;
 }
 
-function gemmScratch(backend: WasmBackend, threads: number, m: number, n: number, kc: number): { scratch: number; bytes: number } {
+/** Per-thread scratch for the kernel's packed panels (`bytes` each, for ≤ m rows, n columns, a K chunk kc), plus `extra` bytes after them. */
+function gemmScratch(backend: WasmBackend, threads: number, m: number, n: number, kc: number, extra = 0): { scratch: number; bytes: number } {
   const bytes = (Math.ceil(n / 8) * 8 + Math.ceil(m / 4) * 4) * kc * 4;
-  return { scratch: backend.wasm._malloc(bytes * threads), bytes };
+  return { scratch: backend.wasm._malloc(bytes * threads + extra), bytes };
 }
 
 /** Runs per-thread call lists (on the pool where there are several), then frees `scratch`. */

@@ -17,7 +17,7 @@ const tfNode = await import(tfNodeSpec).then(
 );
 
 describe.skipIf(tfNode !== null)('tensorflow backend conv gradient kernels', () => {
-  it('match TensorFlow for stride-1 3×3 (same and valid, rectangular, odd sizes) 1×1 (same and valid) as matrix products, and leave stride 2 to TF', async () => {
+  it('match TensorFlow for stride-1 3×3 (same and valid, rectangular, odd sizes) and 1×1 (same and valid, as matrix products), and leave stride 2 to TF', async () => {
     await tf.setBackend('tensorflow');
     const ours = [tf.Conv2DBackpropInput, tf.Conv2DBackpropFilter, BATCH_NORM, BATCH_NORM_GRAD];
     expect(installTensorflowKernels()).toEqual(ours);

@@ -45,9 +45,9 @@ export function batchNormForwardComposed(x: tf.Tensor, gamma: tf.Tensor, beta: t
 }
 
 /**
- * The forward as our fused kernel: one SIMD kernel on wasm (backends/wasm_norm.ts), TensorFlow's
- * FusedBatchNormV3 on tensorflow (backends/tensorflow_kernels.ts); y bit-identical to the composed
- * one on both; statistics `[C]`.
+ * The forward as our fused kernel: one SIMD kernel on wasm (backends/wasm_norm.ts), bit-identical
+ * to the composed one; TensorFlow's FusedBatchNormV3 on tensorflow (backends/tensorflow_kernels.ts),
+ * equal to it to float rounding; statistics `[C]`.
  */
 export function batchNormForwardFused(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): BatchNormForward {
   const [y, mean, variance, rstd] = tf.engine().runKernel(BATCH_NORM, { x, gamma, beta }, { eps } as unknown as tf.NamedAttrMap) as tf.Tensor[];
