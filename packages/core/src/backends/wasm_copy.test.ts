@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { setTestWasm } from '../testing/backend.js';
 import { input, numDataIds, runOn, scaledError, type KernelInput, type KernelOutput } from './__fixtures__/kernel_harness.js';
 import { installWasmKernels } from './install.js';
+import { sliceWasm, splitVWasm, transposeWasm } from './wasm_copy.js';
 
 // Our wasm copy/reduction kernels against tfjs's stock cpu kernels on the same inputs; picks its
 // backends itself (see conv_grads.test.ts).
@@ -147,5 +148,80 @@ describe('Exp and Erf', () => {
       if (Number.isNaN(v)) expect(got.values[i]).toBeNaN();
       else expect(Math.abs(got.values[i]! - ref.values[i]!), `erf(${v})`).toBeLessThanOrEqual(3e-7);
     });
+  });
+});
+
+describe('Transpose, Slice and SplitV (SIMD run copies)', () => {
+  it('are the kernels registered on wasm', () => {
+    expect(tf.getKernel(tf.Transpose, 'wasm')?.kernelFunc).toBe(transposeWasm);
+    expect(tf.getKernel(tf.Slice, 'wasm')?.kernelFunc).toBe(sliceWasm);
+    expect(tf.getKernel(tf.SplitV, 'wasm')?.kernelFunc).toBe(splitVWasm);
+  });
+  // Shapes where runs have a leftover (5, 7 words), are whole vectors (8) or single words (1).
+  const perms: Array<[number[], number[]]> = [
+    [[4, 6, 3, 8], [0, 2, 1, 3]], // head split, whole-vector runs
+    [[2, 5, 3, 2, 7], [2, 0, 3, 1, 4]], // qkv → [3, B, heads, N, d]: 4 outer loops (one in JS)
+    [[3, 1, 4, 5], [1, 0, 2, 3]], // size-1 axes dropped, neighbours merged
+    [[2, 3, 4, 2, 3, 5], [0, 3, 1, 4, 2, 5]], // window partition, rank 6
+    [[6, 5], [1, 0]], // the last axis moves: stock
+    [[4, 3, 9], [1, 0, 2]],
+  ];
+  for (const [shape, perm] of perms) {
+    it(`transpose [${shape}] by [${perm}] equals the cpu kernel bit for bit`, async () => same(tf.Transpose, { x: input(shape, 11) }, { perm }));
+  }
+  it('transpose of int32', async () => same(tf.Transpose, { x: ints([2, 3, 5], Array.from({ length: 30 }, (_, i) => i * 7 - 100)) }, { perm: [1, 0, 2] }));
+  const slices: Array<[number[], number[], number[]]> = [
+    [[8, 13, 6], [0, 1, 0], [8, 12, 6]], // the class token dropped: merges to one run per image
+    [[5, 7, 9], [1, 2, 3], [3, 4, 5]],
+    [[2, 3, 4, 5, 6], [1, 0, 1, 2, 0], [1, 3, 2, 3, 6]],
+    [[10, 4], [3, 0], [5, 4]], // contiguous: one run
+    [[4, 9], [0, 8], [4, 1]], // single-word runs
+  ];
+  for (const [shape, begin, size] of slices) {
+    it(`slice [${shape}] from [${begin}] size [${size}]`, async () => same(tf.Slice, { x: input(shape, 12) }, { begin, size }));
+  }
+  const splits: Array<[number[], number | number[], number]> = [
+    [[6, 7, 3 * 12], 3, 2], // attention's qkv
+    [[4, 5, 13], [3, 4, 6], -1], // uneven pieces with leftover words
+    [[6, 4, 5], [1, 2, 3], 0], // contiguous pieces
+    [[3, 8, 2, 5], 4, 1],
+  ];
+  for (const [shape, numOrSizeSplits, axis] of splits) {
+    it(`splitV [${shape}] into ${JSON.stringify(numOrSizeSplits)} on axis ${axis}: every piece equals the cpu kernel's`, async () => {
+      const x = input(shape, 13);
+      const split = async (backend: string): Promise<KernelOutput[]> => {
+        await tf.setBackend(backend);
+        const before = numDataIds();
+        const outs = tf.tidy(() => tf.split(tf.tensor(x.values, x.shape), numOrSizeSplits, axis).map((t) => ({ shape: t.shape, values: Float32Array.from(t.dataSync()) })));
+        expect(numDataIds()).toBe(before);
+        return outs;
+      };
+      const ref = await split('cpu');
+      const got = await split('wasm');
+      expect(got.length).toBe(ref.length);
+      got.forEach((g, i) => expect(scaledError(g, ref[i]!)).toBe(0));
+    });
+  }
+  it('splitV of bool keeps the stock kernel (1-byte elements)', async () => {
+    await tf.setBackend('wasm');
+    const [a, b] = tf.split(tf.tensor2d([true, false, true, true, false, false], [2, 3], 'bool'), [1, 2], 1);
+    expect(Array.from(await a!.data())).toEqual([1, 1]);
+    expect(Array.from(await b!.data())).toEqual([0, 1, 0, 0]);
+    tf.dispose([a!, b!]);
+  });
+  it('gradients through split and transpose (backward runs the same kernels) match the cpu backend', async () => {
+    const x = input([3, 4, 2, 6], 14);
+    const grad = async (backend: string) => {
+      await tf.setBackend(backend);
+      return tf.tidy(() => {
+        const xt = tf.tensor(x.values, x.shape);
+        const g = tf.grad((t: tf.Tensor) => {
+          const [p, q] = tf.split(tf.transpose(t, [0, 2, 1, 3]), [2, 4], 3);
+          return tf.sum(tf.mul(tf.slice(p!, [0, 0, 1, 0], [3, 2, 3, 2]), tf.sin(tf.slice(q!, [0, 0, 0, 1], [3, 2, 3, 2]))));
+        })(xt);
+        return { shape: g.shape, values: Float32Array.from(g.dataSync()) };
+      });
+    };
+    expect(scaledError(await grad('wasm'), await grad('cpu'))).toBeLessThanOrEqual(1e-6);
   });
 });

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { sizeOf, stockKernel, type BackendLike, type Info } from './kernel_util.js';
 import { heapOffset, heapView, wasmMemory, type WasmBackend } from './matmul_wasm.js';
 import { colSumFor } from './wasm_reduce.js';
+import { copyPlanned, copyRunsFor, planRuns, type Axis } from './wasm_runs.js';
 import { parallelElementwise, type PoolKernel } from './wasm_pool.js';
 import { erfScalar, geluFor, geluGradScalar, geluScalar, unaryFor } from './wasm_unary.js';
 
@@ -290,4 +291,91 @@ export function geluGradWasm(args: KernelArgs): Info {
 export function geluWasmAvailable(backend: unknown): boolean {
   const memory = wasmMemory(backend as Parameters<typeof wasmMemory>[0]);
   return !!memory && !!geluFor(memory, false) && !!geluFor(memory, true);
+}
+
+/** Row-major strides of a shape, in elements. */
+const stridesOf = (shape: number[]) => {
+  const st = new Array<number>(shape.length);
+  for (let d = shape.length - 1, s = 1; d >= 0; d--) {
+    st[d] = s;
+    s *= shape[d]!;
+  }
+  return st;
+};
+
+/**
+ * `out` ← the block of `x` at element `offset` over `axes` through our SIMD run copy; false (and
+ * nothing written) where the copy does not apply: no SIMD, a dtype that is not 4 bytes, or data
+ * that moves one element at a time.
+ */
+function blockCopy(backend: WasmCopyBackend & WasmBackend, x: Info, offset: number, axes: Axis[], out: Info): boolean {
+  const memory = wasmMemory(backend);
+  const fn = memory ? copyRunsFor(memory) : null;
+  const plan = planRuns(axes);
+  if (!fn || !plan || (x.dtype !== 'float32' && x.dtype !== 'int32')) return false;
+  copyPlanned(fn, heapOffset(backend, x) + offset * 4, heapOffset(backend, out), plan);
+  return true;
+}
+
+/** Whether a block copy of `axes` applies to `x` (checked before allocating an output). */
+function blockCopyApplies(backend: unknown, x: Info, axes: Axis[]): boolean {
+  const memory = wasmMemory(backend);
+  return !!memory && (x.dtype === 'float32' || x.dtype === 'int32') && planRuns(axes) !== null && copyRunsFor(memory) !== null;
+}
+
+/**
+ * Transpose where the last axis stays last (head splits and merges, window partitions): runs of
+ * the last axis copied by our SIMD kernel. Other permutations move single elements: stock.
+ */
+export function transposeWasm(args: KernelArgs): Info | Info[] {
+  const { x } = args.inputs as { x: Info };
+  const { perm } = args.attrs as unknown as tf.TransposeAttrs;
+  const st = stridesOf(x.shape);
+  const axes = perm.map((p) => ({ n: x.shape[p]!, stride: st[p]! }));
+  const backend = args.backend as WasmCopyBackend & WasmBackend;
+  if (sizeOf(x.shape) === 0 || !blockCopyApplies(backend, x, axes)) return stock(tf.Transpose, args);
+  const out = backend.makeOutput(perm.map((p) => x.shape[p]!), x.dtype);
+  blockCopy(backend, x, 0, axes, out);
+  return out;
+}
+
+/** A slice of `x` as a new tensor through the SIMD run copy, or null where it does not apply. */
+function sliceBlock(backend: WasmCopyBackend & WasmBackend, x: Info, begin: number[], size: number[]): Info | null {
+  const st = stridesOf(x.shape);
+  const axes = size.map((n, d) => ({ n, stride: st[d]! }));
+  if (sizeOf(size) === 0 || !blockCopyApplies(backend, x, axes)) return null;
+  const out = backend.makeOutput([...size], x.dtype);
+  blockCopy(backend, x, begin.reduce((o, b, d) => o + b * st[d]!, 0), axes, out);
+  return out;
+}
+
+/** Slice (the stock kernel copies in JS, one `set` per run: 4–15 ns per element on 3-D slices). */
+export function sliceWasm(args: KernelArgs): Info | Info[] {
+  const { x } = args.inputs as { x: Info };
+  const { begin, size } = args.attrs as unknown as tf.SliceAttrs;
+  const [b, s] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
+  return sliceBlock(args.backend as WasmCopyBackend & WasmBackend, x, b, s) ?? stock(tf.Slice, args);
+}
+
+/** SplitV: one block copy per piece (the qkv split of attention). */
+export function splitVWasm(args: KernelArgs): Info | Info[] {
+  const { x } = args.inputs as { x: Info };
+  const { numOrSizeSplits, axis } = args.attrs as unknown as tf.SplitVAttrs;
+  const ax = tf.util.parseAxisParam(axis, x.shape)[0]!;
+  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, ax);
+  const backend = args.backend as WasmCopyBackend & WasmBackend;
+  const begin = new Array<number>(x.shape.length).fill(0);
+  const outs: Info[] = [];
+  for (const n of sizes) {
+    const size = [...x.shape];
+    size[ax] = n;
+    const piece = sliceBlock(backend, x, begin, size);
+    if (!piece) {
+      for (const o of outs) backend.disposeData(o.dataId);
+      return stock(tf.SplitV, args);
+    }
+    outs.push(piece);
+    begin[ax]! += n;
+  }
+  return outs;
 }
