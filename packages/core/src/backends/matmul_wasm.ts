@@ -227,7 +227,7 @@ export function batchMatMulWasm(args: KernelArgs): Info {
   if (gemm) {
     const out = backend.makeOutput(outShape, 'float32');
     try {
-      gemmBatches(backend, gemm, a, b, out, transposeA, transposeB, dims);
+      gemmBatches(backend, gemm, heapOffset(backend, a), heapOffset(backend, b), heapOffset(backend, out), transposeA, transposeB, dims);
     } catch (e) {
       backend.disposeData(out.dataId);
       throw e;
@@ -307,9 +307,9 @@ interface Strides {
 function gemmBatches(
   backend: WasmBackend,
   gemm: GemmFn,
-  a: Info,
-  b: Info,
-  out: Info,
+  aBase: number,
+  bBase: number,
+  cBase: number,
   tA: boolean,
   tB: boolean,
   { ia, ib, batch, m, k, n }: BatchDims,
@@ -334,7 +334,6 @@ function gemmBatches(
     heap.set(heapView<Float32Array>(backend, bias));
     heap.fill(0, n);
   }
-  const [aBase, bBase, cBase] = [a, b, out].map((t) => heapOffset(backend, t)) as [number, number, number];
   // Byte strides of A[i, k] and B[k, j] inside one batch.
   const st: Strides = { sam: tA ? 4 : k * 4, sak: tA ? m * 4 : 4, sbk: tB ? 4 : n * 4, sbn: tB ? k * 4 : 4, ldc: n * 4 };
   const calls = new CallLists(threads, scratch, scratchBytes);
@@ -368,7 +367,7 @@ function gemmBatches(
 function plainProduct(backend: WasmBackend, gemm: GemmFn, a: Info, b: Info, m: number, k: number, n: number, outShape: number[], bias?: Info): Info {
   const out = backend.makeOutput(outShape, 'float32');
   try {
-    gemmBatches(backend, gemm, a, b, out, false, false, { ia: () => 0, ib: () => 0, batch: 1, m, k, n }, bias);
+    gemmBatches(backend, gemm, heapOffset(backend, a), heapOffset(backend, b), heapOffset(backend, out), false, false, { ia: () => 0, ib: () => 0, batch: 1, m, k, n }, bias);
   } catch (e) {
     backend.disposeData(out.dataId);
     throw e;
@@ -556,4 +555,12 @@ export function shiftLayout(n: number, hp: number, wp: number, kh: number, kw: n
 /** Whether stride-1 convolutions should run on our kernel here (as plain products do). */
 export function convOnOurs(backend: unknown): GemmFn | null {
   return plainOnOurs(backend) ? wasmGemm(backend) : null;
+}
+
+/**
+ * C[m, n] = A[m, k] · B[n, k]ᵀ at byte addresses on the heap (A and C row-major, B read transposed
+ * through strides), on our kernel and its threads: the columns of a convolution's input gradient.
+ */
+export function productTransposedB(backend: WasmBackend, gemm: GemmFn, a: number, b: number, c: number, m: number, k: number, n: number): void {
+  gemmBatches(backend, gemm, a, b, c, false, true, { ia: () => 0, ib: () => 0, batch: 1, m, k, n });
 }

@@ -3,6 +3,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { initBackend } from '../backend.js';
+import { setColumnsChunk } from './conv_grads.js';
 import { routeForwardProducts, wasmMemory } from './matmul_wasm.js';
 import { ELEMENTWISE_PARALLEL_MIN, enableKernelThreads, kernelPool, kernelThreadLists } from './wasm_pool.js';
 import { GELU_ERF, GELU_ERF_GRAD } from './wasm_copy.js';
@@ -143,33 +144,47 @@ describe('our wasm kernels on two threads', () => {
     tf.dispose([x, w]);
   });
 
-  it('3×3 stride-1 convolution filter gradient on our kernel (one product per filter row): equal bit for bit to one thread, close to the cpu backend', async () => {
+  it('3×3 convolution gradients on our kernel (filter, stride 1: one product per filter row; input: columns, then col2im, in chunks of images): equal bit for bit to one thread, close to the cpu backend', async () => {
     await workersReady();
-    const xs = [3, 9, 11, 24];
-    const ws = [3, 3, 24, 40];
+    const xs = [4, 15, 17, 16];
+    const ws = [3, 3, 16, 40];
     const values = (shape: number[], std: number, seed: number) => tf.tidy(() => tf.randomNormal(shape, 0, std, 'float32', seed).dataSync() as Float32Array);
     const xv = values(xs, 1, 10);
     const wv = values(ws, 0.2, 11);
-    const dyv = values([3, 9, 11, 40], 1, 12);
+    const dyv = values([4, 15, 17, 40], 1, 12);
     // y, dX and dW of a 'same' conv (and of a 'valid' one), through the engine's gradient.
-    const grads = (pad: 'same' | 'valid', dy: Float32Array) => {
+    const grads = (pad: 'same' | 'valid', dy: Float32Array, stride = 1) => {
       const x = tf.tensor4d(xv, xs as [number, number, number, number]);
       const w = tf.tensor4d(wv, ws as [number, number, number, number]);
       const out = tf.tidy(() => {
-        const y = tf.conv2d(x, w, 1, pad);
+        const y = tf.conv2d(x, w, stride, pad);
         const probe = tf.tensor(dy.subarray(0, y.size), y.shape);
-        const [gx, gw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, pad), probe)))([x, w]);
+        const [gx, gw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad), probe)))([x, w]);
         return tf.concat([tf.reshape(y, [-1]), tf.reshape(gx!, [-1]), tf.reshape(gw!, [-1])]);
       });
       tf.dispose([x, w]);
       return out;
     };
-    for (const pad of ['same', 'valid'] as const) {
-      const r = both(() => grads(pad, dyv));
-      expect(r.lists, pad).toBeGreaterThan(0);
-      expect(r.two, pad).toEqual(r.one);
+    const cases: Array<['same' | 'valid', number, number]> = [
+      ['same', 1, 1 << 22],
+      ['valid', 1, 1 << 22],
+      ['same', 2, 1 << 22],
+      ['valid', 2, 1 << 22],
+      ['same', 1, 1], // one image per chunk of columns
+    ];
+    for (const [pad, stride, chunk] of cases) {
+      const name = `${pad}, stride ${stride}, chunk ${chunk}`;
+      const prev = setColumnsChunk(chunk);
+      let r: ReturnType<typeof both>;
+      try {
+        r = both(() => grads(pad, dyv, stride));
+      } finally {
+        setColumnsChunk(prev);
+      }
+      expect(r.lists, name).toBeGreaterThan(0);
+      expect(r.two, name).toEqual(r.one);
       await tf.setBackend('cpu');
-      const ref = grads(pad, dyv);
+      const ref = grads(pad, dyv, stride);
       const want = ref.dataSync() as Float32Array;
       ref.dispose();
       await tf.setBackend('wasm');
@@ -179,7 +194,7 @@ describe('our wasm kernels on two threads', () => {
         err = Math.max(err, Math.abs(r.two[i]! - want[i]!));
         scale = Math.max(scale, Math.abs(want[i]!));
       }
-      expect(err / scale, pad).toBeLessThan(1e-5);
+      expect(err / scale, name).toBeLessThan(1e-5);
     }
   });
 

@@ -1,21 +1,31 @@
 /**
- * A WebAssembly SIMD block copy on the tfjs wasm backend's memory: up to three nested loops of
- * strided runs, written out one after another,
- *   for i0 < n0, i1 < n1, i2 < n2:  dst ← L words at src + i0·s0 + i1·s1 + i2·s2   (bytes)
- * — what Transpose (when the last axis stays last), Slice and SplitV are. tfjs-backend-wasm does
- * these in JS, one `TypedArray.set` per run or one element at a time (measured on a [512, 50, 192]
- * SplitV: 14.5 ns per element; a 5-D Transpose: 91), where the copy itself needs ~0.2.
+ * WebAssembly SIMD block copies on the tfjs wasm backend's memory: up to three nested loops of
+ * strided runs, source and destination each with their own strides,
+ *   for i0 < n0, i1 < n1, i2 < n2:  dst + i0·d0 + i1·d1 + i2·d2 ← L words at src + i0·s0 + i1·s1 + i2·s2
+ * (bytes), as a copy or as a float32 accumulation. The copy is what Transpose (when the last axis
+ * stays last), Slice, SplitV and a convolution's im2col are; tfjs-backend-wasm does the first three
+ * in JS, one `TypedArray.set` per run or one element at a time (measured on a [512, 50, 192]
+ * SplitV: 14.5 ns per element; a 5-D Transpose: 91), where the copy itself needs ~0.2. The
+ * accumulation is a col2im (a convolution's input gradient from its columns).
  * Words are 4 bytes (float32, int32); runs move 16 bytes at a time, then the leftover words.
  */
 
 import { sizeOf } from './kernel_util.js';
-import { Code, I32, I32_LT_U, V128_LOAD, V128_STORE, instantiate, mem, moduleBytes } from './wasm_asm.js';
+import { Code, F32_ADD, F32_LOAD, F32_STORE, F32X4_ADD, I32, I32_LT_U, V128_LOAD, V128_STORE, instantiate, mem, moduleBytes } from './wasm_asm.js';
 
-const PARAMS = ['src', 'dst', 'L', 'n0', 's0', 'n1', 's1', 'n2', 's2'];
+const I32_LOAD = 0x28;
+const I32_STORE = 0x36;
 
-function body(): number[] {
+const PARAMS = ['src', 'dst', 'L', 'n0', 's0', 'd0', 'n1', 's1', 'd1', 'n2', 's2', 'd2'];
+
+/**
+ * for i0 < n0, i1 < n1, i2 < n2: dst[i0·d0 + i1·d1 + i2·d2 + l] (+)= src[i0·s0 + i1·s1 + i2·s2 + l]
+ * for l < L words (strides in bytes). `add`: float32 sums (a col2im's taps); else a copy of the
+ * words' bits (i32 loads and stores for the leftover words: no float canonicalisation).
+ */
+function body(add: boolean): number[] {
   const c = new Code(PARAMS);
-  c.declare(I32, 'i0', 'i1', 'i2', 'p0', 'p1', 'p', 'end', 'vec', 'tail');
+  c.declare(I32, 'i0', 'i1', 'i2', 'p0', 'q0', 'p1', 'q1', 'p', 'q', 'end', 'vec', 'tail');
   const lt = (x: string, y: string, op = 0x48) => (q: Code) => q.get(x).get(y).op(op);
   // vec = ⌊L/4⌋·16 bytes, tail = (L mod 4)·4 bytes
   c.get('L').i32(2).op(0x76).i32(4).op(0x74).set('vec');
@@ -23,24 +33,31 @@ function body(): number[] {
   c.i32(0).set('i0');
   c.while(lt('i0', 'n0'), (q) => {
     q.get('src').get('i0').get('s0').mul().add().set('p0');
+    q.get('dst').get('i0').get('d0').mul().add().set('q0');
     q.i32(0).set('i1');
     q.while(lt('i1', 'n1'), (q) => {
       q.get('p0').get('i1').get('s1').mul().add().set('p1');
+      q.get('q0').get('i1').get('d1').mul().add().set('q1');
       q.i32(0).set('i2');
       q.while(lt('i2', 'n2'), (q) => {
         q.get('p1').get('i2').get('s2').mul().add().set('p');
+        q.get('q1').get('i2').get('d2').mul().add().set('q');
         q.get('p').get('vec').add().set('end');
         q.while(lt('p', 'end', I32_LT_U), (q) => {
-          q.get('dst').get('p').simd(V128_LOAD, ...mem(0)).simd(V128_STORE, ...mem(0));
+          q.get('q');
+          if (add) q.get('q').simd(V128_LOAD, ...mem(0));
+          q.get('p').simd(V128_LOAD, ...mem(0));
+          if (add) q.simd(F32X4_ADD);
+          q.simd(V128_STORE, ...mem(0));
           q.inc('p', (t) => t.i32(16));
-          q.inc('dst', (t) => t.i32(16));
+          q.inc('q', (t) => t.i32(16));
         });
         q.get('p').get('tail').add().set('end');
         q.while(lt('p', 'end', I32_LT_U), (q) => {
-          // i32.load / i32.store: words as bits (no float canonicalisation)
-          q.get('dst').get('p').op(0x28, ...mem(2)).op(0x36, ...mem(2));
+          if (add) q.get('q').get('q').op(F32_LOAD, ...mem(2)).get('p').op(F32_LOAD, ...mem(2)).op(F32_ADD).op(F32_STORE, ...mem(2));
+          else q.get('q').get('p').op(I32_LOAD, ...mem(2)).op(I32_STORE, ...mem(2));
           q.inc('p', (t) => t.i32(4));
-          q.inc('dst', (t) => t.i32(4));
+          q.inc('q', (t) => t.i32(4));
         });
         q.inc('i2', (t) => t.i32(1));
       });
@@ -51,18 +68,25 @@ function body(): number[] {
   return c.body();
 }
 
-export type CopyRunsFn = (src: number, dst: number, L: number, n0: number, s0: number, n1: number, s1: number, n2: number, s2: number) => void;
+/** (src, dst, L, n0, s0, d0, n1, s1, d1, n2, s2, d2): see `body`. */
+export type RunsFn = (src: number, dst: number, L: number, n0: number, s0: number, d0: number, n1: number, s1: number, d1: number, n2: number, s2: number, d2: number) => void;
 
-const instances = new WeakMap<WebAssembly.Memory, CopyRunsFn | null>();
+const instances = { copy: new WeakMap<WebAssembly.Memory, RunsFn | null>(), add: new WeakMap<WebAssembly.Memory, RunsFn | null>() };
 
-export function copyRunsFor(memory: WebAssembly.Memory): CopyRunsFn | null {
-  let fn = instances.get(memory);
+function runsFor(memory: WebAssembly.Memory, add: boolean): RunsFn | null {
+  const cache = instances[add ? 'add' : 'copy'];
+  let fn = cache.get(memory);
   if (fn === undefined) {
-    fn = instantiate<CopyRunsFn>((shared) => moduleBytes('runs', PARAMS, body(), shared), memory, 'runs');
-    instances.set(memory, fn);
+    fn = instantiate<RunsFn>((shared) => moduleBytes('runs', PARAMS, body(add), shared), memory, 'runs');
+    cache.set(memory, fn);
   }
   return fn;
 }
+
+/** The strided copy of `body` on this memory, or null (no SIMD…). */
+export const copyRunsFor = (memory: WebAssembly.Memory) => runsFor(memory, false);
+/** The strided float32 accumulation of `body` on this memory, or null. */
+export const addRunsFor = (memory: WebAssembly.Memory) => runsFor(memory, true);
 
 /** One axis of a block copy: `n` steps of `stride` elements in the source. */
 export interface Axis {
@@ -95,7 +119,7 @@ export function planRuns(axes: Axis[]): { run: number; outer: Axis[] } | null {
  * Runs the planned copy between two byte offsets on the heap (4-byte elements): the innermost three
  * outer loops in wasm, any further ones here.
  */
-export function copyPlanned(fn: CopyRunsFn, src: number, dst: number, plan: { run: number; outer: Axis[] }): void {
+export function copyPlanned(fn: RunsFn, src: number, dst: number, plan: { run: number; outer: Axis[] }): void {
   const loops = [...plan.outer];
   while (loops.length < 3) loops.unshift({ n: 1, stride: 0 });
   const js = loops.slice(0, loops.length - 3);
@@ -107,7 +131,8 @@ export function copyPlanned(fn: CopyRunsFn, src: number, dst: number, plan: { ru
   for (let k = 0; k < jsCount; k++) {
     let from = src;
     for (let d = 0; d < js.length; d++) from += idx[d]! * js[d]!.stride * 4;
-    fn(from, out, plan.run, a.n, a.stride * 4, b.n, b.stride * 4, c.n, c.stride * 4);
+    const run = plan.run * 4;
+    fn(from, out, plan.run, a.n, a.stride * 4, b.n * c.n * run, b.n, b.stride * 4, c.n * run, c.n, c.stride * 4, run);
     out += block;
     for (let d = js.length - 1; d >= 0; d--) {
       if (++idx[d]! < js[d]!.n) break;
