@@ -364,7 +364,7 @@ function gemmBatches(
 }
 
 /** `a` [·, k] · `b` [k, n] (+ `bias` [n], fused into the kernel) on our kernel, as `outShape`. */
-function plainProduct(backend: WasmBackend, gemm: GemmFn, a: Info, b: Info, m: number, k: number, n: number, outShape: number[], bias?: Info): Info {
+export function plainProduct(backend: WasmBackend, gemm: GemmFn, a: Info, b: Info, m: number, k: number, n: number, outShape: number[], bias?: Info): Info {
   const out = backend.makeOutput(outShape, 'float32');
   try {
     gemmBatches(backend, gemm, heapOffset(backend, a), heapOffset(backend, b), heapOffset(backend, out), false, false, { ia: () => 0, ib: () => 0, batch: 1, m, k, n }, bias);
@@ -376,7 +376,7 @@ function plainProduct(backend: WasmBackend, gemm: GemmFn, a: Info, b: Info, m: n
 }
 
 /** Whether `bias` adds one value per output column (what the kernel can fuse). */
-const perColumn = (bias: Info | undefined, n: number): bias is Info => bias !== undefined && bias.dtype === 'float32' && sizeOf(bias.shape) === n && bias.shape[bias.shape.length - 1] === n;
+export const perColumn = (bias: Info | undefined, n: number): bias is Info => bias !== undefined && bias.dtype === 'float32' && sizeOf(bias.shape) === n && bias.shape[bias.shape.length - 1] === n;
 
 /** One XNNPACK product per output batch on views into a3 [·, m, k], b3 [·, k, n] and out [batch, m, n]. */
 function perBatch(
@@ -444,36 +444,6 @@ export function fusedMatMulWasm(args: KernelArgs): Info {
   return scoped(args.backend, 'wasm', (s) => {
     const y = s.adopt(batchMatMulWasm({ inputs: { a, b }, backend: args.backend, attrs: { transposeA: attrs.transposeA, transposeB: attrs.transposeB } }));
     return s.biasAndActivation(y, bias, attrs.activation, preluActivationWeights, attrs.leakyreluAlpha, '_FusedMatMul');
-  });
-}
-
-/**
- * Conv2D / FusedConv2D: a 1×1, stride-1, unpadded NHWC convolution is the product
- * [N·H·W, Ci]·[Ci, Co], which runs on our kernel (the bias fused into it, then an activation
- * kernel) unless `routeForwardProducts(false)`. Everything else: the stock (XNNPACK) kernel.
- */
-export function conv2dWasm(args: KernelArgs, fused: boolean): Info {
-  const { x, filter, bias, preluActivationWeights } = args.inputs as { x: Info; filter: Info; bias?: Info; preluActivationWeights?: Info };
-  const attrs = args.attrs as unknown as tf.FusedConv2DAttrs;
-  const name = fused ? tf.FusedConv2D : tf.Conv2D;
-  const [kh, kw, ci, co] = filter.shape as [number, number, number, number];
-  const strides = typeof attrs.strides === 'number' ? [attrs.strides, attrs.strides] : attrs.strides;
-  const pointwise =
-    kh === 1 &&
-    kw === 1 &&
-    strides[0] === 1 &&
-    strides[1] === 1 &&
-    (attrs.pad === 'valid' || attrs.pad === 'same' || (typeof attrs.pad === 'number' && attrs.pad === 0)) &&
-    (attrs.dataFormat ?? 'NHWC') === 'NHWC' &&
-    x.dtype === 'float32' &&
-    plainOnOurs(args.backend);
-  if (!pointwise) return stock(name, args);
-  const [n, h, w] = x.shape as [number, number, number, number];
-  const fuse = perColumn(bias, co);
-  return scoped(args.backend, 'wasm', (s) => {
-    // The NHWC input is already the [n·h·w, ci] matrix and the filter [ci, co]: no copies.
-    const y = s.adopt(plainProduct(args.backend as WasmBackend, wasmGemm(args.backend)!, x, filter, n * h * w, ci, co, [n, h, w, co], fuse ? bias : undefined));
-    return s.biasAndActivation(y, fuse ? undefined : bias, fused ? attrs.activation : undefined, preluActivationWeights, attrs.leakyreluAlpha, name);
   });
 }
 
@@ -558,9 +528,10 @@ export function convOnOurs(backend: unknown): GemmFn | null {
 }
 
 /**
- * C[m, n] = A[m, k] · B[n, k]ᵀ at byte addresses on the heap (A and C row-major, B read transposed
- * through strides), on our kernel and its threads: the columns of a convolution's input gradient.
+ * C[m, n] = A[m, k] · B (B [k, n], or [n, k] read transposed through strides when `tB`) at byte
+ * addresses on the heap, A and C row-major, on our kernel and its threads (+ `bias` [n], fused):
+ * a convolution's products over its columns.
  */
-export function productTransposedB(backend: WasmBackend, gemm: GemmFn, a: number, b: number, c: number, m: number, k: number, n: number): void {
-  gemmBatches(backend, gemm, a, b, c, false, true, { ia: () => 0, ib: () => 0, batch: 1, m, k, n });
+export function productAt(backend: WasmBackend, gemm: GemmFn, a: number, b: number, c: number, m: number, k: number, n: number, tB: boolean, bias?: Info): void {
+  gemmBatches(backend, gemm, a, b, c, false, tB, { ia: () => 0, ib: () => 0, batch: 1, m, k, n }, bias);
 }

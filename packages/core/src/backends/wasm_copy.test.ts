@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { setTestWasm } from '../testing/backend.js';
 import { input, numDataIds, runOn, scaledError, type KernelInput, type KernelOutput } from './__fixtures__/kernel_harness.js';
 import { installWasmKernels } from './install.js';
-import { sliceWasm, splitVWasm, transposeWasm } from './wasm_copy.js';
+import { signWasm, sliceWasm, splitVWasm, transposeWasm } from './wasm_copy.js';
 
 // Our wasm copy/reduction kernels against tfjs's stock cpu kernels on the same inputs; picks its
 // backends itself (see conv_grads.test.ts).
@@ -140,6 +140,13 @@ describe('Exp and Erf', () => {
       else if (!Number.isFinite(ref) || ref < 1.2e-38) expect(g === ref || Math.abs(g - ref) < 1.3e-38, `exp(${v}) = ${g}`).toBe(true);
       else if (v <= 88.3) expect(Math.abs(g - ref) / ref, `exp(${v})`).toBeLessThanOrEqual(2.4e-7);
     });
+  });
+  it('sign equals Math.sign exactly (±0 and NaN kept), on every length (SIMD body and leftovers)', async () => {
+    expect(tf.getKernel(tf.Sign, 'wasm')?.kernelFunc).toBe(signWasm);
+    for (const n of [x.shape[0]!, 7, 3]) {
+      const got = await runOn('wasm', tf.Sign, { x: { shape: [n], values: x.values.subarray(0, n) } }, {});
+      for (let i = 0; i < n; i++) expect(Object.is(got.values[i], Math.sign(x.values[i]!)), `sign(${x.values[i]})`).toBe(true);
+    }
   });
   it('erf matches the cpu kernel (same formula) and Math-level erf to 1.5e-7', async () => {
     const ref = await runOn('cpu', tf.Erf, { x }, {});

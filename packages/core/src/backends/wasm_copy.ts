@@ -4,7 +4,7 @@ import { heapOffset, heapView, wasmMemory, type WasmBackend } from './matmul_was
 import { colSumFor } from './wasm_reduce.js';
 import { copyPlanned, copyRunsFor, planRuns, type Axis } from './wasm_runs.js';
 import { parallelElementwise, type PoolKernel } from './wasm_pool.js';
-import { erfScalar, geluFor, geluGradScalar, geluScalar, unaryFor } from './wasm_unary.js';
+import { erfScalar, geluFor, geluGradScalar, geluScalar, unaryFor, type UnaryOp } from './wasm_unary.js';
 
 /**
  * Data-movement and reduction kernels for wasm whose stock versions are scalar C++ loops with
@@ -254,16 +254,20 @@ function simdElementwise(
 }
 
 /** Exp and Erf through our SIMD kernels; the stock kernel for other dtypes or without SIMD. */
-function unary(args: KernelArgs, op: 'exp' | 'erf'): Info | Info[] {
+const UNARY = { exp: [tf.Exp, Math.exp], erf: [tf.Erf, erfScalar], sign: [tf.Sign, Math.sign] } as const;
+
+function unary(args: KernelArgs, op: UnaryOp): Info | Info[] {
   const { x } = args.inputs as { x: Info };
   const memory = wasmMemory(args.backend);
   const fn = memory ? unaryFor(memory, op) : null;
-  if (!fn || x.dtype !== 'float32') return stock(op === 'exp' ? tf.Exp : tf.Erf, args);
-  return simdElementwise(args, [x], fn as (...a: number[]) => void, op === 'exp' ? Math.exp : erfScalar, op);
+  const [name, scalar] = UNARY[op];
+  if (!fn || x.dtype !== 'float32') return stock(name, args);
+  return simdElementwise(args, [x], fn as (...a: number[]) => void, scalar, op);
 }
 
 export const expWasm = (args: KernelArgs) => unary(args, 'exp');
 export const erfWasm = (args: KernelArgs) => unary(args, 'erf');
+export const signWasm = (args: KernelArgs) => unary(args, 'sign');
 
 /** Kernel names of the fused exact GELU (nn/activation.ts `geluErf` runs them where registered). */
 export const GELU_ERF = 'VitGeluErf';

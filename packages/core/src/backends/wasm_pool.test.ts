@@ -112,7 +112,7 @@ describe('our wasm kernels on two threads', () => {
     }
   });
 
-  it('exp, erf, GELU and its gradient over ranges of elements: equal bit for bit to one thread', async () => {
+  it('exp, erf, sign, GELU and its gradient over ranges of elements: equal bit for bit to one thread', async () => {
     await workersReady();
     const n = ELEMENTWISE_PARALLEL_MIN * 3 + 7; // ragged: the last range and the JS tail
     const x = tf.randomNormal([n], 0, 2, 'float32', 6);
@@ -120,6 +120,7 @@ describe('our wasm kernels on two threads', () => {
     const ops: Array<[string, () => tf.Tensor]> = [
       ['exp', () => tf.exp(x)],
       ['erf', () => tf.erf(x)],
+      ['sign', () => tf.sign(x)],
       [GELU_ERF, () => tf.engine().runKernel(GELU_ERF, { x }) as tf.Tensor],
       [GELU_ERF_GRAD, () => tf.engine().runKernel(GELU_ERF_GRAD, { x, dy }) as tf.Tensor],
     ];
@@ -195,6 +196,56 @@ describe('our wasm kernels on two threads', () => {
         scale = Math.max(scale, Math.abs(want[i]!));
       }
       expect(err / scale, name).toBeLessThan(1e-5);
+    }
+  });
+
+  it('convolutions on our kernel (im2col, one product per chunk of images): bias and activation, strides, padding; equal bit for bit to one thread, close to the cpu backend', async () => {
+    await workersReady();
+    const cases: Array<{ name: string; x: number[]; w: number[]; stride: number; pad: 'same' | 'valid' | [[0, 0], [number, number], [number, number], [0, 0]]; ours: boolean }> = [
+      { name: '3×3 same, bias + relu', x: [3, 14, 13, 16], w: [3, 3, 16, 72], stride: 1, pad: 'same', ours: true },
+      { name: '5×5 stride 2 valid', x: [2, 33, 31, 8], w: [5, 5, 8, 40], stride: 2, pad: 'valid', ours: true },
+      { name: '3×3 stride 2, explicit uneven padding', x: [2, 24, 24, 24], w: [3, 3, 24, 48], stride: 2, pad: [[0, 0], [2, 0], [1, 2], [0, 0]], ours: true },
+      { name: '1×1 stride 2 (a downsample)', x: [4, 16, 16, 64], w: [1, 1, 64, 128], stride: 2, pad: 'valid', ours: true },
+      { name: 'a 3×3 stem on RGB (27 columns: XNNPACK)', x: [4, 32, 32, 3], w: [3, 3, 3, 64], stride: 1, pad: 'same', ours: false },
+    ];
+    for (const c of cases) {
+      const xv = tf.tidy(() => tf.randomNormal(c.x, 0, 1, 'float32', 20).dataSync() as Float32Array);
+      const wv = tf.tidy(() => tf.randomNormal(c.w, 0, 0.2, 'float32', 21).dataSync() as Float32Array);
+      const bv = tf.tidy(() => tf.randomNormal([c.w[3]!], 0, 0.5, 'float32', 22).dataSync() as Float32Array);
+      const conv = () =>
+        tf.tidy(() =>
+          tf.fused.conv2d({
+            x: tf.tensor4d(xv, c.x as [number, number, number, number]),
+            filter: tf.tensor4d(wv, c.w as [number, number, number, number]),
+            bias: tf.tensor1d(bv),
+            strides: c.stride,
+            pad: c.pad,
+            activation: 'relu',
+          }),
+        );
+      const prev = setColumnsChunk(1); // several chunks of images
+      let r: ReturnType<typeof both>;
+      try {
+        r = both(conv);
+      } finally {
+        setColumnsChunk(prev);
+      }
+      if (c.ours) expect(r.lists, c.name).toBeGreaterThan(0);
+      else expect(r.lists, c.name).toBe(0);
+      expect(r.two, c.name).toEqual(r.one);
+      await tf.setBackend('cpu');
+      const want = conv();
+      const ref = want.dataSync() as Float32Array;
+      want.dispose();
+      await tf.setBackend('wasm');
+      expect(r.two.length, c.name).toBe(ref.length);
+      let err = 0;
+      let scale = 1;
+      for (let i = 0; i < ref.length; i++) {
+        err = Math.max(err, Math.abs(r.two[i]! - ref[i]!));
+        scale = Math.max(scale, Math.abs(ref[i]!));
+      }
+      expect(err / scale, c.name).toBeLessThan(2e-5);
     }
   });
 

@@ -24,6 +24,7 @@ const KERNELS = {
   gemm: [() => gemmModuleBytes(true), 'gemm'],
   exp: [() => unaryModuleBytes('exp', true), 'unary'],
   erf: [() => unaryModuleBytes('erf', true), 'unary'],
+  sign: [() => unaryModuleBytes('sign', true), 'unary'],
   gelu: [() => geluModuleBytes(false, true), 'gelu'],
   gelu_grad: [() => geluModuleBytes(true, true), 'gelu_grad'],
 } as const;
