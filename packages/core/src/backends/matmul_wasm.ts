@@ -314,6 +314,7 @@ function gemmBatches(
   tB: boolean,
   { ia, ib, batch, m, k, n }: BatchDims,
   bias?: Info,
+  accumulate = false,
 ): void {
   const kc = Math.min(k, GEMM_K_CHUNK);
   const mc = Math.min(m, GEMM_M_CHUNK);
@@ -349,7 +350,7 @@ function gemmBatches(
       for (let m0 = 0; m0 < m; m0 += mc) {
         const rows = Math.min(mc, m - m0);
         const [a0, b0, c0] = [ap + m0 * st.sam + k0 * st.sak, bp + k0 * st.sbk, cp + m0 * st.ldc];
-        const acc = k0 > 0;
+        const acc = k0 > 0 || accumulate;
         if (threads === 1 || byBatch) calls.add(bt, a0, b0, c0, rows, n, kk, st, acc, biasPtr);
         else if (byCols)
           for (let t = 0; t < threads; t++) {
@@ -528,10 +529,21 @@ export function convOnOurs(backend: unknown): GemmFn | null {
 }
 
 /**
- * C[m, n] = A[m, k] · B (B [k, n], or [n, k] read transposed through strides when `tB`) at byte
- * addresses on the heap, A and C row-major, on our kernel and its threads (+ `bias` [n], fused):
- * a convolution's products over its columns.
+ * C[m, n] (+)= A · B at byte addresses on the heap, C row-major; A [m, k] (or [k, m] read
+ * transposed when `tA`), B [k, n] (or [n, k] when `tB`), read through strides; on our kernel and
+ * its threads. `bias` [n] is fused; `accumulate` adds to C (then no bias): a convolution's products
+ * over its columns.
  */
-export function productAt(backend: WasmBackend, gemm: GemmFn, a: number, b: number, c: number, m: number, k: number, n: number, tB: boolean, bias?: Info): void {
-  gemmBatches(backend, gemm, a, b, c, false, tB, { ia: () => 0, ib: () => 0, batch: 1, m, k, n }, bias);
+export function productAt(
+  backend: WasmBackend,
+  gemm: GemmFn,
+  a: number,
+  b: number,
+  c: number,
+  m: number,
+  k: number,
+  n: number,
+  { tA = false, tB = false, bias, accumulate = false }: { tA?: boolean; tB?: boolean; bias?: Info; accumulate?: boolean } = {},
+): void {
+  gemmBatches(backend, gemm, a, b, c, tA, tB, { ia: () => 0, ib: () => 0, batch: 1, m, k, n }, accumulate ? undefined : bias, accumulate);
 }
