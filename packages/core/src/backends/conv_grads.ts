@@ -112,7 +112,7 @@ function conv2dFilterGrad(s: Scope, x: Info, dy: Info, g: Geometry): Info {
   // GFLOP/s at 8², 56 against 30 at 4², 39–61 against XNNPACK's 19–27 at stride 2; at 32² the
   // shift-GEMM ran at 49 against 31.
   const shift = sh === 1 && sw === 1 && (oh + kh - 1) * (ow + kw - 1) <= 1.3 * oh * ow;
-  const copyRuns = ours && !shift ? copyRunsFor(wasmMemory(s.backend)!) : null;
+  const copyRuns = ours && !shift && columnsFit(g) ? copyRunsFor(wasmMemory(s.backend)!) : null;
   if (ours && copyRuns) return columnsFilterGrad(s, x, dy, g, ours, copyRuns);
   const xp = paddedInput(s, x, g);
   const gemm = ours && shift ? ours : null;
@@ -170,7 +170,7 @@ function conv2dInputGrad(s: Scope, dy: Info, filter: Info, g: Geometry): Info {
     ]);
   }
   const gemm = s.backendName === 'wasm' && g.dh === 1 && g.dw === 1 ? convOnOurs(s.backend) : null;
-  const addRuns = gemm ? addRunsFor(wasmMemory(s.backend)!) : null;
+  const addRuns = gemm && columnsFit(g) ? addRunsFor(wasmMemory(s.backend)!) : null;
   if (gemm && addRuns) return columnsInputGrad(s, dy, filter, g, gemm, addRuns);
   if (sh === sw && sh > 1) return subPixelInputGrad(s, dy, filter, g);
   // Stride 1 (or unequal strides): dy with stride−1 zeros between pixels, padded by k−1−pad,
@@ -195,6 +195,15 @@ export function setColumnsChunk(chunk: { floats: number; minRows: number }): { f
   columnsChunk = chunk;
   return prev;
 }
+
+/**
+ * Whether one image's columns stay within 32 MiB (the chunks hold whole images): a 3×3 conv over
+ * 64 channels at 224² would need 115 MiB; such convs keep the other routes.
+ */
+function columnsFit(g: Geometry): boolean {
+  return g.oh * g.ow * g.kh * g.kw * g.ci <= COLUMNS_MAX_PER_IMAGE;
+}
+const COLUMNS_MAX_PER_IMAGE = 1 << 23;
 
 /** Images per chunk of columns (they are read again right after the product: a few MiB stay in cache). */
 function columnChunk(n: number, pixels: number, perImage: number): number {
@@ -467,7 +476,7 @@ export function conv2dWasm(args: KernelArgs, fused: boolean): Info {
   const dilated = typeof dil === 'number' ? dil !== 1 : dil[0] !== 1 || dil[1] !== 1;
   const g = geometry(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], attrs.strides, dil, attrs.pad, attrs.dimRoundingMode, false);
   const pointwise = kh === 1 && kw === 1 && g.sh === 1 && g.sw === 1 && g.top === 0 && g.left === 0 && g.oh === g.h && g.ow === g.w;
-  if (!pointwise && (dilated || kh * kw * ci < COLUMNS_MIN_K)) return stock(name, args);
+  if (!pointwise && (dilated || kh * kw * ci < COLUMNS_MIN_K || !columnsFit(g))) return stock(name, args);
   const fuse = perColumn(bias, co);
   const backend = args.backend as WasmBackend;
   return scoped(args.backend, 'wasm', (s) => {

@@ -212,6 +212,7 @@ describe('our wasm kernels on two threads', () => {
       { name: '3×3 stride 2, explicit uneven padding', x: [2, 24, 24, 24], w: [3, 3, 24, 48], stride: 2, pad: [[0, 0], [2, 0], [1, 2], [0, 0]], ours: true },
       { name: '1×1 stride 2 (a downsample)', x: [4, 16, 16, 64], w: [1, 1, 64, 128], stride: 2, pad: 'valid', ours: true },
       { name: 'a 3×3 stem on RGB (27 columns: XNNPACK)', x: [4, 32, 32, 3], w: [3, 3, 3, 64], stride: 1, pad: 'same', ours: false },
+      { name: 'an image whose columns would pass 32 MiB (121²·576 floats: XNNPACK)', x: [1, 121, 121, 64], w: [3, 3, 64, 16], stride: 1, pad: 'same', ours: false },
     ];
     for (const c of cases) {
       const xv = tf.tidy(() => tf.randomNormal(c.x, 0, 1, 'float32', 20).dataSync() as Float32Array);
