@@ -33,7 +33,11 @@
  *   stride-dilated filter (3×3 [8,56,56,64]: 120–146 ms vs 347–437 s for the cpu fallback), the input
  *   gradient of a strided conv as one Conv2D with the s² stacked sub-filters plus depth-to-space
  *   (no zero-dilation), 1×1 convs as matMuls, segment sums through ScatterNd.
- * - Heap-view copies for the data-movement kernels (wasm_copy.ts).
+ * - Heap-view copies for the data-movement kernels (wasm_copy.ts), and SIMD strided run copies
+ *   (wasm_runs.ts) for Transpose, Slice and SplitV (stock: one JS copy per run, 1–15 ns per
+ *   element, 91 on a 5-D transpose) and a convolution's im2col/col2im: k×k convolutions, forward
+ *   and both gradients, run as columns on our GEMM (conv_grads.ts), 1.3–3× XNNPACK's on ResNet18's
+ *   small deep maps and stride-2 layers.
  * - wasm_threads.ts: the threaded SIMD build in Node (tfjs runs one thread there), which
  *   `initBackend` uses by default. Every kernel here works on its shared memory too.
  * - Gradients with differentiable tfjs ops (gradients.ts).
