@@ -458,9 +458,10 @@ export function fusedMatMulWasm(args: KernelArgs): Info {
  * gradient dy, padded to the same layout, is zero on the border pixels and on those left out).
  * Each output element is computed by one thread with the same arithmetic whatever the thread
  * count. A filter gradient this way ran at 30–45 GFLOP/s on ResNet18's 3×3 layers (batch 32, 2
- * threads), XNNPACK's convolution over the batch axis at 20–30; the forward and input-gradient
- * convolutions written this way were no faster than XNNPACK's (the border pixels are extra work:
- * 13% at 32×32, 2.25× at 4×4), so those stay XNNPACK's.
+ * threads), XNNPACK's convolution over the batch axis at 20–30. The border pixels are extra work
+ * (13% at 32×32, 2.25× at 4×4): on small maps the filter gradient runs as columns instead, and the
+ * forward and input-gradient convolutions, which were no faster this way than XNNPACK's, run as
+ * columns everywhere (conv_grads.ts).
  */
 export interface ShiftGemm {
   rows: number;
