@@ -23,6 +23,22 @@ interface Faults {
   noCheckpointUnits?: boolean;
   /** Its architecture's explainer names a Grad-CAM layer the model does not have. */
   badCamLayer?: boolean;
+  /** The stem's BatchNorm-like running statistic is updated again when checkpointing recomputes it. */
+  statsOnRecompute?: boolean;
+}
+
+/** A conv whose running mean (a buffer) is updated by every training forward, recomputed ones too. */
+class ConvWithStats extends Conv2d {
+  readonly seen: tf.Variable;
+  constructor() {
+    super(3, 4, 3, { stride: 2, padding: 1 });
+    this.seen = this.addBuffer('seen', tf.zeros([4]));
+  }
+  override forward(x: tf.Tensor): tf.Tensor {
+    const y = super.forward(x);
+    if (this.training) this.seen.assign(tf.tidy(() => tf.add(tf.mul(this.seen, 0.9), tf.mul(tf.mean(y, [0, 1, 2]), 0.1))));
+    return y;
+  }
 }
 
 /** A two-stage conv net implementing the model contract, with switchable faults. */
@@ -40,7 +56,7 @@ class TinyNet extends Module {
   ) {
     super();
     this.numClasses = numClasses;
-    this.stem = this.register('stem', new Conv2d(3, 4, 3, { stride: 2, padding: 1 }));
+    this.stem = this.register('stem', faults.statsOnRecompute ? new ConvWithStats() : new Conv2d(3, 4, 3, { stride: 2, padding: 1 }));
     this.bn = this.register('bn', new BatchNorm2d(4));
     this.stage2 = this.register('stage2', new Conv2d(4, 8, 3, { stride: 2, padding: 1 }));
     this.head = this.register('head', new Linear(8, numClasses));
@@ -116,6 +132,7 @@ describe('conformance suite', () => {
     ['nondeterministic', { nondeterministic: true }, /eval determinism|forwardHead/],
     ['noCheckpointUnits', { noCheckpointUnits: true }, /has no blocks to checkpoint/],
     ['badCamLayer', { badCamLayer: true }, /TinyNet has no module 'stage3'/],
+    ['statsOnRecompute', { statsOnRecompute: true }, /grad checkpointing: buffer 0: differs by .*recomputed forward updated running statistics/],
   ] as const)('catches a model with fault %s', (_n, faults, msg) => {
     expect(() => runConformance(subject(faults))).toThrow(msg);
     // the suite disposes what it built even when a check fails (the leak fault leaks on purpose)

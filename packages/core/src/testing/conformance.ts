@@ -171,8 +171,12 @@ export function checkGradCheckpointing(s: ConformanceSubject, model: VisionModel
       if (!(d <= 1e-6 * scale)) problems.push(`${names[i]}: differs by ${d}`);
     });
     plain.buffers.forEach((b, i) => {
+      // To rounding: the checkpointed step's first forward runs off the tape, where Linear and Conv2d
+      // take the fused kernels (bias inside the product on wasm: 1e-9 apart). A second update of the
+      // running statistics moves them by momentum·(batch statistic − running), orders larger.
       const d = maxAbsDiff(b, ckpt.buffers[i]!);
-      if (d !== 0) problems.push(`buffer ${i}: differs by ${d} (a recomputed forward updated running statistics?)`);
+      const scale = Math.max(1, tf.tidy(() => tf.max(tf.abs(b)).dataSync()[0]!));
+      if (!(d <= 1e-6 * scale)) problems.push(`buffer ${i}: differs by ${d} (a recomputed forward updated running statistics?)`);
     });
     tf.dispose([...plain.grads, ...plain.buffers, ...ckpt.grads, ...ckpt.buffers]);
     if (model.gradCheckpointing) problems.push('gradCheckpointing is still true after setGradCheckpointing(false)');
