@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Scope, scoped, stockKernel, type Info } from './kernel_util.js';
-import { convOnOurs, heapBuffer, heapOffset, heapView, perColumn, plainProduct, productAt, shiftGemmPerTap, shiftLayout, wasmMemory, type WasmBackend } from './matmul_wasm.js';
+import { convOnOurs, heapBuffer, heapOffset, heapView, perColumn, plainProduct, productAt, shiftGemmPerTap, shiftLayout, wasmMalloc, wasmMemory, type WasmBackend } from './matmul_wasm.js';
 import type { GemmFn } from './wasm_gemm.js';
 import { addRunsFor, copyRunsFor, type RunsFn } from './wasm_runs.js';
 import { dwConvFor, dwFilterFor, runDwConv } from './wasm_dwconv.js';
@@ -245,7 +245,7 @@ function columnsInputGrad(s: Scope, dy: Info, filter: Info, g: Geometry, gemm: G
   const perImage = oh * ow * cols;
   const chunk = columnChunk(n, oh * ow, perImage);
   const dx = s.adopt(backend.makeOutput([n, h, w, ci], 'float32'));
-  const columns = backend.wasm._malloc(chunk * perImage * 4);
+  const columns = wasmMalloc(backend, chunk * perImage * 4);
   try {
     const [dyBase, wBase, dxBase] = [dy, filter, dx].map((t) => heapOffset(backend, t)) as [number, number, number];
     const taps = tapRanges(g);
@@ -504,7 +504,7 @@ function columnsConv(s: Scope, x: Info, filter: Info, bias: Info | undefined, g:
   const perImage = oh * ow * cols;
   const chunk = columnChunk(n, oh * ow, perImage);
   const y = s.adopt(backend.makeOutput([n, oh, ow, co], 'float32'));
-  const columns = backend.wasm._malloc(chunk * perImage * 4);
+  const columns = wasmMalloc(backend, chunk * perImage * 4);
   try {
     const [xBase, wBase, yBase] = [x, filter, y].map((t) => heapOffset(backend, t)) as [number, number, number];
     const taps = tapRanges(g);
@@ -545,7 +545,7 @@ function columnsFilterGrad(s: Scope, x: Info, dy: Info, g: Geometry, gemm: GemmF
   const perImage = oh * ow * cols;
   const chunk = columnChunk(n, oh * ow, perImage);
   const dw = s.adopt(backend.makeOutput([kh, kw, ci, co], 'float32'));
-  const columns = backend.wasm._malloc(chunk * perImage * 4);
+  const columns = wasmMalloc(backend, chunk * perImage * 4);
   try {
     const [xBase, dyBase, dwBase] = [x, dy, dw].map((t) => heapOffset(backend, t)) as [number, number, number];
     const taps = tapRanges(g);

@@ -144,6 +144,15 @@ export function heapView<T extends Float32Array | Int32Array | Uint8Array = Floa
   return (backend as { typedArrayFromHeap(info: Info): T }).typedArrayFromHeap(t);
 }
 
+/**
+ * `bytes` from the wasm heap's allocator, as an unsigned byte address: `_malloc` returns an i32,
+ * negative past 2 GiB (a typed array at that offset throws "Start offset … is outside the bounds";
+ * tfjs does the same `>>> 0`). Passed back into wasm, the number wraps to the same i32 bits.
+ */
+export function wasmMalloc(backend: WasmBackend, bytes: number): number {
+  return backend.wasm._malloc(bytes) >>> 0;
+}
+
 /** Byte offset of a tensor's data in the wasm heap. */
 export function heapOffset(backend: WasmBackend, t: Info): number {
   return backend.dataIdMap.get(t.dataId)!.memoryOffset;
@@ -395,7 +404,7 @@ function perBatch(
     return id;
   };
   const bViews = new Map<number, number>();
-  const shapes = w._malloc(24);
+  const shapes = wasmMalloc(backend, 24);
   try {
     new Int32Array(heapBuffer(backend), shapes, 6).set([1, m, k, 1, k, n]);
     // A right operand shared by several output batches keeps its view (and XNNPACK's packed copy).
@@ -474,7 +483,7 @@ export interface ShiftGemm {
 /** Per-thread scratch for the kernel's packed panels (`bytes` each, for ≤ m rows, n columns, a K chunk kc), plus `extra` bytes after them. */
 function gemmScratch(backend: WasmBackend, threads: number, m: number, n: number, kc: number, extra = 0): { scratch: number; bytes: number } {
   const bytes = (Math.ceil(n / 8) * 8 + Math.ceil(m / 4) * 4) * kc * 4;
-  return { scratch: backend.wasm._malloc(bytes * threads + extra), bytes };
+  return { scratch: wasmMalloc(backend, bytes * threads + extra), bytes };
 }
 
 /** Runs per-thread call lists (on the pool where there are several), then frees `scratch`. */

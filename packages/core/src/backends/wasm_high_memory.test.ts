@@ -80,3 +80,64 @@ describe('wasm kernels on buffers that straddle 2 GiB', () => {
     expect(crossed, `crossed: ${crossed.join(', ')}`).toEqual(expect.arrayContaining(['exp', 'erf', 'batched matMul', 'LayerNorm']));
   });
 });
+
+describe('wasm kernels with their scratch memory above 2 GiB', () => {
+  it('column convolutions (forward, both gradients), a Linear with its bias fused, split: the results of the cpu backend', async () => {
+    await setTestWasm();
+    installWasmKernels();
+    // Fill the heap past 2^31: what our kernels allocate next (columns, packed panels, the padded
+    // bias) lies above it, where `_malloc` returns a negative i32 (a typed array there threw
+    // "Start offset -1989165712 is outside the bounds of the buffer" in a 224-px training run).
+    const wasmHeap = (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.buffer.byteLength;
+    const filler = tf.zeros([Math.floor(Math.max(0, TWO_GIB + 64 * 2 ** 20 - wasmHeap) / 4)]);
+    const probe = tf.zeros([1024]);
+    expect(offsetOf(probe), 'new buffers land above 2^31').toBeGreaterThan(TWO_GIB);
+    probe.dispose();
+    const ops: Array<[string, () => tf.Tensor[], (t: tf.Tensor[]) => tf.Tensor]> = [
+      [
+        'conv forward, padded (im2col fills zeros)',
+        () => [tf.randomNormal([3, 10, 9, 16], 0, 1, 'float32', 11), tf.randomNormal([3, 3, 16, 24], 0, 0.2, 'float32', 12)],
+        ([x, w]) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'),
+      ],
+      [
+        'conv gradients (input: col2im; filter on a 6×6 map: columns)',
+        () => [tf.randomNormal([3, 6, 6, 16], 0, 1, 'float32', 13), tf.randomNormal([3, 3, 16, 24], 0, 0.2, 'float32', 14)],
+        ([x, w]) => {
+          const [gx, gw] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.square(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same'))))([x!, w!]);
+          return tf.concat([tf.reshape(gx!, [-1]), tf.reshape(gw!, [-1])]);
+        },
+      ],
+      [
+        'Linear with bias',
+        () => [tf.randomNormal([200, 48], 0, 1, 'float32', 15), tf.randomNormal([48, 20], 0, 1, 'float32', 16), tf.randomNormal([20], 0, 1, 'float32', 17)],
+        ([a, b, c]) => tf.fused.matMul({ a: a!, b: b!, bias: c! }),
+      ],
+      ['split and transpose', () => [tf.randomNormal([6, 7, 3 * 8], 0, 1, 'float32', 18)], ([x]) => tf.transpose(tf.split(x!, 3, 2)[1]!, [1, 0, 2])],
+    ];
+    const results: Array<{ ins: Float32Array[]; shapes: number[][]; got: Float32Array }> = [];
+    try {
+      for (const [, make, op] of ops) {
+        const ins = make();
+        const out = op(ins);
+        results.push({ ins: ins.map((t) => t.dataSync() as Float32Array), shapes: ins.map((t) => t.shape), got: out.dataSync() as Float32Array });
+        tf.dispose([...ins, out]);
+        await yieldToEventLoop();
+      }
+    } finally {
+      filler.dispose();
+    }
+    await tf.setBackend('cpu');
+    for (const [i, r] of results.entries()) {
+      const want = tf.tidy(() => ops[i]![2](r.ins.map((d, j) => tf.tensor(d, r.shapes[j]))).dataSync());
+      expect(r.got.length, ops[i]![0]).toBe(want.length);
+      // Relative to the largest value: sums of a few hundred products in another order.
+      let worst = 0;
+      let scale = 1;
+      for (let j = 0; j < want.length; j++) {
+        worst = Math.max(worst, Math.abs(r.got[j]! - want[j]!));
+        scale = Math.max(scale, Math.abs(want[j]!));
+      }
+      expect(worst / scale, ops[i]![0]).toBeLessThan(1e-5);
+    }
+  });
+});

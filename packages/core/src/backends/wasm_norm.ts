@@ -14,7 +14,7 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 import { sizeOf, type Info } from './kernel_util.js';
-import { heapOffset, wasmMemory, type WasmBackend } from './matmul_wasm.js';
+import { heapOffset, wasmMalloc, wasmMemory, type WasmBackend } from './matmul_wasm.js';
 import { ELEMENTWISE_PARALLEL_MIN, kernelThreads, shareOut } from './wasm_pool.js';
 import {
   Code,
@@ -666,7 +666,7 @@ export function batchNormGradWasm(args: KernelArgs): Info[] {
   const dx = backend.makeOutput([...x.shape], 'float32');
   const dgamma = backend.makeOutput([c], 'float32');
   const dbeta = backend.makeOutput([c], 'float32');
-  const scratch = backend.wasm._malloc(3 * c * 4);
+  const scratch = wasmMalloc(backend, 3 * c * 4);
   try {
     const off = (t: Info) => heapOffset(backend, t);
     fn(off(x), off(mean), off(rstd), off(gamma), off(dy), off(dx), off(dgamma), off(dbeta), scratch, sizeOf(x.shape) / c, c);
