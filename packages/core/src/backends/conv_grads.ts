@@ -500,62 +500,53 @@ const COLUMNS_MIN_K = 64;
 function columnsConv(s: Scope, x: Info, filter: Info, bias: Info | undefined, g: Geometry, gemm: GemmFn, copyRuns: RunsFn): Info {
   const { n, ci, co, kh, kw, oh, ow } = g;
   const backend = s.backend as unknown as WasmBackend;
-  const cols = kh * kw * ci;
-  const perImage = oh * ow * cols;
-  const chunk = columnChunk(n, oh * ow, perImage);
   const y = s.adopt(backend.makeOutput([n, oh, ow, co], 'float32'));
-  const columns = wasmMalloc(backend, chunk * perImage * 4);
-  try {
-    const [xBase, wBase, yBase] = [x, filter, y].map((t) => heapOffset(backend, t)) as [number, number, number];
-    const taps = tapRanges(g);
-    for (let i0 = 0; i0 < n; i0 += chunk) {
-      const imgs = Math.min(chunk, n - i0);
-      im2col(backend, copyRuns, xBase, columns, i0, imgs, g, taps);
-      productAt(backend, gemm, columns, wBase, yBase + i0 * oh * ow * co * 4, imgs * oh * ow, cols, co, { bias });
-    }
-  } finally {
-    backend.wasm._free(columns);
-  }
+  const [wBase, yBase] = [filter, y].map((t) => heapOffset(backend, t)) as [number, number];
+  eachColumnChunk(backend, copyRuns, x, g, (columns, i0, imgs) =>
+    productAt(backend, gemm, columns, wBase, yBase + i0 * oh * ow * co * 4, imgs * oh * ow, kh * kw * ci, co, { bias }),
+  );
   return y;
 }
 
 /**
- * The columns of images i0 … i0 + imgs − 1 of the NHWC input at `xBase` into `columns` ([pixels,
- * kh·kw·ci], tap-major): each tap's input pixels copied into its block by the SIMD run copy; the
- * entries of taps that fall in the padding are zero.
+ * Runs `use(columns, i0, imgs)` on the columns of each chunk of images of the NHWC input x
+ * (`columnChunk`): [pixels, kh·kw·ci], tap-major, each tap's input pixels copied into its block by
+ * the SIMD run copy, zero where a tap falls in the padding. The buffer is freed at the end.
  */
-function im2col(backend: WasmBackend, copyRuns: RunsFn, xBase: number, columns: number, i0: number, imgs: number, g: Geometry, taps: ReturnType<typeof tapRanges>): void {
-  const { h, w, ci, kh, kw, sh, sw, oh, ow, top, left } = g;
+function eachColumnChunk(backend: WasmBackend, copyRuns: RunsFn, x: Info, g: Geometry, use: (columns: number, i0: number, imgs: number) => void): void {
+  const { n, h, w, ci, kh, kw, sh, sw, oh, ow, top, left } = g;
   const cols = kh * kw * ci;
   const perImage = oh * ow * cols;
-  if (taps.some((t) => t.y0 > 0 || t.y1 < oh || t.x0 > 0 || t.x1 < ow)) new Float32Array(heapBuffer(backend), columns, imgs * perImage).fill(0);
-  for (const { a, b, y0, y1, x0, x1 } of taps) {
-    if (y1 <= y0 || x1 <= x0) continue;
-    const src = xBase + ((i0 * h + y0 * sh - top + a) * w + (x0 * sw - left + b)) * ci * 4;
-    const dst = columns + ((y0 * ow + x0) * cols + (a * kw + b) * ci) * 4;
-    copyRuns(src, dst, ci, imgs, h * w * ci * 4, perImage * 4, y1 - y0, sh * w * ci * 4, ow * cols * 4, x1 - x0, sw * ci * 4, cols * 4);
+  const chunk = columnChunk(n, oh * ow, perImage);
+  const taps = tapRanges(g);
+  const padded = taps.some((t) => t.y0 > 0 || t.y1 < oh || t.x0 > 0 || t.x1 < ow);
+  const columns = wasmMalloc(backend, chunk * perImage * 4);
+  try {
+    const xBase = heapOffset(backend, x);
+    for (let i0 = 0; i0 < n; i0 += chunk) {
+      const imgs = Math.min(chunk, n - i0);
+      if (padded) new Float32Array(heapBuffer(backend), columns, imgs * perImage).fill(0);
+      for (const { a, b, y0, y1, x0, x1 } of taps) {
+        if (y1 <= y0 || x1 <= x0) continue;
+        const src = xBase + ((i0 * h + y0 * sh - top + a) * w + (x0 * sw - left + b)) * ci * 4;
+        const dst = columns + ((y0 * ow + x0) * cols + (a * kw + b) * ci) * 4;
+        copyRuns(src, dst, ci, imgs, h * w * ci * 4, perImage * 4, y1 - y0, sh * w * ci * 4, ow * cols * 4, x1 - x0, sw * ci * 4, cols * 4);
+      }
+      use(columns, i0, imgs);
+    }
+  } finally {
+    backend.wasm._free(columns);
   }
 }
 
 /** dW [kh·kw·ci, co] = Σ over chunks of images of im2col(x)ᵀ · dy, on our kernel. */
 function columnsFilterGrad(s: Scope, x: Info, dy: Info, g: Geometry, gemm: GemmFn, copyRuns: RunsFn): Info {
-  const { n, ci, co, kh, kw, oh, ow } = g;
+  const { ci, co, kh, kw, oh, ow } = g;
   const backend = s.backend as unknown as WasmBackend;
-  const cols = kh * kw * ci;
-  const perImage = oh * ow * cols;
-  const chunk = columnChunk(n, oh * ow, perImage);
   const dw = s.adopt(backend.makeOutput([kh, kw, ci, co], 'float32'));
-  const columns = wasmMalloc(backend, chunk * perImage * 4);
-  try {
-    const [xBase, dyBase, dwBase] = [x, dy, dw].map((t) => heapOffset(backend, t)) as [number, number, number];
-    const taps = tapRanges(g);
-    for (let i0 = 0; i0 < n; i0 += chunk) {
-      const imgs = Math.min(chunk, n - i0);
-      im2col(backend, copyRuns, xBase, columns, i0, imgs, g, taps);
-      productAt(backend, gemm, columns, dyBase + i0 * oh * ow * co * 4, dwBase, cols, imgs * oh * ow, co, { tA: true, accumulate: i0 > 0 });
-    }
-  } finally {
-    backend.wasm._free(columns);
-  }
+  const [dyBase, dwBase] = [dy, dw].map((t) => heapOffset(backend, t)) as [number, number];
+  eachColumnChunk(backend, copyRuns, x, g, (columns, i0, imgs) =>
+    productAt(backend, gemm, columns, dyBase + i0 * oh * ow * co * 4, dwBase, kh * kw * ci, imgs * oh * ow, co, { tA: true, accumulate: i0 > 0 }),
+  );
   return dw;
 }
