@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Scope, scoped, stockKernel, type Info } from './kernel_util.js';
+import { Scope, runStock, scoped, type Info } from './kernel_util.js';
 import { convOnOurs, heapBuffer, heapOffset, heapView, perColumn, plainProduct, productAt, shiftGemmPerTap, shiftLayout, wasmMalloc, wasmMemory, type WasmBackend } from './matmul_wasm.js';
 import type { GemmFn } from './wasm_gemm.js';
 import { addRunsFor, copyRunsFor, type RunsFn } from './wasm_runs.js';
@@ -17,11 +17,7 @@ type Pad = tf.Conv2DBackpropFilterAttrs['pad'];
 type Rounding = tf.Conv2DBackpropFilterAttrs['dimRoundingMode'];
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
-function stock(name: string, args: KernelArgs): Info {
-  const k = stockKernel(name, 'wasm');
-  if (!k) throw new Error(`kernel '${name}' is not registered for backend 'wasm'`);
-  return k.kernelFunc(args) as Info;
-}
+const stock = (name: string, args: KernelArgs) => runStock(name, 'wasm', args) as Info;
 
 interface Geometry {
   n: number;
@@ -211,21 +207,38 @@ function columnChunk(n: number, pixels: number, perImage: number): number {
 }
 
 /**
- * For every filter tap (a, b), the output pixels (y', x') whose input pixel
- * (y'·sh − top + a, x'·sw − left + b) lies inside the image: y0 ≤ y' < y1, x0 ≤ x' < x1.
+ * How each filter tap (a, b) moves between an NHWC image and its columns ([pixels, kh·kw·ci],
+ * tap-major): the output pixels (y', x') whose input pixel (y'·sh − top + a, x'·sw − left + b)
+ * lies inside the image are y0 ≤ y' < y0 + ny, x0 ≤ x' < x0 + nx. For each tap: the byte offsets of
+ * its first pixel in an image and of its block in the columns, and ny, nx (≤ 0: none). im2col
+ * copies each tap's runs of ci floats from image to columns, col2im adds them back; the strides
+ * (bytes) are per image, per row y' and per column x', on the image side and on the columns side.
  */
-function tapRanges(g: Geometry): Array<{ a: number; b: number; y0: number; y1: number; x0: number; x1: number }> {
-  const out = [];
-  for (let a = 0; a < g.kh; a++) {
-    const y0 = Math.max(0, Math.ceil((g.top - a) / g.sh));
-    const y1 = Math.min(g.oh, Math.floor((g.h - 1 + g.top - a) / g.sh) + 1);
-    for (let b = 0; b < g.kw; b++) {
-      const x0 = Math.max(0, Math.ceil((g.left - b) / g.sw));
-      const x1 = Math.min(g.ow, Math.floor((g.w - 1 + g.left - b) / g.sw) + 1);
-      out.push({ a, b, y0, y1, x0, x1 });
+function tapBlocks(g: Geometry): {
+  taps: Array<{ image: number; column: number; ny: number; nx: number }>;
+  imageStrides: [number, number, number];
+  columnStrides: [number, number, number];
+  padded: boolean;
+} {
+  const { h, w, ci, kh, kw, sh, sw, oh, ow, top, left } = g;
+  const cols = kh * kw * ci;
+  const taps = [];
+  for (let a = 0; a < kh; a++) {
+    const y0 = Math.max(0, Math.ceil((top - a) / sh));
+    const ny = Math.min(oh, Math.floor((h - 1 + top - a) / sh) + 1) - y0;
+    for (let b = 0; b < kw; b++) {
+      const x0 = Math.max(0, Math.ceil((left - b) / sw));
+      const nx = Math.min(ow, Math.floor((w - 1 + left - b) / sw) + 1) - x0;
+      taps.push({ image: ((y0 * sh - top + a) * w + (x0 * sw - left + b)) * ci * 4, column: ((y0 * ow + x0) * cols + (a * kw + b) * ci) * 4, ny, nx });
     }
   }
-  return out;
+  return {
+    taps,
+    imageStrides: [h * w * ci * 4, sh * w * ci * 4, sw * ci * 4],
+    columnStrides: [oh * ow * cols * 4, ow * cols * 4, cols * 4],
+    // Some tap reads the padding: its columns there are zero.
+    padded: taps.some((t) => t.ny < oh || t.nx < ow),
+  };
 }
 
 /**
@@ -239,7 +252,7 @@ function tapRanges(g: Geometry): Array<{ a: number; b: number; y0: number; y1: n
  * Each element of dx is summed over the taps in one order by one thread: equal on any thread count.
  */
 function columnsInputGrad(s: Scope, dy: Info, filter: Info, g: Geometry, gemm: GemmFn, addRuns: RunsFn): Info {
-  const { n, h, w, ci, co, kh, kw, sh, sw, oh, ow, top, left } = g;
+  const { n, h, w, ci, co, kh, kw, oh, ow } = g;
   const backend = s.backend as unknown as WasmBackend;
   const cols = kh * kw * ci;
   const perImage = oh * ow * cols;
@@ -248,17 +261,13 @@ function columnsInputGrad(s: Scope, dy: Info, filter: Info, g: Geometry, gemm: G
   const columns = wasmMalloc(backend, chunk * perImage * 4);
   try {
     const [dyBase, wBase, dxBase] = [dy, filter, dx].map((t) => heapOffset(backend, t)) as [number, number, number];
-    const taps = tapRanges(g);
+    const { taps, imageStrides: [ib, iy, ix], columnStrides: [cb, cy, cx] } = tapBlocks(g);
     for (let i0 = 0; i0 < n; i0 += chunk) {
       const imgs = Math.min(chunk, n - i0);
       productAt(backend, gemm, dyBase + i0 * oh * ow * co * 4, wBase, columns, imgs * oh * ow, co, cols, { tB: true });
-      const out = dxBase + i0 * h * w * ci * 4;
       heapView<Float32Array>(backend, dx).fill(0, i0 * h * w * ci, (i0 + imgs) * h * w * ci);
-      for (const { a, b, y0, y1, x0, x1 } of taps) {
-        if (y1 <= y0 || x1 <= x0) continue;
-        const src = columns + ((y0 * ow + x0) * cols + (a * kw + b) * ci) * 4;
-        const dst = out + ((y0 * sh - top + a) * w + (x0 * sw - left + b)) * ci * 4;
-        addRuns(src, dst, ci, imgs, perImage * 4, h * w * ci * 4, y1 - y0, ow * cols * 4, sh * w * ci * 4, x1 - x0, cols * 4, sw * ci * 4);
+      for (const t of taps) {
+        if (t.ny > 0 && t.nx > 0) addRuns(columns + t.column, dxBase + i0 * ib + t.image, ci, imgs, cb, ib, t.ny, cy, iy, t.nx, cx, ix);
       }
     }
   } finally {
@@ -425,7 +434,7 @@ function depthwiseForwardWasm(args: Parameters<tf.KernelFunc>[0], fused: boolean
   const simd = memory ? dwConvFor(memory, g.ci) : null;
   const activation = fused ? attrs.activation : 'linear';
   if (!simd || (attrs as { dataFormat?: string }).dataFormat === 'NCHW' || !Scope.FUSED_ACTIVATIONS.has(activation ?? 'linear')) {
-    return stockKernel(name, 'wasm')!.kernelFunc(args) as Info;
+    return stock(name, args);
   }
   return scoped(args.backend, 'wasm', (s) => {
     const be = args.backend as WasmBackend;
@@ -470,20 +479,20 @@ export function conv2dWasm(args: KernelArgs, fused: boolean): Info {
   const name = fused ? tf.FusedConv2D : tf.Conv2D;
   const [kh, kw, ci, co] = filter.shape as [number, number, number, number];
   const gemm = convOnOurs(args.backend);
-  const copyRuns = gemm ? copyRunsFor(wasmMemory(args.backend)!) : null;
-  if (!gemm || !copyRuns || x.dtype !== 'float32' || (attrs.dataFormat ?? 'NHWC') !== 'NHWC') return stock(name, args);
+  if (!gemm || x.dtype !== 'float32' || (attrs.dataFormat ?? 'NHWC') !== 'NHWC') return stock(name, args);
   const dil = attrs.dilations ?? 1;
   const dilated = typeof dil === 'number' ? dil !== 1 : dil[0] !== 1 || dil[1] !== 1;
   const g = geometry(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], attrs.strides, dil, attrs.pad, attrs.dimRoundingMode, false);
   const pointwise = kh === 1 && kw === 1 && g.sh === 1 && g.sw === 1 && g.top === 0 && g.left === 0 && g.oh === g.h && g.ow === g.w;
-  if (!pointwise && (dilated || kh * kw * ci < COLUMNS_MIN_K || !columnsFit(g))) return stock(name, args);
+  const copyRuns = pointwise || dilated || kh * kw * ci < COLUMNS_MIN_K || !columnsFit(g) ? null : copyRunsFor(wasmMemory(args.backend)!);
+  if (!pointwise && !copyRuns) return stock(name, args);
   const fuse = perColumn(bias, co);
   const backend = args.backend as WasmBackend;
   return scoped(args.backend, 'wasm', (s) => {
     const y = pointwise
       ? // The NHWC input is already the [n·h·w, ci] matrix and the filter [ci, co]: no copies.
         s.adopt(plainProduct(backend, gemm, x, filter, g.n * g.h * g.w, ci, co, [g.n, g.h, g.w, co], fuse ? bias : undefined))
-      : columnsConv(s, x, filter, fuse ? bias : undefined, g, gemm, copyRuns);
+      : columnsConv(s, x, filter, fuse ? bias : undefined, g, gemm, copyRuns!);
     return s.biasAndActivation(y, fuse ? undefined : bias, fused ? attrs.activation : undefined, preluActivationWeights, attrs.leakyreluAlpha, name);
   });
 }
@@ -514,23 +523,18 @@ function columnsConv(s: Scope, x: Info, filter: Info, bias: Info | undefined, g:
  * the SIMD run copy, zero where a tap falls in the padding. The buffer is freed at the end.
  */
 function eachColumnChunk(backend: WasmBackend, copyRuns: RunsFn, x: Info, g: Geometry, use: (columns: number, i0: number, imgs: number) => void): void {
-  const { n, h, w, ci, kh, kw, sh, sw, oh, ow, top, left } = g;
-  const cols = kh * kw * ci;
-  const perImage = oh * ow * cols;
+  const { n, ci, kh, kw, oh, ow } = g;
+  const perImage = oh * ow * kh * kw * ci;
   const chunk = columnChunk(n, oh * ow, perImage);
-  const taps = tapRanges(g);
-  const padded = taps.some((t) => t.y0 > 0 || t.y1 < oh || t.x0 > 0 || t.x1 < ow);
+  const { taps, imageStrides: [ib, iy, ix], columnStrides: [cb, cy, cx], padded } = tapBlocks(g);
   const columns = wasmMalloc(backend, chunk * perImage * 4);
   try {
     const xBase = heapOffset(backend, x);
     for (let i0 = 0; i0 < n; i0 += chunk) {
       const imgs = Math.min(chunk, n - i0);
       if (padded) new Float32Array(heapBuffer(backend), columns, imgs * perImage).fill(0);
-      for (const { a, b, y0, y1, x0, x1 } of taps) {
-        if (y1 <= y0 || x1 <= x0) continue;
-        const src = xBase + ((i0 * h + y0 * sh - top + a) * w + (x0 * sw - left + b)) * ci * 4;
-        const dst = columns + ((y0 * ow + x0) * cols + (a * kw + b) * ci) * 4;
-        copyRuns(src, dst, ci, imgs, h * w * ci * 4, perImage * 4, y1 - y0, sh * w * ci * 4, ow * cols * 4, x1 - x0, sw * ci * 4, cols * 4);
+      for (const t of taps) {
+        if (t.ny > 0 && t.nx > 0) copyRuns(xBase + i0 * ib + t.image, columns + t.column, ci, imgs, ib, cb, t.ny, iy, cy, t.nx, ix, cx);
       }
       use(columns, i0, imgs);
     }

@@ -36,6 +36,13 @@ export function stockKernel(name: string, backend: string): tf.KernelConfig | un
   return stock.get(key(name, backend)) ?? tf.getKernel(name, backend);
 }
 
+/** Runs the kernel tfjs shipped for `name` on `backend`: where a replacement falls back to it. */
+export function runStock(name: string, backend: string, args: Parameters<tf.KernelFunc>[0]): Info | Info[] {
+  const k = stockKernel(name, backend);
+  if (!k) throw new Error(`kernel '${name}' is not registered for backend '${backend}'`);
+  return k.kernelFunc(args) as Info | Info[];
+}
+
 export class Scope {
   private readonly temps: Info[] = [];
 

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { scoped, sizeOf, stockKernel, type BackendLike, type Info, type Scope } from './kernel_util.js';
+import { runStock, scoped, sizeOf, type BackendLike, type Info, type Scope } from './kernel_util.js';
 import { gemmFor, type GemmFn } from './wasm_gemm.js';
 import { keepsUpWithXnnpack, kernelThreads, type PoolCall } from './wasm_pool.js';
 
@@ -160,11 +160,7 @@ export function heapOffset(backend: WasmBackend, t: Info): number {
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
-function stock(name: string, args: KernelArgs): Info {
-  const k = stockKernel(name, 'wasm');
-  if (!k) throw new Error(`kernel '${name}' is not registered for backend 'wasm'`);
-  return k.kernelFunc(args) as Info;
-}
+const stock = (name: string, args: KernelArgs) => runStock(name, 'wasm', args) as Info;
 
 /** Index of operand batch `i` of an output batch, under numpy broadcasting of the outer dims. */
 function batchIndexer(outer: number[], operandOuter: number[]): (i: number) => number {
@@ -377,7 +373,7 @@ function gemmBatches(
 export function plainProduct(backend: WasmBackend, gemm: GemmFn, a: Info, b: Info, m: number, k: number, n: number, outShape: number[], bias?: Info): Info {
   const out = backend.makeOutput(outShape, 'float32');
   try {
-    gemmBatches(backend, gemm, heapOffset(backend, a), heapOffset(backend, b), heapOffset(backend, out), false, false, { ia: () => 0, ib: () => 0, batch: 1, m, k, n }, bias);
+    productAt(backend, gemm, heapOffset(backend, a), heapOffset(backend, b), heapOffset(backend, out), m, k, n, { bias });
   } catch (e) {
     backend.disposeData(out.dataId);
     throw e;

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { rememberStock, stockKernel } from './kernel_util.js';
+import { rememberStock, runStock } from './kernel_util.js';
 import { BATCH_NORM, BATCH_NORM_GRAD } from './wasm_norm.js';
 
 /**
@@ -99,7 +99,7 @@ function inputGrad(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
     if (pointwise(filter.shape, dy.shape, xShape)) return inputGradPointwise(dy, filter, xShape);
     if (!oneDnnRequested()) return inputGradStride1(dy, filter, xShape, geometry(xShape, filter.shape, attrs.pad, attrs.dimRoundingMode));
   }
-  return stockKernel(tf.Conv2DBackpropInput, 'tensorflow')!.kernelFunc(args) as tf.TensorInfo;
+  return runStock(tf.Conv2DBackpropInput, 'tensorflow', args) as tf.TensorInfo;
 }
 
 function filterGrad(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
@@ -110,7 +110,7 @@ function filterGrad(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
     if (pointwise(fs, dy.shape, x.shape)) return filterGradPointwise(x, dy, fs);
     if (!oneDnnRequested()) return filterGradStride1(x, dy, fs, geometry(x.shape, fs, attrs.pad, attrs.dimRoundingMode));
   }
-  return stockKernel(tf.Conv2DBackpropFilter, 'tensorflow')!.kernelFunc(args) as tf.TensorInfo;
+  return runStock(tf.Conv2DBackpropFilter, 'tensorflow', args) as tf.TensorInfo;
 }
 
 /**

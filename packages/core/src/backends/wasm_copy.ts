@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { sizeOf, stockKernel, type BackendLike, type Info } from './kernel_util.js';
+import { runStock, sizeOf, stockKernel, type BackendLike, type Info } from './kernel_util.js';
 import { heapOffset, heapView, wasmMemory, type WasmBackend } from './matmul_wasm.js';
 import { colSumFor } from './wasm_reduce.js';
 import { copyPlanned, copyRunsFor, planRuns, type Axis } from './wasm_runs.js';
@@ -23,9 +23,7 @@ type KernelArgs = Parameters<tf.KernelFunc>[0];
 
 const COPYABLE = new Set(['float32', 'int32', 'bool']);
 
-function stock(name: string, args: KernelArgs): Info | Info[] {
-  return stockKernel(name, 'wasm')!.kernelFunc(args) as Info | Info[];
-}
+const stock = (name: string, args: KernelArgs) => runStock(name, 'wasm', args);
 
 /**
  * out[i0, …, ik] = src[begin0 + i0·step0, …] for every output index (steps may be negative).
@@ -297,34 +295,20 @@ export function geluWasmAvailable(backend: unknown): boolean {
   return !!memory && !!geluFor(memory, false) && !!geluFor(memory, true);
 }
 
-/** Row-major strides of a shape, in elements. */
-const stridesOf = (shape: number[]) => {
-  const st = new Array<number>(shape.length);
-  for (let d = shape.length - 1, s = 1; d >= 0; d--) {
-    st[d] = s;
-    s *= shape[d]!;
-  }
-  return st;
-};
+/** Row-major strides of a shape, in elements (tfjs's leave out the last one, 1). */
+const stridesOf = (shape: number[]) => [...tf.util.computeStrides(shape), 1];
 
 /**
- * `out` ← the block of `x` at element `offset` over `axes` through our SIMD run copy; false (and
- * nothing written) where the copy does not apply: no SIMD, a dtype that is not 4 bytes, or data
- * that moves one element at a time.
+ * The SIMD run copy of `x`'s block over `axes` (see planRuns), or null where it does not apply: no
+ * SIMD, a dtype that is not 4 bytes, or data that moves one element at a time.
  */
-function blockCopy(backend: WasmCopyBackend & WasmBackend, x: Info, offset: number, axes: Axis[], out: Info): boolean {
+function blockCopy(backend: WasmCopyBackend & WasmBackend, x: Info, axes: Axis[]): ((offset: number, out: Info) => void) | null {
   const memory = wasmMemory(backend);
-  const fn = memory ? copyRunsFor(memory) : null;
-  const plan = planRuns(axes);
-  if (!fn || !plan || (x.dtype !== 'float32' && x.dtype !== 'int32')) return false;
-  copyPlanned(fn, heapOffset(backend, x) + offset * 4, heapOffset(backend, out), plan);
-  return true;
-}
-
-/** Whether a block copy of `axes` applies to `x` (checked before allocating an output). */
-function blockCopyApplies(backend: unknown, x: Info, axes: Axis[]): boolean {
-  const memory = wasmMemory(backend);
-  return !!memory && (x.dtype === 'float32' || x.dtype === 'int32') && planRuns(axes) !== null && copyRunsFor(memory) !== null;
+  const fn = memory && (x.dtype === 'float32' || x.dtype === 'int32') ? copyRunsFor(memory) : null;
+  const plan = fn ? planRuns(axes) : null;
+  if (!fn || !plan) return null;
+  // out ← the block at element `offset` of x
+  return (offset, out) => copyPlanned(fn, heapOffset(backend, x) + offset * 4, heapOffset(backend, out), plan);
 }
 
 /**
@@ -337,19 +321,20 @@ export function transposeWasm(args: KernelArgs): Info | Info[] {
   const st = stridesOf(x.shape);
   const axes = perm.map((p) => ({ n: x.shape[p]!, stride: st[p]! }));
   const backend = args.backend as WasmCopyBackend & WasmBackend;
-  if (sizeOf(x.shape) === 0 || !blockCopyApplies(backend, x, axes)) return stock(tf.Transpose, args);
+  const copy = sizeOf(x.shape) > 0 ? blockCopy(backend, x, axes) : null;
+  if (!copy) return stock(tf.Transpose, args);
   const out = backend.makeOutput(perm.map((p) => x.shape[p]!), x.dtype);
-  blockCopy(backend, x, 0, axes, out);
+  copy(0, out);
   return out;
 }
 
 /** A slice of `x` as a new tensor through the SIMD run copy, or null where it does not apply. */
 function sliceBlock(backend: WasmCopyBackend & WasmBackend, x: Info, begin: number[], size: number[]): Info | null {
   const st = stridesOf(x.shape);
-  const axes = size.map((n, d) => ({ n, stride: st[d]! }));
-  if (sizeOf(size) === 0 || !blockCopyApplies(backend, x, axes)) return null;
+  const copy = sizeOf(size) > 0 ? blockCopy(backend, x, size.map((n, d) => ({ n, stride: st[d]! }))) : null;
+  if (!copy) return null;
   const out = backend.makeOutput([...size], x.dtype);
-  blockCopy(backend, x, begin.reduce((o, b, d) => o + b * st[d]!, 0), axes, out);
+  copy(begin.reduce((o, b, d) => o + b * st[d]!, 0), out);
   return out;
 }
 

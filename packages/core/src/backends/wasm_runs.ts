@@ -124,14 +124,14 @@ export function copyPlanned(fn: RunsFn, src: number, dst: number, plan: { run: n
   while (loops.length < 3) loops.unshift({ n: 1, stride: 0 });
   const js = loops.slice(0, loops.length - 3);
   const [a, b, c] = loops.slice(-3) as [Axis, Axis, Axis];
-  const block = a.n * b.n * c.n * plan.run * 4;
+  const run = plan.run * 4;
+  const block = a.n * b.n * c.n * run;
   const jsCount = sizeOf(js.map((l) => l.n));
   const idx = new Array<number>(js.length).fill(0);
   let out = dst;
   for (let k = 0; k < jsCount; k++) {
     let from = src;
     for (let d = 0; d < js.length; d++) from += idx[d]! * js[d]!.stride * 4;
-    const run = plan.run * 4;
     fn(from, out, plan.run, a.n, a.stride * 4, b.n * c.n * run, b.n, b.stride * 4, c.n * run, c.n, c.stride * 4, run);
     out += block;
     for (let d = js.length - 1; d >= 0; d--) {
